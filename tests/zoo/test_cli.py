@@ -1,0 +1,240 @@
+"""Tests of the ``zoo`` command line (`zoo.cli`) and the text it prints (`zoo._docs`).
+
+The registry-wide tests (`zoo list`, `zoo docs`) build every model once in a scratch graph;
+`zoo.model_info` caches the cards, so the whole file builds each model once.
+"""
+
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+import zoo
+from zoo._docs import format_shape, human_count, models_markdown
+from zoo._registry import get_spec
+from zoo.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+DOCS = REPO / "docs" / "models.md"
+
+
+def _rows(out: str) -> list[list[str]]:
+    lines = out.splitlines()
+    assert lines[0].split() == ["name", "family", "params", "MACs", "FLOPs", "input", "year"]
+    return [line.split() for line in lines[1:]]
+
+
+def _expected_row(name: str) -> list[str]:
+    info = zoo.model_info(name)
+    return [
+        name,
+        info.family,
+        human_count(info.params),
+        human_count(info.macs),
+        human_count(info.flops),
+        format_shape(info.default_input_shape),
+        str(info.year),
+    ]
+
+
+def _one_error_line(err: str) -> str:
+    lines = err.splitlines()
+    assert len(lines) == 1, f"expected one line on stderr, got:\n{err}"
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "count, text",
+    [(0, "0"), (999, "999"), (272_474, "272K"), (999_999, "1M"), (11_699_112, "11.7M"), (1_818_558_976, "1.82G")],
+)
+def test_human_count(count, text):
+    assert human_count(count) == text
+
+
+# -- zoo list ---------------------------------------------------------------------------------------
+
+
+def test_list_has_a_row_per_model(capsys):
+    assert main(["list"]) == 0, capsys.readouterr().err
+    rows = _rows(capsys.readouterr().out)
+    assert [row[0] for row in rows] == zoo.list_models()
+    assert "resnet18" in zoo.list_models()
+    for row in rows:
+        assert row == _expected_row(row[0])
+    resnet18 = next(row for row in rows if row[0] == "resnet18")
+    assert resnet18[:3] == ["resnet18", "resnet", "11.7M"] and resnet18[5:] == ["224x224x3", "2015"]
+
+
+def test_list_filters_by_pattern_and_exclude(capsys):
+    argv = ["list", "resnet1*", "vgg*", "--exclude", "*_bn", "--exclude", "resnet1??"]
+    assert main(argv) == 0, capsys.readouterr().err
+    names = [row[0] for row in _rows(capsys.readouterr().out)]
+    assert names == zoo.list_models(["resnet1*", "vgg*"], exclude=["*_bn", "resnet1??"])
+    assert "resnet18" in names and "resnet101" not in names
+    assert not any(n.endswith("_bn") for n in names)
+
+
+def test_list_with_no_match_exits_1(capsys):
+    assert main(["list", "no_such_model*"]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert _one_error_line(err) == "zoo: no models match 'no_such_model*'"
+
+
+# -- zoo info ---------------------------------------------------------------------------------------
+
+
+def test_info_card_shows_every_field(capsys):
+    assert main(["info", "resnet18"]) == 0, capsys.readouterr().err
+    card = capsys.readouterr().out
+    info = zoo.model_info("resnet18")
+    assert card.splitlines()[0] == "resnet18"
+    for text in [
+        info.family,
+        info.task,
+        f"{info.paper}, {info.year}",
+        info.url,
+        "input shape        224x224x3 (default 224x224x3)",
+        f"num classes        {info.num_classes}",
+        f"params             {info.params:,} (11.7M)",
+        f"trainable params   {info.trainable_params:,}",
+        f"MACs               {info.macs:,}",
+        f"FLOPs              {info.flops:,}",
+        f"published params   {info.published_params:,} from {info.params_source}",
+        "matches published  ✓ the zoo's trainable count equals the published",
+        "pretrained         none yet",
+    ]:
+        assert text in card
+    assert info.published_params == info.trainable_params
+    for option, value in info.options:
+        assert f"= {value!r}  # set by resnet18" in card and option in card
+
+
+def test_info_at_another_input_shape(capsys):
+    assert main(["info", "resnet18", "--input-shape", "32", "32", "3"]) == 0, capsys.readouterr().err
+    card = capsys.readouterr().out
+    small = zoo.model_info("resnet18", input_shape=(32, 32, 3))
+    assert "32x32x3 (default 224x224x3)" in card
+    assert f"MACs               {small.macs:,}" in card
+    assert "(at the default input 224x224x3)" in card  # the published count is for the default input
+
+
+def test_unknown_name_is_one_line_with_close_matches(capsys):
+    assert main(["info", "resnet21"]) == 2
+    out, err = capsys.readouterr()
+    line = _one_error_line(err)
+    assert out == ""
+    assert line.startswith("zoo: error: unknown model 'resnet21'. Received name='resnet21'. Close matches: ")
+    close = line.split("Close matches: ")[1].rstrip(".").split(", ")
+    assert close and set(close) <= set(zoo.list_models())
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["bogus"],
+        ["list", "--bogus"],
+        ["list", "resnet21"],  # a plain name (no wildcard) must exist
+        ["info", "resnet18", "--input-shape", "0", "32", "3"],
+        ["info", "resnet18", "--input-shape", "32", "32"],
+        ["info", "resnet18", "--input-shape", "32", "x", "3"],
+        ["docs", "--check"],
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(capsys, argv):
+    assert main(argv) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert line.startswith("zoo") and "error: " in line
+
+
+def test_help_and_version(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"    {command} " in out for command in ("list", "info", "docs"))
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"zoo {zoo.__version__}"
+
+
+# -- zoo docs ---------------------------------------------------------------------------------------
+
+
+def test_docs_lists_every_model_under_its_family():
+    text = models_markdown()
+    assert text == models_markdown()  # deterministic
+    families = {get_spec(name).family.name: get_spec(name).family for name in zoo.list_models()}
+    for family in families.values():
+        assert f"\n## {family.name}\n\n[{family.paper}]({family.url}) ({family.year})" in text
+    rows = {
+        cells[0].strip("`"): cells
+        for line in text.splitlines()
+        if line.startswith("| `") and (cells := [c.strip() for c in line.strip("|").split("|")])
+    }
+    assert list(rows) == sorted(rows, key=lambda n: (get_spec(n).family.year, get_spec(n).family.name))
+    assert sorted(rows) == sorted(zoo.list_models())
+    info = zoo.model_info("resnet18")
+    assert rows["resnet18"] == [
+        "`resnet18`",
+        f"{info.params:,}",
+        f"{info.trainable_params:,}",
+        human_count(info.macs),
+        human_count(info.flops),
+        "224x224x3",
+        f"{info.published_params:,}",
+        info.params_source,
+        "✓",
+    ]
+
+
+def test_docs_check_fails_on_a_stale_file(tmp_path, capsys):
+    out = tmp_path / "models.md"
+    out.write_text("# Models\n\nstale\n", encoding="utf-8")
+    assert main(["docs", "--out", str(out), "--check"]) == 1
+    err = _one_error_line(capsys.readouterr().err)
+    assert "is stale" in err and "make docs" in err
+    assert out.read_text(encoding="utf-8") == "# Models\n\nstale\n"  # --check writes nothing
+
+    assert main(["docs", "--out", str(tmp_path / "missing.md"), "--check"]) == 1
+    assert "is missing" in capsys.readouterr().err
+
+
+def test_docs_check_passes_on_a_fresh_file(tmp_path, capsys):
+    out = tmp_path / "docs" / "models.md"
+    assert main(["docs", "--out", str(out)]) == 0
+    assert out.read_text(encoding="utf-8") == models_markdown()
+    assert main(["docs", "--out", str(out), "--check"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_repo_docs_are_current():
+    current = DOCS.read_text(encoding="utf-8") if DOCS.is_file() else ""
+    assert current == models_markdown(), "docs/models.md is stale: run `make docs` and commit the result"
+
+
+# -- entry points, import cost ----------------------------------------------------------------------
+
+
+def _python(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=120)
+
+
+def test_import_zoo_and_help_do_not_import_tensorflow():
+    result = _python("-c", "import zoo, sys; assert 'tensorflow' not in sys.modules")
+    assert result.returncode == 0, result.stderr
+    result = _python("-c", "import sys, zoo.cli; assert zoo.cli.main(['--help']) == 0; "
+                           "assert 'tensorflow' not in sys.modules")
+    assert result.returncode == 0, result.stderr
+
+
+def test_console_script_and_python_m_entry_points():
+    # Under `make test` the interpreter is .venv/bin/python, so this is .venv/bin/zoo (setup.cfg's entry point).
+    script = Path(sysconfig.get_path("scripts")) / "zoo"
+    assert script.is_file(), f"{script} missing: reinstall with `pip install -e .`"
+    result = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=120)
+    assert (result.returncode, result.stdout.strip()) == (0, f"zoo {zoo.__version__}"), result.stderr
+    for module in ("zoo", "zoo.cli"):
+        result = _python("-m", module, "--help")
+        assert result.returncode == 0 and result.stdout.startswith("usage: zoo "), result.stderr

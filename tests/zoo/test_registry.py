@@ -1,0 +1,139 @@
+"""The registry's API: listing, lookup, option validation, cards and published parameter counts."""
+
+import json
+from importlib import resources
+
+import pytest
+
+import zoo
+from zoo import _registry as registry
+
+FAMILIES = {"alexnet", "vgg", "googlenet", "resnet", "nin", "wide_resnet", "resnext", "stochastic_depth",
+            "densenet", "fractalnet", "squeezenet"}
+# The variants the issue names; the registry may hold more.
+REQUIRED = ["alexnet", "alexnet_2012", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19",
+            "vgg19_bn", "googlenet", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet20",
+            "resnet32", "resnet44", "resnet56", "resnet110", "resnet50v2", "nin", "wide_resnet16_4",
+            "wide_resnet28_10", "wide_resnet40_4", "resnext29_8x64d", "resnext50_32x4d",
+            "stochastic_depth_resnet110", "densenet121", "densenet169", "densenet201", "densenet_bc100_k12",
+            "squeezenet1_0", "squeezenet1_1"]
+
+
+def test_every_family_and_required_variant_is_registered():
+    assert {f.name for f in zoo.list_families()} >= FAMILIES
+    missing = set(REQUIRED) - set(zoo.list_models())
+    assert not missing
+    assert any(n.startswith("fractalnet") for n in zoo.list_models())
+
+
+def test_list_models_globs_exclude_and_natural_sort():
+    assert zoo.list_models("resnet[0-9]*", exclude="*v2") == [
+        "resnet18", "resnet20", "resnet32", "resnet34", "resnet44", "resnet50", "resnet56", "resnet101",
+        "resnet110", "resnet152"]
+    assert zoo.list_models(["vgg1[16]*"], exclude=["*_bn"]) == ["vgg11", "vgg16"]
+    assert zoo.list_models("no_such_*") == []
+    assert zoo.list_models(pretrained=True) == []  # no weights ship until the pretrained-weights issue
+
+
+def test_unknown_name_names_close_matches():
+    with pytest.raises(ValueError, match=r"unknown model 'resnet21'.*Close matches: .*resnet20"):
+        zoo.create_model("resnet21")
+    with pytest.raises(ValueError, match="unknown model"):
+        zoo.model_info("not_a_model_at_all")
+
+
+def test_unknown_option_raises_and_lists_accepted():
+    with pytest.raises(ValueError, match=r"unknown option\(s\) depth for model 'resnet20'.*Accepted: block"):
+        zoo.create_model("resnet20", depth=20)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(min_survival_probability="half"), "must be float"),
+        (dict(stage_depths=3), r"must be tuple\[int, \.\.\.\]"),
+        (dict(block="dense"), "must be 'basic' | 'bottleneck' | 'preact_bottleneck'"),
+        (dict(stem_width=True), "must be int"),
+    ],
+)
+def test_option_types_are_checked(options, message):
+    with pytest.raises(TypeError, match=message):
+        zoo.create_model("resnet20", **options)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(input_shape=(28, 28)), r"input_shape .* received \(28, 28\)"),
+        (dict(input_shape=(28, 28, 0)), "positive ints"),
+        (dict(num_classes=0), "num_classes must be a positive int; received 0"),
+        (dict(pooling="mean"), "pooling must be one of"),
+        (dict(classifier_activation="softmaxx"), "Keras activation name"),
+        (dict(weights="/no/such/file.h5"), r"cannot load weights='/no/such/file.h5'.*Accepted: None"),
+    ],
+)
+def test_bad_arguments_say_what_was_received(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        zoo.create_model("resnet20", **kwargs)
+
+
+def test_list_option_is_accepted_as_tuple():
+    model = zoo.create_model("resnet20", stage_depths=[1, 1, 1], input_shape=(28, 28, 1), num_classes=3)
+    assert model.output_shape == (None, 3)
+    assert len([layer for layer in model.layers if layer.name.endswith("_add")]) == 3
+
+
+def test_duplicate_registration_raises(monkeypatch):
+    monkeypatch.setattr(registry, "_MODELS", dict(registry._MODELS))
+    monkeypatch.setattr(registry, "_FAMILIES", dict(registry._FAMILIES))
+    resnet = registry._FAMILIES["resnet"]
+    with pytest.raises(ValueError, match="'resnet20' is already registered"):
+        resnet.register("resnet20", stage_depths=(3, 3, 3))
+    with pytest.raises(ValueError, match="family 'resnet' is already registered"):
+        registry.register_family("resnet", resnet.builder, paper="", year=2015, url="")
+    with pytest.raises(ValueError, match="unknown option"):  # a typo in a registration fails at import
+        resnet.register("resnet_typo", stage_depth=(1, 1))
+
+
+def test_registry_records_task_inputs_and_outputs():
+    for family in zoo.list_families():
+        assert family.task in registry.TASKS
+        assert family.inputs and family.outputs
+        assert family.paper and 2010 <= family.year <= 2020 and family.url.startswith("https://")
+
+
+def test_model_info_card():
+    info = zoo.model_info("resnet18")
+    assert (info.family, info.task, info.year, info.default_input_shape) == ("resnet", "classification", 2015,
+                                                                             (224, 224, 3))
+    assert info.trainable_params == info.published_params == 11_689_512
+    assert info.flops == 2 * info.macs and 1.8e9 < info.macs < 1.83e9  # torchvision: 1.81 GFLOPS (MACs)
+    small = zoo.model_info("resnet18", input_shape=(32, 32, 3))
+    assert small.input_shape == (32, 32, 3) and small.macs < info.macs
+    with pytest.raises(dataclasses_frozen_error()):
+        info.params = 1
+
+
+def dataclasses_frozen_error():
+    import dataclasses
+
+    return dataclasses.FrozenInstanceError
+
+
+def test_shipped_cards_are_current(measured_cards):
+    shipped = json.loads((resources.files("zoo") / registry.CARDS_PATH).read_text())
+    assert shipped == measured_cards, "zoo/_cards.json is stale: run `make docs`"
+
+
+def test_published_parameter_counts(measured_cards):
+    """Each published count (torchvision, keras.applications or the paper's table, cited in the
+    registration and the family's docstring) equals the zoo's trainable count, as measured now."""
+    checked = []
+    for name in zoo.list_models():
+        published = registry.get_spec(name).published
+        if published is not None:
+            trainable = measured_cards[name]["trainable_params"]
+            assert published.matches(trainable), (name, trainable, published)
+            checked.append(name)
+    assert {"resnet18", "resnet50", "vgg16", "densenet121", "squeezenet1_0", "resnext50_32x4d",
+            "wide_resnet50_2", "alexnet"} <= set(checked)

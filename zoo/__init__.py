@@ -1,0 +1,45 @@
+"""keras-zoo: the CS231n case-study models in tf_keras, by name.
+
+    >>> import zoo
+    >>> zoo.list_models("resnet*")[:3]
+    ['resnet18', 'resnet20', 'resnet32']
+    >>> model = zoo.create_model("resnet20", input_shape=(28, 28, 1), num_classes=10)
+
+Importing ``zoo`` is cheap: it sets ``TF_USE_LEGACY_KERAS=1`` (TFMOT and tf-agents only work
+with the Keras 2 API, ``tf_keras``) and defers TensorFlow and the model families until the
+registry is first used.
+"""
+
+import os as _os
+import sys as _sys
+import warnings as _warnings
+
+if "tensorflow" in _sys.modules and _os.environ.get("TF_USE_LEGACY_KERAS") != "1":
+    _warnings.warn(
+        "TensorFlow was imported before zoo without TF_USE_LEGACY_KERAS=1, so tf.keras is Keras 3. "
+        "zoo builds every model with tf_keras; import zoo first (or export TF_USE_LEGACY_KERAS=1) "
+        "so that tf.keras, TFMOT and tf-agents agree with it.",
+        stacklevel=2,
+    )
+_os.environ["TF_USE_LEGACY_KERAS"] = "1"
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from zoo._registry import (  # noqa: E402  (the environment must be set first)
+    ModelInfo,
+    create_model,
+    list_families,
+    list_models,
+    model_info,
+    strip_training_outputs,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ModelInfo",
+    "create_model",
+    "list_families",
+    "list_models",
+    "model_info",
+    "strip_training_outputs",
+]

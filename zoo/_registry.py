@@ -1,0 +1,546 @@
+"""The model registry: families, their registered variants, and the typed `create_model` front door.
+
+A *family* is one paper's architecture with one builder function whose keyword-only, typed
+arguments are its architecture options. A *variant* (``resnet50``) is a name plus the values of
+some of those options. Everything a later model family needs (detectors, GANs, agents) is on the
+family record: its task and the names of its inputs and outputs.
+
+Nothing here imports TensorFlow at module import time: `zoo` stays cheap to import and the
+families are loaded on first use of the registry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import fnmatch
+import importlib
+import inspect
+import re
+import types
+import typing
+from functools import lru_cache
+from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
+
+__all__ = [
+    "Family",
+    "ModelInfo",
+    "ModelSpec",
+    "Published",
+    "create_model",
+    "get_spec",
+    "list_families",
+    "list_models",
+    "model_info",
+    "register_family",
+    "strip_training_outputs",
+]
+
+Task = Literal["classification", "detection", "segmentation", "generation", "captioning", "policy"]
+TASKS: tuple[str, ...] = typing.get_args(Task)
+
+# Arguments every builder takes; everything else keyword-only in its signature is an
+# architecture option of the family.
+COMMON_ARGS = ("name", "input_shape", "num_classes", "include_top", "pooling", "classifier_activation")
+POOLINGS = (None, "avg", "max")
+
+
+@dataclasses.dataclass(frozen=True)
+class Published:
+    """A published parameter count to test against.
+
+    Attributes:
+        params: the number as published.
+        source: where it is published (library and symbol, or paper and table).
+        decimals: ``None`` if the count is exact; otherwise the paper gives millions to this many
+            decimals (``2`` for "0.27M") and tests compare at that precision.
+        truncated: the paper truncates rather than rounds to ``decimals``.
+    """
+
+    params: int
+    source: str
+    decimals: int | None = None
+    truncated: bool = False
+
+    def matches(self, params: int) -> bool:
+        if self.decimals is None:
+            return params == self.params
+        scale = 10**self.decimals / 1e6
+        shown = int(params * scale) if self.truncated else round(params * scale)
+        return shown == round(self.params * scale)
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """One architecture family: its paper, its builder and what its models take and return."""
+
+    name: str
+    builder: Callable[..., Any]
+    paper: str
+    year: int
+    url: str
+    task: str = "classification"
+    inputs: tuple[str, ...] = ("image",)
+    outputs: tuple[str, ...] = ("logits",)
+
+    def __post_init__(self):
+        if self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r} for family {self.name!r}. Accepted: {', '.join(TASKS)}")
+
+    def register(
+        self,
+        name: str,
+        *,
+        default_input_shape: tuple[int, int, int] = (224, 224, 3),
+        default_num_classes: int = 1000,
+        published: Published | None = None,
+        **options: Any,
+    ) -> "ModelSpec":
+        """Registers a variant: a name plus values for some of the family's options."""
+        spec = ModelSpec(
+            name=name,
+            family=self,
+            options=types.MappingProxyType(dict(options)),
+            default_input_shape=tuple(default_input_shape),
+            default_num_classes=default_num_classes,
+            published=published,
+        )
+        _check_options(spec, options)  # a typo in a registration fails at import, not at use
+        if name in _MODELS:
+            raise ValueError(f"model {name!r} is already registered (family {_MODELS[name].family.name!r})")
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+            raise ValueError(f"model names are lower_snake_case; received {name!r}")
+        _MODELS[name] = spec
+        return spec
+
+    def option_names(self) -> tuple[str, ...]:
+        return tuple(_architecture_params(self.builder))
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """A registered variant."""
+
+    name: str
+    family: Family
+    options: Mapping[str, Any]
+    default_input_shape: tuple[int, int, int]
+    default_num_classes: int
+    published: Published | None
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInfo:
+    """What `model_info` reports about one model at one input shape.
+
+    ``flops`` counts a multiply-accumulate as two operations (``flops == 2 * macs``) over the
+    convolution and dense layers; normalization, activation and pooling are not counted, as in
+    torchvision's and timm's tables (their "GFLOPS" column is our ``macs``).
+    """
+
+    name: str
+    family: str
+    task: str
+    paper: str
+    year: int
+    url: str
+    input_shape: tuple[int, int, int]
+    default_input_shape: tuple[int, int, int]
+    num_classes: int
+    params: int
+    trainable_params: int
+    macs: int
+    flops: int
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    options: tuple[tuple[str, Any], ...]
+    published_params: int | None
+    params_source: str | None
+    pretrained: tuple[str, ...] = ()
+
+
+_MODELS: dict[str, ModelSpec] = {}
+_FAMILIES: dict[str, Family] = {}
+_LOADED = False
+
+
+def register_family(name: str, builder: Callable[..., Any], *, paper: str, year: int, url: str, **kwargs) -> Family:
+    """Registers a family; its variants are then added with ``family.register(...)``.
+
+    Raises:
+        ValueError: if the family is already registered or its builder lacks a common argument.
+    """
+    if name in _FAMILIES:
+        raise ValueError(f"family {name!r} is already registered")
+    params = inspect.signature(builder).parameters
+    missing = [a for a in COMMON_ARGS if a not in params]
+    if missing:
+        raise ValueError(f"builder of family {name!r} must accept {', '.join(missing)}")
+    family = Family(name=name, builder=builder, paper=paper, year=year, url=url, **kwargs)
+    _FAMILIES[name] = family
+    return family
+
+
+def _load_families() -> None:
+    global _LOADED
+    if not _LOADED:
+        _LOADED = True  # set first: a family module that fails to import must not loop
+        importlib.import_module("zoo.models")
+
+
+def _natural_key(name: str):
+    return [int(tok) if tok.isdigit() else tok for tok in re.split(r"(\d+)", name)]
+
+
+def _as_patterns(patterns: str | Iterable[str]) -> tuple[str, ...]:
+    return (patterns,) if isinstance(patterns, str) else tuple(patterns)
+
+
+def list_models(
+    include: str | Sequence[str] = "*", exclude: str | Sequence[str] = (), pretrained: bool = False
+) -> list[str]:
+    """Lists registered model names, naturally sorted (``resnet20`` before ``resnet110``).
+
+    Args:
+        include: glob pattern(s) a name must match (any of them).
+        exclude: glob pattern(s) that remove a name.
+        pretrained: only models that ship pretrained weights.
+
+    Example:
+        >>> list_models("vgg1[16]*", exclude="*_bn")
+        ['vgg11', 'vgg16']
+    """
+    _load_families()
+    inc, exc = _as_patterns(include), _as_patterns(exclude)
+    names = [
+        n
+        for n in _MODELS
+        if any(fnmatch.fnmatchcase(n, p) for p in inc) and not any(fnmatch.fnmatchcase(n, p) for p in exc)
+    ]
+    if pretrained:
+        names = [n for n in names if _pretrained_tags(n)]
+    return sorted(names, key=_natural_key)
+
+
+def list_families() -> list[Family]:
+    """The registered families, in registration order."""
+    _load_families()
+    return list(_FAMILIES.values())
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The registered variant called ``name``.
+
+    Raises:
+        ValueError: naming close matches when ``name`` is not registered.
+    """
+    _load_families()
+    if not isinstance(name, str) or name not in _MODELS:
+        close = difflib.get_close_matches(str(name), list(_MODELS), n=5, cutoff=0.6)
+        hint = f"Close matches: {', '.join(close)}." if close else "See zoo.list_models()."
+        raise ValueError(f"unknown model {name!r}. Received name={name!r}. {hint}")
+    return _MODELS[name]
+
+
+def _pretrained_tags(name: str) -> tuple[str, ...]:
+    # Filled in by the pretrained-weights registry when it lands; a variant ships none until then.
+    return ()
+
+
+# -- option validation ----------------------------------------------------------------------------
+
+
+def _architecture_params(builder) -> dict[str, inspect.Parameter]:
+    return {
+        n: p
+        for n, p in inspect.signature(builder).parameters.items()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and n not in COMMON_ARGS
+    }
+
+
+@lru_cache(maxsize=None)
+def _type_hints(builder) -> dict[str, Any]:
+    return typing.get_type_hints(builder)
+
+
+def _conforms(value: Any, hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return True
+    if origin is Literal:
+        return value in typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_conforms(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if not isinstance(value, (tuple, list)):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_conforms(v, args[0]) for v in value)
+        return len(args) == len(value) and all(_conforms(v, a) for v, a in zip(value, args))
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True
+
+
+def _hint_name(hint: Any) -> str:
+    if typing.get_origin(hint) is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(hint))
+    if typing.get_origin(hint) is None and isinstance(hint, type):
+        return hint.__name__
+    return str(hint).replace("typing.", "")
+
+
+def _check_options(spec: ModelSpec, options: Mapping[str, Any]) -> dict[str, Any]:
+    accepted = _architecture_params(spec.family.builder)
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"unknown option(s) {', '.join(unknown)} for model {spec.name!r} (family {spec.family.name}). "
+            f"Accepted: {', '.join(accepted) or 'none'}; and the common arguments: "
+            f"weights, {', '.join(COMMON_ARGS[1:])}."
+        )
+    hints = _type_hints(spec.family.builder)
+    out = {}
+    for key, value in options.items():
+        hint = hints.get(key, Any)
+        if not _conforms(value, hint):
+            raise TypeError(
+                f"option {key!r} of model {spec.name!r} must be {_hint_name(hint)}; received {value!r}"
+            )
+        out[key] = tuple(value) if isinstance(value, list) else value
+    return out
+
+
+def _check_input_shape(name: str, input_shape: Any) -> tuple[int, int, int]:
+    ok = (
+        isinstance(input_shape, (tuple, list))
+        and len(input_shape) == 3
+        and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in input_shape)
+    )
+    if not ok:
+        raise ValueError(
+            f"input_shape for {name!r} must be (height, width, channels) of positive ints, channels last; "
+            f"received {input_shape!r}"
+        )
+    return tuple(input_shape)
+
+
+# -- the front door ---------------------------------------------------------------------------------
+
+
+def create_model(
+    name: str,
+    *,
+    weights: str | None = None,
+    input_shape: tuple[int, int, int] | None = None,
+    num_classes: int | None = None,
+    include_top: bool = True,
+    pooling: str | None = None,
+    classifier_activation: str | None = None,
+    **architecture_options: Any,
+):
+    """Builds a registered model as a functional ``tf_keras.Model``.
+
+    Args:
+        name: a registered name, see `list_models`.
+        weights: ``None`` for random initialization, or a path to a weights file (``.h5`` or a
+            TF checkpoint prefix) saved from the same architecture.
+        input_shape: ``(height, width, channels)``; defaults to the variant's default. Families adapt
+            their stem to small inputs (under 64 pixels) as their docstrings describe.
+        num_classes: size of the classifier; defaults to the variant's default (1000 for ImageNet).
+        include_top: build the classifier; if False the model returns features.
+        pooling: with ``include_top=False``: ``None`` (the last feature map), ``"avg"`` or ``"max"``.
+        classifier_activation: activation of the classifier output; ``None`` returns logits.
+        **architecture_options: the family's typed options (see ``zoo info NAME``); unknown ones raise.
+
+    Returns:
+        A functional ``tf_keras.Model`` with deterministic layer names. Its first output is the
+        prediction; any further outputs (GoogLeNet's auxiliary heads) are for training only and
+        `strip_training_outputs` removes them.
+
+    Raises:
+        ValueError: unknown name or option, or an invalid argument value.
+        TypeError: an option of the wrong type.
+
+    Example:
+        >>> model = create_model("resnet20", input_shape=(28, 28, 1), num_classes=10)
+        >>> model.output_shape
+        (None, 10)
+    """
+    spec = get_spec(name)
+    options = {**spec.options, **_check_options(spec, architecture_options)}
+    input_shape = _check_input_shape(name, spec.default_input_shape if input_shape is None else input_shape)
+    num_classes = spec.default_num_classes if num_classes is None else num_classes
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int; received {num_classes!r}")
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}; received {pooling!r}")
+    if not isinstance(include_top, bool):
+        raise TypeError(f"include_top must be a bool; received {include_top!r}")
+    if classifier_activation is not None:
+        _check_activation(classifier_activation)
+
+    model = spec.family.builder(
+        name=spec.name,
+        input_shape=input_shape,
+        num_classes=num_classes,
+        include_top=include_top,
+        pooling=pooling,
+        classifier_activation=classifier_activation,
+        **options,
+    )
+    if weights is not None:
+        _load_weights(model, spec, weights)
+    return model
+
+
+def _check_activation(activation: str) -> None:
+    import tf_keras
+
+    try:
+        tf_keras.activations.get(activation)
+    except (ValueError, TypeError) as err:
+        raise ValueError(
+            f"classifier_activation must be None (logits) or a Keras activation name such as 'softmax'; "
+            f"received {activation!r}"
+        ) from err
+
+
+def _load_weights(model, spec: ModelSpec, weights: str) -> None:
+    import os
+
+    if not isinstance(weights, (str, os.PathLike)) or not (
+        os.path.exists(weights) or os.path.exists(f"{weights}.index")
+    ):
+        tags = _pretrained_tags(spec.name)
+        accepted = ", ".join([*tags, "None", "a path to a weights file"])
+        raise ValueError(f"cannot load weights={weights!r} for {spec.name!r}. Accepted: {accepted}")
+    try:
+        model.load_weights(os.fspath(weights))
+    except (ValueError, OSError) as err:
+        raise ValueError(f"weights file {weights!r} does not fit {spec.name!r}: {err}") from err
+
+
+def strip_training_outputs(model):
+    """Returns a model with only the primary (first) output, sharing weights with ``model``.
+
+    GoogLeNet's auxiliary classifiers are extra outputs used only for the training loss.
+
+    Example:
+        >>> net = create_model("googlenet", input_shape=(32, 32, 3), num_classes=10)
+        >>> len(net.outputs), len(strip_training_outputs(net).outputs)
+        (3, 1)
+    """
+    if len(model.outputs) == 1:
+        return model
+    import tf_keras
+
+    return tf_keras.Model(model.inputs, model.outputs[0], name=model.name)
+
+
+# -- model cards ------------------------------------------------------------------------------------
+
+
+def model_info(name: str, input_shape: tuple[int, int, int] | None = None, **architecture_options) -> ModelInfo:
+    """Describes a model: family, paper, parameters and FLOPs at ``input_shape``.
+
+    Cards at the default input shape and options come from the card table generated with the docs
+    (``make docs``; a test keeps it current), so listing the zoo does not build every model; any
+    other input shape or option builds the model once (cached per process).
+
+    Example:
+        >>> model_info("resnet18").params
+        11699112
+    """
+    spec = get_spec(name)
+    shape = _check_input_shape(name, spec.default_input_shape if input_shape is None else input_shape)
+    options = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in architecture_options.items()))
+    return _model_info(name, shape, options)
+
+
+@lru_cache(maxsize=256)
+def _model_info(name: str, input_shape: tuple[int, int, int], options: tuple) -> ModelInfo:
+    spec = _MODELS[name]
+    card = _cards().get(name) if not options and input_shape == spec.default_input_shape else None
+    measured = card if card is not None else _measure(name, input_shape, options)
+    params, trainable, macs = measured["params"], measured["trainable_params"], measured["macs"]
+    merged = {**spec.options, **dict(options)}
+    return ModelInfo(
+        name=name,
+        family=spec.family.name,
+        task=spec.family.task,
+        paper=spec.family.paper,
+        year=spec.family.year,
+        url=spec.family.url,
+        input_shape=input_shape,
+        default_input_shape=spec.default_input_shape,
+        num_classes=spec.default_num_classes,
+        params=params,
+        trainable_params=trainable,
+        macs=macs,
+        flops=2 * macs,
+        inputs=spec.family.inputs,
+        outputs=spec.family.outputs,
+        options=tuple(sorted(merged.items())),
+        published_params=spec.published.params if spec.published else None,
+        params_source=spec.published.source if spec.published else None,
+        pretrained=_pretrained_tags(name),
+    )
+
+
+CARDS_PATH = "_cards.json"
+
+
+@lru_cache(maxsize=1)
+def _cards() -> dict[str, dict[str, int]]:
+    """Measured params and MACs at each variant's defaults, generated by `compute_cards`."""
+    import json
+    from importlib import resources
+
+    path = resources.files("zoo") / CARDS_PATH
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def compute_cards() -> dict[str, dict[str, int]]:
+    """Builds every registered model at its defaults and measures it (the content of ``_cards.json``)."""
+    cards = {}
+    for name in list_models():
+        cards[name] = _measure(name, get_spec(name).default_input_shape, ())
+    return cards
+
+
+def write_cards() -> str:
+    """Regenerates the card table shipped in the package (``make docs`` runs this); returns its path."""
+    import json
+    import os
+
+    path = os.path.join(os.path.dirname(__file__), CARDS_PATH)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(compute_cards(), f, indent=1, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
+    _cards.cache_clear()
+    _model_info.cache_clear()
+    return path
+
+
+def _measure(name: str, input_shape: tuple[int, int, int], options: tuple) -> dict[str, int]:
+    from zoo._flops import count_macs
+
+    # Built eagerly: tf_keras builds functional models faster eagerly than in a scratch graph.
+    model = create_model(name, input_shape=input_shape, **dict(options))
+    return {
+        "params": int(model.count_params()),
+        "trainable_params": int(sum(int(w.shape.num_elements()) for w in model.trainable_weights)),
+        "macs": count_macs(model),
+    }

@@ -1,0 +1,115 @@
+"""Building blocks shared by the CNN families: stems, conv-BN-activation, heads.
+
+Conventions every family follows (they are the weight-compatibility contract):
+- Every layer gets an explicit, deterministic name (``stage2_block1_conv1``); building the same
+  model twice gives the same names.
+- Batch norm uses PyTorch's defaults (epsilon 1e-5, momentum 0.9 in Keras terms) unless a paper or
+  reference implementation says otherwise.
+- Strided convolutions pad symmetrically (``ZeroPadding2D`` then ``valid``) like the reference
+  implementations, instead of Keras' bottom-right-heavy ``same``.
+- The classifier is a Dense layer named ``predictions``; without ``include_top`` the model returns
+  the last feature map, or its global average/max when ``pooling`` says so.
+"""
+
+from __future__ import annotations
+
+import tf_keras as keras
+
+layers = keras.layers
+
+__all__ = [
+    "SMALL_INPUT",
+    "bn",
+    "classifier",
+    "conv",
+    "conv_bn_act",
+    "image_input",
+    "pool_features",
+    "resolve_stem",
+]
+
+BN_EPSILON = 1e-5
+BN_MOMENTUM = 0.9
+# Inputs smaller than this on their short side get the family's small-input (CIFAR-style) stem.
+SMALL_INPUT = 64
+
+
+def image_input(input_shape, name: str = "image"):
+    return keras.Input(shape=tuple(input_shape), name=name)
+
+
+def resolve_stem(stem: str, input_shape, *, family: str) -> str:
+    """``"auto"`` picks ``"small"`` under `SMALL_INPUT` pixels and ``"imagenet"`` otherwise."""
+    accepted = ("auto", "imagenet", "small")
+    if stem not in accepted:
+        raise ValueError(f"stem for {family} must be one of {accepted}; received {stem!r}")
+    if stem == "auto":
+        return "small" if min(input_shape[:2]) < SMALL_INPUT else "imagenet"
+    return stem
+
+
+def conv(x, filters: int, kernel_size, *, strides=1, groups: int = 1, use_bias: bool = False, name: str,
+         padding: str | int = "same", dilation_rate=1):
+    """A Conv2D with symmetric padding for strided convolutions.
+
+    ``padding="same"`` pads ``kernel_size // 2`` on every side when strided (PyTorch's ``padding=k//2``);
+    an int pads that much; ``"valid"`` pads nothing.
+    """
+    k = kernel_size if isinstance(kernel_size, int) else kernel_size[0]
+    s = strides if isinstance(strides, int) else strides[0]
+    if isinstance(padding, int) or (padding == "same" and s > 1):
+        pad = k // 2 if padding == "same" else padding
+        if pad:
+            x = layers.ZeroPadding2D(pad, name=f"{name}_pad")(x)
+        padding = "valid"
+    return layers.Conv2D(
+        filters,
+        kernel_size,
+        strides=strides,
+        padding=padding,
+        groups=groups,
+        use_bias=use_bias,
+        dilation_rate=dilation_rate,
+        kernel_initializer="he_normal",
+        name=name,
+    )(x)
+
+
+def bn(x, name: str, epsilon: float = BN_EPSILON):
+    return layers.BatchNormalization(axis=-1, epsilon=epsilon, momentum=BN_MOMENTUM, name=name)(x)
+
+
+def conv_bn_act(x, filters: int, kernel_size, *, name: str, strides=1, groups: int = 1,
+                activation: str | None = "relu", padding: str | int = "same", use_bias: bool = False):
+    """conv → BN → activation, named ``{name}_conv``, ``{name}_bn``, ``{name}_relu``."""
+    x = conv(x, filters, kernel_size, strides=strides, groups=groups, use_bias=use_bias, name=f"{name}_conv",
+             padding=padding)
+    x = bn(x, f"{name}_bn")
+    if activation:
+        x = layers.Activation(activation, name=f"{name}_{activation}")(x)
+    return x
+
+
+def pool_features(x, pooling: str | None):
+    """The ``include_top=False`` output: the feature map, or its global average or max."""
+    if pooling == "avg":
+        return layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    if pooling == "max":
+        return layers.GlobalMaxPooling2D(name="max_pool")(x)
+    return x
+
+
+def classifier(x, *, num_classes: int, classifier_activation: str | None, dropout: float = 0.0):
+    """Global average pool → (dropout) → Dense ``predictions``."""
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    if dropout:
+        x = layers.Dropout(dropout, name="head_dropout")(x)
+    return layers.Dense(num_classes, activation=classifier_activation, name="predictions")(x)
+
+
+def head(x, *, include_top: bool, num_classes: int, pooling: str | None, classifier_activation: str | None,
+         dropout: float = 0.0):
+    """`classifier` when ``include_top``, else `pool_features`."""
+    if include_top:
+        return classifier(x, num_classes=num_classes, classifier_activation=classifier_activation, dropout=dropout)
+    return pool_features(x, pooling)

@@ -1,0 +1,1 @@
+from zoo.models.nin import nin  # noqa: F401  (registers the family)
