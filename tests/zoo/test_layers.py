@@ -64,3 +64,27 @@ def test_local_response_normalization_matches_the_formula():
     np.testing.assert_allclose(out, expected, rtol=1e-5)
     with pytest.raises(ValueError, match="positive odd int; received 4"):
         LocalResponseNormalization(size=4)
+
+
+@pytest.mark.parametrize("options", [dict(padding="same"), dict(strides=2, padding="valid"),
+                                     dict(strides=2, padding="same"), dict(dilation_rate=2, padding="same")])
+def test_grouped_conv_matches_keras_conv2d_forward_and_backward(options):
+    from zoo.layers import GroupedConv2D
+
+    x = tf.random.stateless_normal((3, 9, 9, 16), seed=(4, 2))
+    grouped = GroupedConv2D(32, 3, groups=4, **options)
+    native = keras.layers.Conv2D(32, 3, groups=4, **options)
+    grouped.build(x.shape)
+    native.build(x.shape)
+    native.set_weights(grouped.get_weights())  # the same kernel layout (3, 3, 16 / 4, 32)
+
+    def outputs_and_grads(layer):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(tf.sin(y))
+        return [y, *tape.gradient(loss, [x, *layer.trainable_weights])]
+
+    for a, b in zip(outputs_and_grads(grouped), outputs_and_grads(native)):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-4)
+    assert keras.layers.deserialize(keras.layers.serialize(grouped)).get_config() == grouped.get_config()

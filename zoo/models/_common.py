@@ -13,7 +13,11 @@ Conventions every family follows (they are the weight-compatibility contract):
 
 from __future__ import annotations
 
+from typing import Literal
+
 import tf_keras as keras
+
+from zoo.layers import GroupedConv2D
 
 layers = keras.layers
 
@@ -24,6 +28,7 @@ __all__ = [
     "conv",
     "conv_bn_act",
     "image_input",
+    "pool_ceil_mode",
     "pool_features",
     "resolve_stem",
 ]
@@ -62,7 +67,9 @@ def conv(x, filters: int, kernel_size, *, strides=1, groups: int = 1, use_bias: 
         if pad:
             x = layers.ZeroPadding2D(pad, name=f"{name}_pad")(x)
         padding = "valid"
-    return layers.Conv2D(
+    # GroupedConv2D is Conv2D with a per-group gradient; TF's grouped-conv gradient is ~100x slower on CPU.
+    conv_layer = GroupedConv2D if groups > 1 else layers.Conv2D
+    return conv_layer(
         filters,
         kernel_size,
         strides=strides,
@@ -113,3 +120,39 @@ def head(x, *, include_top: bool, num_classes: int, pooling: str | None, classif
     if include_top:
         return classifier(x, num_classes=num_classes, classifier_activation=classifier_activation, dropout=dropout)
     return pool_features(x, pooling)
+
+
+def _axis_ceil_padding(size: int, pool_size: int, strides: int) -> int:
+    # PyTorch's ceil_mode output size: the last window must start inside the input.
+    out = max(-(-(size - pool_size) // strides) + 1, 1)
+    if out > 1 and (out - 1) * strides >= size:
+        out -= 1
+    return max((out - 1) * strides + pool_size - size, 0)
+
+
+def pool_ceil_mode(x, pool_size: int, strides: int, *, kind: Literal["max", "avg"], name: str):
+    """An unpadded pool that rounds its output size up, like Caffe and PyTorch's ``ceil_mode=True``.
+
+    The last window may hang over the bottom/right edge and averages only the positions inside.
+    When that equals Keras' ``same`` padding (an even size for a 3x3/2 pool) or needs no padding
+    (an odd size), one stock pooling layer does it. Otherwise the map is zero-padded on the
+    bottom/right (``{name}_pad``) before a ``valid`` pool: exact for max-pooling non-negative
+    (post-ReLU) maps, as everywhere in the zoo, while an average there would count the zeros. A map
+    smaller than the window is padded to one window rather than collapsing.
+
+    Example:
+        >>> x = keras.Input((54, 54, 8))
+        >>> pool_ceil_mode(x, 3, 2, kind="max", name="pool1").shape
+        TensorShape([None, 27, 27, 8])
+    """
+    pool = {"max": layers.MaxPooling2D, "avg": layers.AveragePooling2D}[kind]
+    sizes = [int(d) for d in x.shape[1:3]]
+    pads = [_axis_ceil_padding(s, pool_size, strides) for s in sizes]
+    if not any(pads):
+        return pool(pool_size, strides=strides, padding="valid", name=name)(x)
+    same_pads = [max((-(-s // strides) - 1) * strides + pool_size - s, 0) for s in sizes]
+    # Keras' "same" puts floor(total / 2) before and the rest after: equal when nothing goes before.
+    if pads == same_pads and max(same_pads) <= 1:
+        return pool(pool_size, strides=strides, padding="same", name=name)(x)
+    x = layers.ZeroPadding2D(((0, pads[0]), (0, pads[1])), name=f"{name}_pad")(x)
+    return pool(pool_size, strides=strides, padding="valid", name=name)(x)

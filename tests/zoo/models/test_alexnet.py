@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from zoo.models.googlenet.googlenet import AdaptiveAveragePooling2D
+from zoo.layers import AdaptiveAveragePooling2D
 
 
 def _symbolic(name, **kwargs):

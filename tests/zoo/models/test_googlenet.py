@@ -9,7 +9,8 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from zoo.models.googlenet.googlenet import AdaptiveAveragePooling2D, _ceil_pool_padding
+from zoo.layers import AdaptiveAveragePooling2D
+from zoo.models._common import _axis_ceil_padding as _ceil_pool_padding
 
 
 def test_torchvision_trainable_params():

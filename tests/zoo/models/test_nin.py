@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tf_keras as keras
 
-from zoo.models.nin.nin import pool_ceil_mode
+from zoo.models._common import pool_ceil_mode
 
 
 def _mlpconv_params(cin, kernel, widths):

@@ -38,7 +38,7 @@ import tf_keras as keras
 from zoo._registry import Published, register_family
 from zoo.layers import LocalResponseNormalization
 from zoo.models._common import conv, image_input, pool_features, resolve_stem
-from zoo.models.googlenet.googlenet import AdaptiveAveragePooling2D
+from zoo.layers import AdaptiveAveragePooling2D
 
 layers = keras.layers
 

@@ -39,18 +39,18 @@ Max pools use PyTorch's ``ceil_mode=True`` output sizes at every input size (224
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import tensorflow as tf
 import tf_keras as keras
 
 from zoo._registry import register_family
-from zoo.models._common import bn, classifier, conv, image_input, pool_features, resolve_stem
+from zoo.layers import AdaptiveAveragePooling2D
+from zoo.models._common import bn, classifier, conv, image_input, pool_ceil_mode, pool_features, resolve_stem
 
 layers = keras.layers
 
-__all__ = ["AdaptiveAveragePooling2D"]
+__all__: list[str] = []
 
 BN_EPSILON = 1e-3  # torchvision's BasicConv2d
 
@@ -66,78 +66,11 @@ INCEPTION_4 = (
 INCEPTION_5 = (("5a", 256, 160, 320, 32, 128, 128), ("5b", 384, 192, 384, 48, 128, 128))
 
 
-@keras.saving.register_keras_serializable(package="zoo")
-class AdaptiveAveragePooling2D(keras.layers.Layer):
-    """Average pooling to a fixed output size, with PyTorch's ``adaptive_avg_pool2d`` bins.
-
-    Output cell ``i`` of ``out`` averages input rows ``floor(i * H / out)`` to ``ceil((i + 1) * H / out)``
-    (exclusive), so bins may overlap and differ in size by one, exactly as in PyTorch. When the input
-    is smaller than the output, pixels are repeated. Needs static spatial dimensions; implemented as
-    two small matrix products, so it runs in graph mode and on any device.
-
-    Args:
-        output_size: ``(height, width)`` of the output, or one int for both.
-
-    Example:
-        >>> x = tf.reshape(tf.range(16.0), [1, 4, 4, 1])
-        >>> AdaptiveAveragePooling2D(2)(x)[0, :, :, 0].numpy().tolist()
-        [[2.5, 4.5], [10.5, 12.5]]
-    """
-
-    def __init__(self, output_size: int | tuple[int, int], **kwargs):
-        super().__init__(**kwargs)
-        size = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
-        if len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
-            raise ValueError(f"output_size must be a positive int or (height, width); received {output_size!r}")
-        self.output_size = size
-        self.input_spec = keras.layers.InputSpec(ndim=4)
-
-    @staticmethod
-    def _bins(n_in: int, n_out: int):
-        rows = []
-        for i in range(n_out):
-            start, end = (i * n_in) // n_out, math.ceil((i + 1) * n_in / n_out)
-            rows.append([1.0 / (end - start) if start <= j < end else 0.0 for j in range(n_in)])
-        return rows
-
-    def call(self, inputs):
-        height, width = inputs.shape[1], inputs.shape[2]
-        if height is None or width is None:
-            raise ValueError(f"{self.__class__.__name__} needs static height and width; received {inputs.shape}")
-        rows = tf.constant(self._bins(int(height), self.output_size[0]), dtype=inputs.dtype)
-        cols = tf.constant(self._bins(int(width), self.output_size[1]), dtype=inputs.dtype)
-        return tf.einsum("ih,bhwc,jw->bijc", rows, inputs, cols)
-
-    def compute_output_shape(self, input_shape):
-        input_shape = tf.TensorShape(input_shape)
-        return tf.TensorShape([input_shape[0], *self.output_size, input_shape[3]])
-
-    def get_config(self):
-        return {**super().get_config(), "output_size": self.output_size}
-
-
 def _basic_conv(x, filters: int, kernel_size: int, *, name: str, strides: int = 1):
     """torchvision's BasicConv2d: conv (no bias) ``name`` -> BN ``name_bn`` (eps 1e-3) -> ReLU."""
     x = conv(x, filters, kernel_size, strides=strides, name=name)
     x = bn(x, f"{name}_bn", epsilon=BN_EPSILON)
     return layers.Activation("relu", name=f"{name}_relu")(x)
-
-
-def _ceil_pool_padding(size: int, pool: int, stride: int) -> int:
-    # PyTorch's ceil_mode output size (a window may start past the end only if it overlaps the input).
-    out = max(math.ceil((size - pool) / stride) + 1, 1)
-    if out > 1 and (out - 1) * stride >= size:
-        out -= 1
-    return max((out - 1) * stride + pool - size, 0)
-
-
-def _max_pool_ceil(x, pool: int, stride: int, *, name: str):
-    """``MaxPool2d(pool, stride, ceil_mode=True)``; the input must be non-negative (post-ReLU)."""
-    pad_h = _ceil_pool_padding(int(x.shape[1]), pool, stride)
-    pad_w = _ceil_pool_padding(int(x.shape[2]), pool, stride)
-    if pad_h or pad_w:
-        x = layers.ZeroPadding2D(((0, pad_h), (0, pad_w)), name=f"{name}_pad")(x)
-    return layers.MaxPooling2D(pool, strides=stride, name=name)(x)
 
 
 def _inception(x, spec, *, branch3_kernel: int):
@@ -203,16 +136,16 @@ def _create_googlenet(
     inputs = image_input(input_shape)
     if stem == "imagenet":
         x = _basic_conv(inputs, 64, 7, strides=2, name="conv1")
-        x = _max_pool_ceil(x, 3, 2, name="maxpool1")
+        x = pool_ceil_mode(x, 3, 2, kind="max", name="maxpool1")
         x = _basic_conv(x, 64, 1, name="conv2")
         x = _basic_conv(x, 192, 3, name="conv3")
-        x = _max_pool_ceil(x, 3, 2, name="maxpool2")
+        x = pool_ceil_mode(x, 3, 2, kind="max", name="maxpool2")
     else:
         x = _basic_conv(inputs, 192, 3, name="stem")
 
     for spec in INCEPTION_3:
         x = _inception(x, spec, branch3_kernel=branch3_kernel)
-    x = _max_pool_ceil(x, 3, 2, name="maxpool3")
+    x = pool_ceil_mode(x, 3, 2, kind="max", name="maxpool3")
 
     with_aux = aux_logits and include_top
     aux_outputs = []
@@ -228,7 +161,7 @@ def _create_googlenet(
                     dropout=aux_dropout,
                 )
             )
-    x = _max_pool_ceil(x, 2, 2, name="maxpool4")
+    x = pool_ceil_mode(x, 2, 2, kind="max", name="maxpool4")
     for spec in INCEPTION_5:
         x = _inception(x, spec, branch3_kernel=branch3_kernel)
 

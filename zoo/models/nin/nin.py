@@ -16,7 +16,7 @@ Variants:
   The paper gives no exact parameter counts; the tests pin the zoo's own.
 
 As in Caffe, the ReLU after the class maps is kept (torchvision's SqueezeNet does the same), and
-pooling rounds its output size up (Caffe's and PyTorch's ``ceil_mode``; see `pool_ceil_mode`), so a
+pooling rounds its output size up (Caffe's and PyTorch's ``ceil_mode``; see `zoo.models._common.pool_ceil_mode`), so a
 224 input gives 54 -> 27 -> 13 -> 6 maps as in the Caffe model. ``batch_norm=True`` (not in the
 paper) puts batch norm between every convolution but the class-map one and its ReLU, and drops those
 convolutions' biases. The output layer is an ``Activation`` named ``predictions`` after the global
@@ -36,11 +36,11 @@ from typing import Literal
 import tf_keras as keras
 
 from zoo._registry import register_family
-from zoo.models._common import bn, conv, image_input, pool_features, resolve_stem
+from zoo.models._common import bn, conv, image_input, pool_ceil_mode, pool_features, resolve_stem
 
 layers = keras.layers
 
-__all__ = ["mlpconv_block", "pool_ceil_mode"]
+__all__ = ["mlpconv_block"]
 
 Layout = Literal["imagenet", "cifar"]
 
@@ -60,39 +60,6 @@ _LAYOUTS = {
     ),
 }
 _STEMS = {"imagenet": (11, 4, "valid"), "small": (5, 1, "same")}  # conv1 kernel, stride, padding
-
-
-def _axis_ceil_padding(size: int, pool_size: int, strides: int) -> int:
-    out = max(1, -(-(size - pool_size) // strides) + 1)
-    return (out - 1) * strides + pool_size - size
-
-
-def pool_ceil_mode(x, pool_size: int, strides: int, *, kind: Literal["max", "avg"], name: str):
-    """An unpadded pool that rounds its output size up, like Caffe and PyTorch's ``ceil_mode=True``.
-
-    The last window may hang over the bottom/right edge and averages only the positions inside.
-    When that equals Keras' ``same`` padding (an even size for a 3x3/2 pool) or needs no padding
-    (an odd size), one stock pooling layer does it. Otherwise the map is zero-padded on the
-    bottom/right (``{name}_pad``) before a ``valid`` pool: exact for max-pooling non-negative
-    (post-ReLU) maps, as everywhere in the zoo, while an average there would count the zeros. A map
-    smaller than the window is padded to one window rather than collapsing.
-
-    Example:
-        >>> x = keras.Input((54, 54, 8))
-        >>> pool_ceil_mode(x, 3, 2, kind="max", name="pool1").shape
-        TensorShape([None, 27, 27, 8])
-    """
-    pool = {"max": layers.MaxPooling2D, "avg": layers.AveragePooling2D}[kind]
-    sizes = [int(d) for d in x.shape[1:3]]
-    pads = [_axis_ceil_padding(s, pool_size, strides) for s in sizes]
-    if not any(pads):
-        return pool(pool_size, strides=strides, padding="valid", name=name)(x)
-    same_pads = [max((-(-s // strides) - 1) * strides + pool_size - s, 0) for s in sizes]
-    # Keras' "same" puts floor(total / 2) before and the rest after: equal when nothing goes before.
-    if pads == same_pads and max(same_pads) <= 1:
-        return pool(pool_size, strides=strides, padding="same", name=name)(x)
-    x = layers.ZeroPadding2D(((0, pads[0]), (0, pads[1])), name=f"{name}_pad")(x)
-    return pool(pool_size, strides=strides, padding="valid", name=name)(x)
 
 
 def _conv_relu(x, filters: int, kernel: int, *, strides: int = 1, padding="same", batch_norm: bool, name: str):

@@ -6,7 +6,7 @@ release: conv1 64 3x3/2 and the pools moved earlier, after conv1, fire3 and fire
 computation at the same accuracy). A fire module is a 1x1 "squeeze" convolution feeding 1x1 and 3x3
 "expand" convolutions whose outputs are concatenated; every convolution has a bias and a ReLU.
 Max-pools are 3x3/2 and round their output size up (torchvision's ``ceil_mode=True``, see
-`zoo.models.nin.pool_ceil_mode`), so 224 gives 109 -> 54 -> 27 -> 13 maps in 1.0 as in torchvision.
+`zoo.models._common.pool_ceil_mode`), so 224 gives 109 -> 54 -> 27 -> 13 maps in 1.0 as in torchvision.
 The classifier is torchvision's: dropout 0.5, a 1x1 convolution to ``num_classes`` maps, ReLU and
 global average pooling, then an ``Activation`` named ``predictions`` applying ``classifier_activation``.
 Trainable parameters equal torchvision's published counts (``bypass="none"``).
@@ -30,7 +30,7 @@ import tf_keras as keras
 
 from zoo._registry import Published, register_family
 from zoo.models._common import conv, image_input, pool_features, resolve_stem
-from zoo.models.nin.nin import pool_ceil_mode
+from zoo.models._common import pool_ceil_mode
 
 layers = keras.layers
 
