@@ -1,0 +1,232 @@
+"""The shared loop: training, resuming after SIGKILL, divergence, determinism, distribution, precision."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+import training
+from training.recipes import Recipe, Regularization, Schedule, make_schedule
+
+sys.path.insert(0, os.path.dirname(__file__))
+import _tiny  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RECIPE = Recipe(optimizer="momentum", learning_rate=0.05, epochs=3, batch_size=_tiny.BATCH, checkpoint_every=4)
+
+
+def _run_script(body: str, *, env=None, timeout=240):
+    script = "import sys; sys.path.insert(0, %r)\n" % HERE + textwrap.dedent(body)
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def _weights(path):
+    model = _tiny.model()
+    model.load_weights(path)
+    return model.get_weights()
+
+
+def test_fit_trains_and_writes_its_files(tmp_path):
+    result = training.fit(_tiny.model, _tiny.epoch_data, recipe=RECIPE, val=lambda e: _tiny.epoch_data(0, seed=1),
+                          out_dir=tmp_path)
+    assert len(result.history) == 3 and result.steps == 3 * 6 and result.resumed_from_step == 0
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
+    assert result.best_val_accuracy == max(h["val_accuracy"] for h in result.history)
+    for name in ("recipe.json", "state.json", "log.csv", "final_weights.h5", "best_weights.h5", "checkpoints"):
+        assert (tmp_path / name).exists(), name
+    assert Recipe.from_file(tmp_path / "recipe.json") == RECIPE
+    assert len((tmp_path / "log.csv").read_text().strip().splitlines()) == 4  # header + 3 epochs
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("-18")
+
+
+RESUMABLE_RUN = """
+    import os, signal, sys
+    import tf_keras as keras
+    import _tiny, training
+    from training.recipes import Recipe
+    recipe = Recipe.from_dict(__RECIPE__)
+    kill_at = int(sys.argv[1]) if len(sys.argv) > 1 else -1
+
+    class Kill(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if int(self.model.optimizer.iterations.numpy()) == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    training.fit(_tiny.model, _tiny.epoch_data, recipe=recipe, out_dir=os.environ["OUT"], callbacks=[Kill()],
+                 verbose=0)
+"""
+
+
+def test_resume_after_sigkill_mid_epoch_reaches_the_uninterrupted_weights(tmp_path):
+    recipe = RECIPE.replace(deterministic=True, checkpoint_every=3)
+    body = RESUMABLE_RUN.replace("__RECIPE__", repr(recipe.to_dict()))
+    killed = subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {HERE!r})\n"
+                             + textwrap.dedent(body), "8"], capture_output=True, text=True, timeout=240,
+                            env={**os.environ, "OUT": str(tmp_path / "a")})
+    assert killed.returncode == -9, killed.stderr[-2000:]  # SIGKILL at step 8, in the middle of epoch 2
+    assert tf.train.latest_checkpoint(str(tmp_path / "a" / "checkpoints")).endswith("-6")
+    assert not (tmp_path / "a" / "final_weights.h5").exists()
+
+    resumed = training.fit(_tiny.model, _tiny.epoch_data, recipe=recipe, out_dir=tmp_path / "a", verbose=0)
+    assert resumed.resumed_from_step == 6 and resumed.steps == 18
+    straight = training.fit(_tiny.model, _tiny.epoch_data, recipe=recipe, out_dir=tmp_path / "b", verbose=0)
+    for a, b in zip(_weights(resumed.final_weights), _weights(straight.final_weights)):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    # A learning rate of 1e30 blows the weights up within a few steps.
+    recipe = RECIPE.replace(checkpoint_every=1, epochs=1, learning_rate=1e30)
+    with pytest.raises(training.TrainingDiverged, match=r"loss became (nan|inf) at step (\d+) .* is .*ckpt-") as err:
+        training.fit(_tiny.model, _tiny.epoch_data, recipe=recipe, out_dir=tmp_path, verbose=0)
+    bad_step = int(re.search(r"at step (\d+)", str(err.value)).group(1))
+    latest = tf.train.latest_checkpoint(str(tmp_path / "checkpoints"))
+    assert latest.endswith(f"-{bad_step - 1}") and latest in str(err.value)
+    model = _tiny.model()
+    tf.train.Checkpoint(model=model).restore(latest).expect_partial()
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+    assert not (tmp_path / "final_weights.h5").exists()
+
+
+def test_deterministic_runs_are_bitwise_identical(tmp_path):
+    recipe = RECIPE.replace(deterministic=True, epochs=1, augment=None)
+    a = training.fit(_tiny.model, _tiny.epoch_data, recipe=recipe, out_dir=tmp_path / "a", verbose=0)
+    b = training.fit(_tiny.model, _tiny.epoch_data, recipe=recipe, out_dir=tmp_path / "b", verbose=0)
+    for x, y in zip(a.model.get_weights(), b.model.get_weights()):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_resuming_with_another_recipe_is_refused(tmp_path):
+    training.fit(_tiny.model, _tiny.epoch_data, recipe=RECIPE.replace(epochs=1), out_dir=tmp_path, verbose=0)
+    with pytest.raises(ValueError, match=r"different recipe \(changed: learning_rate\)"):
+        training.fit(_tiny.model, _tiny.epoch_data, recipe=RECIPE.replace(epochs=1, learning_rate=0.5),
+                     out_dir=tmp_path, verbose=0)
+
+
+def test_auxiliary_outputs_are_trained_with_their_weight(tmp_path):
+    import zoo
+
+    def googlenet():
+        return zoo.create_model("googlenet", input_shape=(16, 16, 1), num_classes=4)
+
+    data = lambda e: _tiny.epoch_data(e).map(lambda x, y: (tf.image.resize(x, (16, 16)), y)).take(2)  # noqa: E731
+    result = training.fit(googlenet, data, recipe=RECIPE.replace(epochs=1, aux_loss_weight=0.3),
+                          out_dir=tmp_path, verbose=0)
+    logs = result.history[0]
+    assert {"predictions_loss", "aux1_predictions_loss", "aux2_predictions_loss", "predictions_accuracy"} <= set(logs)
+    expected = logs["predictions_loss"] + 0.3 * (logs["aux1_predictions_loss"] + logs["aux2_predictions_loss"])
+    assert logs["loss"] == pytest.approx(expected, rel=1e-3)
+
+
+def test_a_model_with_its_own_train_step_trains(tmp_path):
+    class Custom(keras.Model):  # the shape GANs, VAEs and detectors take
+        def train_step(self, data):
+            x, y = data
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, self(x, training=True),
+                                                                                  from_logits=True))
+            self.optimizer.minimize(loss, self.trainable_variables, tape=tape)
+            return {"custom_loss": loss}
+
+    def build():
+        inner = _tiny.model()
+        return Custom(inner.inputs, inner.outputs)
+
+    result = training.fit(build, _tiny.epoch_data, recipe=RECIPE.replace(epochs=2), out_dir=tmp_path, verbose=0)
+    assert result.history[1]["custom_loss"] < result.history[0]["custom_loss"]
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_step(tmp_path, policy):
+    data = lambda e: _tiny.epoch_data(e).take(2)  # noqa: E731
+    result = training.fit(_tiny.model, data, recipe=RECIPE.replace(epochs=1, mixed_precision=policy),
+                          out_dir=tmp_path, verbose=0)
+    model = result.model
+    assert model.get_layer("stage1_block1_1_conv").compute_dtype == policy.split("_")[1]
+    assert model.outputs[0].dtype == tf.float32 and np.isfinite(result.history[0]["loss"])
+    assert keras.mixed_precision.global_policy().name == "float32"  # the loop restores the policy
+
+
+def test_schedules():
+    recipe = Recipe(learning_rate=1.0, epochs=4, schedule=Schedule(kind="step", milestones=(2, 3), gamma=0.1))
+    lr = make_schedule(recipe, steps_per_epoch=10)
+    assert [round(float(lr(s)), 6) for s in (0, 19, 20, 29, 30)] == [1.0, 1.0, 0.1, 0.1, 0.01]
+    cosine = make_schedule(recipe.replace(schedule=Schedule(kind="cosine", warmup_epochs=1)), steps_per_epoch=10)
+    assert float(cosine(0)) == pytest.approx(0.1) and float(cosine(9)) == pytest.approx(1.0)
+    assert float(cosine(40)) == pytest.approx(0.0, abs=1e-6)
+    assert make_schedule(Recipe(learning_rate=0.3), steps_per_epoch=5) == 0.3
+    with pytest.raises(ValueError, match="unknown schedule kind 'linear'. Accepted: constant, step, cosine"):
+        Schedule(kind="linear")
+
+
+def test_recipe_files_round_trip_and_reject_unknown_fields(tmp_path):
+    recipe = Recipe(optimizer="adam", learning_rate=1e-3, regularization=Regularization(l2=5e-4),
+                    schedule=Schedule(kind="cosine", warmup_epochs=0.5), augment="crop_flip")
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(recipe.to_dict()))
+    assert Recipe.from_file(path) == recipe
+    with pytest.raises(ValueError, match="unknown recipe field"):
+        Recipe.from_dict({"optimiser": "adam"})
+    with pytest.raises(ValueError, match="mixed_precision must be one of"):
+        Recipe(mixed_precision="fp16")
+
+
+MIRRORED = """
+    import json, sys
+    import zoo, tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import _tiny, training
+    from training.recipes import Recipe
+    recipe = Recipe.from_dict(__RECIPE__)
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]) if sys.argv[1] == "mirrored" else None
+    result = training.fit(_tiny.plain_model, _tiny.epoch_data, recipe=recipe, out_dir=sys.argv[2],
+                          strategy=strategy, verbose=0)
+    print(json.dumps([h["loss"] for h in result.history]))
+"""
+
+
+def test_mirrored_strategy_over_two_logical_cpus_matches_one_device(tmp_path):
+    recipe = RECIPE.replace(epochs=2, learning_rate=0.2)
+    body = MIRRORED.replace("__RECIPE__", repr(recipe.to_dict()))
+    losses = {}
+    for mode in ("single", "mirrored"):
+        run = subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {HERE!r})\n"
+                              + textwrap.dedent(body), mode, str(tmp_path / mode)], capture_output=True, text=True,
+                             timeout=240)
+        assert run.returncode == 0, run.stderr[-3000:]
+        losses[mode] = json.loads(run.stdout.strip().splitlines()[-1])
+    # Without batch norm (whose statistics are per replica) the replicas' summed gradients are the
+    # single device's gradient: the curves agree up to the order of floating-point sums.
+    np.testing.assert_allclose(losses["mirrored"], losses["single"], rtol=1e-4)
+
+
+def test_fit_by_dataset_name_loads_augments_and_validates(tmp_path, monkeypatch):
+    import zoo
+
+    def model():
+        return zoo.create_model("resnet20", input_shape=(8, 8, 1), num_classes=10, stage_depths=(1, 1, 1))
+
+    import training.data
+
+    calls = []
+    load = training.data.load_dataset
+
+    def spy(name, split, **kwargs):
+        calls.append((split, kwargs["augment"], kwargs["epoch"]))
+        return load(name, split, **kwargs)
+
+    monkeypatch.setattr(training.data, "load_dataset", spy)
+    recipe = RECIPE.replace(epochs=2, batch_size=64, augment="flip", learning_rate=0.1)
+    result = training.fit(model, "digits", recipe=recipe, val="digits", out_dir=tmp_path, verbose=0)
+    assert result.steps == 2 * 23  # 1437 training digits in batches of 64
+    assert ("test", None, 0) in calls and ("train", "flip", 1) in calls  # augment the training split only
+    assert result.history[-1]["val_accuracy"] > 0.5  # chance is 0.1

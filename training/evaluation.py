@@ -1,0 +1,254 @@
+"""Evaluation: top-1/top-5 accuracy, loss, per-class accuracy and the confusion matrix of a classifier.
+
+    >>> import zoo
+    >>> from training.evaluation import evaluate
+    >>> model = zoo.create_model("resnet20", input_shape=(28, 28, 1), num_classes=10)
+    >>> result = evaluate(model, test_ds, class_names=class_names)  # doctest: +SKIP
+    >>> result.confusion_matrix.shape  # rows: true class, columns: predicted  # doctest: +SKIP
+    (10, 10)
+
+``test_ds`` is any batched ``tf.data.Dataset`` of ``(images, labels)``, e.g. from
+``training.load_dataset``.
+
+The result is a frozen `EvalResult`; ``to_dict()`` is what the weights' metadata stores and
+``training.plots.confusion_matrix_png`` draws it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+__all__ = ["EvalResult", "evaluate", "outputs_logits"]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class EvalResult:
+    """A classifier's metrics over one dataset.
+
+    Attributes:
+        accuracy: top-1 accuracy in [0, 1].
+        top5_accuracy: top-5 accuracy, or ``None`` when the model has fewer than 5 classes.
+        loss: mean sparse categorical cross-entropy (natural log) per example.
+        per_class_accuracy: for each true class, the fraction of its examples predicted correctly
+            (its recall); ``nan`` for a class with no examples in the dataset.
+        confusion_matrix: ``int64`` array ``[num_classes, num_classes]`` of counts, rows the true
+            class and columns the predicted class. Read-only.
+        num_examples: how many examples were evaluated.
+        class_names: one name per class; ``("0", "1", ...)`` when none were given.
+
+    Example:
+        >>> r = EvalResult.from_dict(result.to_dict())  # round-trips through JSON-friendly data
+    """
+
+    accuracy: float
+    top5_accuracy: float | None
+    loss: float
+    per_class_accuracy: tuple[float, ...]
+    confusion_matrix: np.ndarray
+    num_examples: int
+    class_names: tuple[str, ...]
+
+    def __post_init__(self):
+        matrix = np.array(self.confusion_matrix, dtype=np.int64)  # a private copy, then frozen
+        if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
+            raise ValueError(f"confusion_matrix must be square [true, pred]; received shape {matrix.shape}")
+        matrix.setflags(write=False)
+        object.__setattr__(self, "confusion_matrix", matrix)
+        object.__setattr__(self, "per_class_accuracy", tuple(float(a) for a in self.per_class_accuracy))
+        object.__setattr__(self, "class_names", tuple(str(n) for n in self.class_names))
+        n = matrix.shape[0]
+        if len(self.class_names) != n or len(self.per_class_accuracy) != n:
+            raise ValueError(
+                f"class_names ({len(self.class_names)}) and per_class_accuracy ({len(self.per_class_accuracy)}) "
+                f"must have one entry per class of the {n}x{n} confusion matrix"
+            )
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.confusion_matrix.shape[0])
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain lists, floats and ints (``nan`` becomes ``None``), ready for ``json.dumps``."""
+
+        def clean(x: float | None) -> float | None:
+            return None if x is None or math.isnan(x) else float(x)
+
+        return {
+            "accuracy": clean(self.accuracy),
+            "top5_accuracy": clean(self.top5_accuracy),
+            "loss": clean(self.loss),
+            "num_examples": int(self.num_examples),
+            "class_names": list(self.class_names),
+            "per_class_accuracy": [clean(a) for a in self.per_class_accuracy],
+            "confusion_matrix": self.confusion_matrix.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "EvalResult":
+        """The inverse of `to_dict`."""
+
+        def unclean(x: float | None) -> float:
+            return math.nan if x is None else float(x)
+
+        return cls(
+            accuracy=unclean(data["accuracy"]),
+            top5_accuracy=None if data.get("top5_accuracy") is None else float(data["top5_accuracy"]),
+            loss=unclean(data["loss"]),
+            per_class_accuracy=tuple(unclean(a) for a in data["per_class_accuracy"]),
+            confusion_matrix=np.asarray(data["confusion_matrix"], dtype=np.int64),
+            num_examples=int(data["num_examples"]),
+            class_names=tuple(data["class_names"]),
+        )
+
+    def summary(self) -> str:
+        """One line for logs and the CLI: ``accuracy 91.20%  top-5 99.70%  loss 0.2513  (10000 examples)``."""
+        top5 = f"  top-5 {self.top5_accuracy:.2%}" if self.top5_accuracy is not None else ""
+        return f"accuracy {self.accuracy:.2%}{top5}  loss {self.loss:.4f}  ({self.num_examples} examples)"
+
+
+def outputs_logits(model: keras.Model) -> bool:
+    """Whether ``model``'s (first) output is logits rather than softmax probabilities.
+
+    The zoo's models output logits unless built with ``classifier_activation="softmax"``; this
+    looks at the activation of the layer producing the output (a ``Dense``/``Activation`` with
+    ``activation="softmax"``, or a ``Softmax`` layer, mean probabilities). Any other activation,
+    including none, is taken to be logits.
+
+    Example:
+        >>> outputs_logits(zoo.create_model("resnet20", input_shape=(32, 32, 3), num_classes=10))
+        True
+    """
+    layer = model.outputs[0]._keras_history.layer
+    if isinstance(layer, keras.layers.Softmax):
+        return False
+    activation = getattr(layer, "activation", None)
+    return not (activation is keras.activations.softmax or getattr(activation, "__name__", None) == "softmax")
+
+
+def evaluate(
+    model: keras.Model,
+    dataset: tf.data.Dataset,
+    *,
+    class_names: Sequence[str] | None = None,
+    from_logits: bool | None = None,
+) -> EvalResult:
+    """Runs a classifier over a batched dataset and returns its metrics.
+
+    The model runs in inference mode (``training=False``) inside one compiled ``tf.function``;
+    a model with several outputs (GoogLeNet's training-only auxiliary heads) is judged on its
+    first, primary output.
+
+    Args:
+        model: a classifier ``tf_keras.Model`` whose (first) output is ``[batch, num_classes]``.
+        dataset: a *batched* ``tf.data.Dataset`` of ``(images, labels)``; labels are integer class
+            indices of shape ``[batch]`` (or ``[batch, 1]``), or one-hot / smoothed targets of shape
+            ``[batch, num_classes]`` (their argmax is the class).
+        class_names: one name per class, in class-index order; defaults to ``"0"``, ``"1"``, ...
+        from_logits: whether the output is logits (for the loss). ``None`` detects it from the output
+            layer's activation (see `outputs_logits`): the zoo's default is logits,
+            ``classifier_activation="softmax"`` gives probabilities.
+
+    Returns:
+        An `EvalResult`.
+
+    Raises:
+        ValueError: if the dataset is empty, unbatched or not ``(images, labels)`` pairs, if a label
+            is outside ``[0, num_classes)``, or if ``class_names`` has the wrong length.
+
+    Example:
+        >>> ds = tf.data.Dataset.from_tensor_slices((x_test, y_test)).batch(256)
+        >>> result = evaluate(model, ds, class_names=["T-shirt/top", "Trouser", ...])
+        >>> print(result.summary())
+        accuracy 91.20%  top-5 99.70%  loss 0.2513  (10000 examples)
+    """
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"model must be a tf_keras.Model; received {type(model).__name__}")
+    output_shape = tuple(model.outputs[0].shape)
+    if len(output_shape) != 2 or output_shape[-1] is None:
+        raise ValueError(
+            f"evaluate needs a classifier whose output is [batch, num_classes]; received output shape "
+            f"{output_shape}. Models built with include_top=False have no classifier."
+        )
+    num_classes = int(output_shape[-1])
+    if class_names is None:
+        names = tuple(str(i) for i in range(num_classes))
+    else:
+        names = tuple(str(n) for n in class_names)
+        if len(names) != num_classes:
+            raise ValueError(
+                f"class_names has {len(names)} names but the model has {num_classes} classes; "
+                f"received class_names={list(names)!r}"
+            )
+    if from_logits is None:
+        from_logits = outputs_logits(model)
+    _check_element_spec(dataset, model)
+
+    @tf.function(reduce_retracing=True)
+    def predict_step(images, labels):
+        outputs = model(images, training=False)
+        if isinstance(outputs, (list, tuple)):
+            outputs = outputs[0]
+        elif isinstance(outputs, dict):
+            outputs = next(iter(outputs.values()))
+        outputs = tf.cast(outputs, tf.float32)  # mixed-precision models output float16
+        if labels.shape.rank == 2 and labels.shape[-1] == num_classes and num_classes > 1:
+            labels = tf.argmax(labels, axis=-1)
+        labels = tf.cast(tf.reshape(labels, [-1]), tf.int64)
+        # Clipped so that a bad label reaches the readable check below instead of failing in the op.
+        safe = tf.clip_by_value(labels, 0, num_classes - 1)
+        loss = keras.losses.sparse_categorical_crossentropy(safe, outputs, from_logits=from_logits)
+        top5 = tf.math.in_top_k(safe, outputs, k=min(5, num_classes))
+        return labels, tf.argmax(outputs, axis=-1), tf.reduce_sum(loss), tf.reduce_sum(tf.cast(top5, tf.int64))
+
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    loss_sum, top5_hits, count = 0.0, 0, 0
+    for images, labels in dataset:
+        y_true, y_pred, batch_loss, batch_top5 = (t.numpy() for t in predict_step(images, labels))
+        if y_true.size and (y_true.min() < 0 or y_true.max() >= num_classes):
+            bad = y_true[(y_true < 0) | (y_true >= num_classes)][0]
+            raise ValueError(f"label {int(bad)} is outside [0, {num_classes}) for a {num_classes}-class model")
+        matrix += np.bincount(y_true * num_classes + y_pred, minlength=num_classes**2).reshape(matrix.shape)
+        loss_sum += float(batch_loss)
+        top5_hits += int(batch_top5)
+        count += int(y_true.size)
+    if count == 0:
+        raise ValueError("the dataset yielded no examples")
+
+    per_class_total = matrix.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_class = np.where(per_class_total > 0, np.diag(matrix) / np.maximum(per_class_total, 1), np.nan)
+    return EvalResult(
+        accuracy=float(np.trace(matrix) / count),
+        top5_accuracy=float(top5_hits / count) if num_classes >= 5 else None,
+        loss=loss_sum / count,
+        per_class_accuracy=tuple(per_class.tolist()),
+        confusion_matrix=matrix,
+        num_examples=count,
+        class_names=names,
+    )
+
+
+def _check_element_spec(dataset: tf.data.Dataset, model: keras.Model) -> None:
+    spec = getattr(dataset, "element_spec", None)
+    if spec is None:
+        raise TypeError(f"dataset must be a tf.data.Dataset; received {type(dataset).__name__}")
+    if not isinstance(spec, tuple) or len(spec) != 2:
+        raise ValueError(
+            "dataset must yield (images, labels) pairs; received elements of structure "
+            f"{tf.nest.map_structure(lambda s: s.shape, spec)}"
+        )
+    images, labels = spec
+    input_rank = len(model.inputs[0].shape)
+    if getattr(images, "shape", None) is not None and images.shape.rank == input_rank - 1:
+        raise ValueError(
+            f"the dataset looks unbatched: images of shape {images.shape} for a model input of shape "
+            f"{tuple(model.inputs[0].shape)}. Call dataset.batch(batch_size) first."
+        )
+    if getattr(labels, "dtype", None) is not None and not (labels.dtype.is_integer or labels.dtype.is_floating):
+        raise ValueError(f"labels must be integer class indices (or one-hot); received dtype {labels.dtype.name}")

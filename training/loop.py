@@ -1,0 +1,384 @@
+"""The shared training loop: `fit` a model on a dataset by a `Recipe`, resumably.
+
+Built on ``Model.fit``, one call per epoch, so Keras' progress bar, TensorBoard and CSV logging work
+unchanged, and any model that overrides ``train_step`` (a GAN, a VAE, a detector) trains here too.
+What the loop adds:
+
+- **Resume after a kill.** Checkpoints (model, optimizer, step) every ``recipe.checkpoint_every``
+  steps and at each epoch's end. Epoch ``e``'s data is a pure function of ``(seed, e)``, so a
+  resumed run rebuilds it, skips the batches already done and continues from the same step, not
+  from the start of the epoch. TensorFlow writes a checkpoint fully before it updates the
+  ``checkpoint`` index, and the loop's own files are written to a temporary name and renamed.
+- **Divergence.** A NaN or Inf loss stops the run with `TrainingDiverged`; nothing from the bad
+  step is saved, so the last checkpoint is the last good state.
+- **Determinism** (``recipe.deterministic``): op determinism and seeds, for bitwise-equal runs.
+- **Distribution**: any ``tf.distribute`` strategy; the model is built (or cloned) in its scope.
+- **Mixed precision** (``recipe.mixed_precision``): the Keras policy, with float32 outputs.
+- **Auxiliary heads**: training-only outputs (GoogLeNet) get the label too, weighted by
+  ``recipe.aux_loss_weight``; metrics are reported on the primary output.
+
+The order of operations: seed → build the model in the strategy's scope → penalties → compile →
+restore the last checkpoint → per epoch: fit, checkpoint, log → final weights.
+
+    >>> import zoo, training
+    >>> result = training.fit(lambda: zoo.create_model("resnet20", input_shape=(28, 28, 1), num_classes=10),
+    ...                       "synthetic", recipe=training.Recipe(epochs=1), out_dir="/tmp/run")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from typing import Any, Callable, Sequence, Union
+
+import tensorflow as tf
+import tf_keras as keras
+
+from training.recipes import Recipe, make_schedule
+
+__all__ = ["FitResult", "TrainingDiverged", "fit"]
+
+CHECKPOINT_DIR = "checkpoints"
+STATE_FILE = "state.json"
+RECIPE_FILE = "recipe.json"
+BEST_WEIGHTS = "best_weights.h5"  # legacy h5: layers matched by name, the zoo's contract
+FINAL_WEIGHTS = "final_weights.h5"
+
+DataSource = Union[str, tf.data.Dataset, Callable[[int], tf.data.Dataset]]
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss became NaN or Inf; the run stopped and kept its last good checkpoint."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FitResult:
+    """What `fit` returns.
+
+    Attributes:
+        history: one dict of logs per epoch (``loss``, ``accuracy``, ``val_loss``, ...).
+        steps: optimizer steps taken in total (across resumes).
+        best_val_accuracy: best validation accuracy seen, if there was validation data.
+        out_dir: where checkpoints, logs and weights were written.
+        resumed_from_step: the step the run resumed from (0 for a fresh run).
+        model: the trained model (built in the strategy's scope, under the recipe's precision).
+    """
+
+    history: tuple[dict[str, float], ...]
+    steps: int
+    best_val_accuracy: float | None
+    out_dir: str
+    resumed_from_step: int
+    model: keras.Model = dataclasses.field(repr=False, compare=False)
+
+    @property
+    def final_weights(self) -> str:
+        return os.path.join(self.out_dir, FINAL_WEIGHTS)
+
+    @property
+    def best_weights(self) -> str:
+        return os.path.join(self.out_dir, BEST_WEIGHTS)
+
+
+# -- files, written atomically ----------------------------------------------------------------------
+
+
+def _write_json(path: str, data: Any) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def _save_weights(model: keras.Model, path: str) -> None:
+    tmp = f"{path[:-3]}.tmp-{os.getpid()}.h5"
+    model.save_weights(tmp)
+    os.replace(tmp, path)
+
+
+# -- data -------------------------------------------------------------------------------------------
+
+
+def _epoch_source(source: DataSource, split: str, recipe: Recipe, augment) -> Callable[[int], tf.data.Dataset]:
+    """A function ``epoch -> dataset`` whose result depends only on ``(recipe.seed, epoch)``."""
+    if isinstance(source, str):
+        from training.data import load_dataset
+
+        def load(epoch: int):
+            return load_dataset(source, split, batch_size=recipe.batch_size, augment=augment, seed=recipe.seed,
+                                epoch=epoch)[0]
+
+        return load
+    if isinstance(source, tf.data.Dataset):
+        return lambda epoch: source
+    if callable(source):
+        return source
+    raise TypeError(f"data must be a dataset name, a tf.data.Dataset or a function epoch -> dataset; "
+                    f"received {type(source).__name__}")
+
+
+def _steps_in(dataset: tf.data.Dataset) -> int:
+    steps = int(dataset.cardinality())
+    if steps < 0:
+        raise ValueError("the training dataset must have a known, finite number of batches (its cardinality is "
+                         f"{'infinite' if steps == tf.data.INFINITE_CARDINALITY else 'unknown'}); "
+                         "use .take(n) or .apply(tf.data.experimental.assert_cardinality(n))")
+    return steps
+
+
+def _label_every_output(model: keras.Model, dataset: tf.data.Dataset) -> tf.data.Dataset:
+    n = len(model.outputs)
+    if n == 1:
+        return dataset
+    return dataset.map(lambda x, y: (x, tuple([y] * n)), num_parallel_calls=1, deterministic=True)
+
+
+# -- model ------------------------------------------------------------------------------------------
+
+
+def _with_policy(model: keras.Model, policy: str) -> keras.Model:
+    """Clones a float32 functional model under a mixed-precision policy, outputs kept in float32."""
+    output_layers = {t._keras_history.layer.name for t in model.outputs}
+
+    def clone(layer):
+        config = layer.get_config()
+        config["dtype"] = "float32" if layer.name in output_layers else policy
+        return layer.__class__.from_config(config)
+
+    clone_ = keras.models.clone_model(model, clone_function=clone)
+    clone_.set_weights(model.get_weights())
+    return clone_
+
+
+def _build_model(model, strategy: tf.distribute.Strategy, recipe: Recipe) -> keras.Model:
+    with strategy.scope():
+        if isinstance(model, keras.Model):
+            built = model
+            if strategy is not tf.distribute.get_strategy() or recipe.mixed_precision:
+                # Variables must be created in the strategy's scope: clone there (same weights).
+                built = keras.models.clone_model(model)
+                built.set_weights(model.get_weights())
+        elif callable(model):
+            built = model()
+        else:
+            raise TypeError(f"model must be a tf_keras.Model or a function returning one; received "
+                            f"{type(model).__name__}")
+        if not isinstance(built, keras.Model):
+            raise TypeError(f"the model function returned {type(built).__name__}, not a tf_keras.Model")
+        if recipe.mixed_precision and (built.compute_dtype == "float32"
+                                       or any(o.dtype != tf.float32 for o in built.outputs)):
+            built = _with_policy(built, recipe.mixed_precision)
+    return built
+
+
+def _has_custom_train_step(model: keras.Model) -> bool:
+    return type(model).train_step is not keras.Model.train_step
+
+
+def _compile(model: keras.Model, recipe: Recipe, steps_per_epoch: int) -> None:
+    from training.optimizers import get_optimizer
+
+    optimizer = get_optimizer(recipe.optimizer, learning_rate=make_schedule(recipe, steps_per_epoch),
+                              **recipe.optimizer_options)
+    if _has_custom_train_step(model):
+        model.compile(optimizer=optimizer)
+        return
+    if recipe.regularization.label_smoothing:
+        from training.regularizers import label_smoothing_loss
+
+        loss = label_smoothing_loss(recipe.regularization.label_smoothing, from_logits=True)
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=_outputs_logits(model))
+    names = model.output_names
+    metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+    if len(names) == 1:
+        model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+    else:
+        model.compile(optimizer=optimizer, loss={n: loss for n in names},
+                      loss_weights={n: 1.0 if i == 0 else recipe.aux_loss_weight for i, n in enumerate(names)},
+                      metrics={names[0]: metrics})
+
+
+def _outputs_logits(model: keras.Model) -> bool:
+    activation = getattr(model.get_layer(model.output_names[0]), "activation", None)
+    return activation is None or getattr(activation, "__name__", "") == "linear"
+
+
+# -- callbacks --------------------------------------------------------------------------------------
+
+
+class _Checkpointer(keras.callbacks.Callback):
+    """Checkpoints every N steps, stops on a non-finite loss before anything is saved."""
+
+    def __init__(self, manager: tf.train.CheckpointManager, every: int, steps_per_epoch: int, write: bool):
+        super().__init__()
+        self.manager, self.every, self.steps_per_epoch, self.write = manager, every, steps_per_epoch, write
+        self.diverged: tuple[int, float] | None = None
+        self.last_saved = -1
+
+    def _save(self, step: int) -> None:
+        self.manager.save(checkpoint_number=step)
+        self.last_saved = step
+
+    def _step(self) -> int:
+        return int(self.model.optimizer.iterations.numpy())
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        step = self._step()
+        if loss is not None and not math.isfinite(float(loss)):
+            self.diverged = (step, float(loss))
+            self.model.stop_training = True
+            return
+        if step % self.every == 0:
+            self._save(step)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.diverged is None and self.last_saved != self._step():
+            self._save(self._step())
+
+
+def _is_chief(strategy: tf.distribute.Strategy) -> bool:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    return resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0
+                                             and "chief" not in resolver.cluster_spec().as_dict())
+
+
+# -- fit --------------------------------------------------------------------------------------------
+
+
+def fit(
+    model: keras.Model | Callable[[], keras.Model],
+    train: DataSource,
+    *,
+    recipe: Recipe,
+    val: DataSource | None = None,
+    out_dir: str | os.PathLike,
+    strategy: tf.distribute.Strategy | None = None,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    verbose: int | str = "auto",
+) -> FitResult:
+    """Trains ``model`` on ``train`` by ``recipe``, resuming from ``out_dir`` if it holds a checkpoint.
+
+    Args:
+        model: a functional ``tf_keras.Model`` or a function building one. Pass a function when
+            training under a distribution strategy or mixed precision, so that it is built in place
+            (a built model is cloned there instead).
+        train: a dataset name for `training.data.load_dataset` (batched, shuffled and augmented
+            per the recipe), a function ``epoch -> tf.data.Dataset`` that is deterministic in its
+            argument, or a ``tf.data.Dataset`` of ``(images, labels)`` batches.
+        recipe: the `Recipe`.
+        val: validation data in the same forms (a name loads its ``"test"`` split), or None.
+        out_dir: checkpoints, ``recipe.json``, ``state.json``, ``log.csv``, TensorBoard logs and
+            the best and final weights go here. Running again on the same directory resumes.
+        strategy: a ``tf.distribute`` strategy; the default strategy when None.
+        callbacks: extra Keras callbacks.
+        verbose: Keras' verbosity.
+
+    Returns:
+        `FitResult`; ``result.model`` is the trained model (``model`` itself unless it had to be
+        cloned into a strategy's scope or a mixed-precision policy).
+
+    Raises:
+        TrainingDiverged: the loss became NaN or Inf.
+        ValueError: ``out_dir`` holds a run of a different recipe, or the data is unusable.
+    """
+    out_dir = os.fspath(out_dir)
+    os.makedirs(out_dir, exist_ok=True)
+    strategy = strategy or tf.distribute.get_strategy()
+    chief = _is_chief(strategy)
+    ckpt_dir = os.path.join(out_dir, CHECKPOINT_DIR)
+    if not chief:  # every worker must save; only the chief's copy is kept
+        ckpt_dir = os.path.join(out_dir, f"{CHECKPOINT_DIR}-worker{strategy.cluster_resolver.task_id}")
+
+    recipe_path = os.path.join(out_dir, RECIPE_FILE)
+    if os.path.exists(recipe_path) and tf.train.latest_checkpoint(ckpt_dir):
+        previous = Recipe.from_file(recipe_path)
+        if previous != recipe:
+            changed = sorted(k for k, v in recipe.to_dict().items() if previous.to_dict().get(k) != v)
+            raise ValueError(f"{out_dir!r} holds a run of a different recipe (changed: {', '.join(changed)}); "
+                             "resume with the same recipe or use a new out_dir")
+    if chief:
+        _write_json(recipe_path, recipe.to_dict())
+
+    if recipe.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(recipe.seed)
+    previous_policy = keras.mixed_precision.global_policy()
+    if recipe.mixed_precision:
+        keras.mixed_precision.set_global_policy(recipe.mixed_precision)
+    try:
+        model = _build_model(model, strategy, recipe)
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+
+    train_for = _epoch_source(train, "train", recipe, recipe.augment)
+    val_data = None if val is None else _epoch_source(val, "test", recipe, None)(0)
+    steps_per_epoch = _steps_in(train_for(0))
+
+    with strategy.scope():
+        if recipe.regularization.l1 or recipe.regularization.l2:
+            from training.regularizers import apply_weight_penalty
+
+            model = apply_weight_penalty(model, l1=recipe.regularization.l1, l2=recipe.regularization.l2)
+        _compile(model, recipe, steps_per_epoch)
+        model.optimizer.build(model.trainable_variables)
+        checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+        manager = tf.train.CheckpointManager(checkpoint, ckpt_dir, max_to_keep=2)
+        if manager.latest_checkpoint:
+            checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+
+    state_path = os.path.join(out_dir, STATE_FILE)
+    state = {"history": [], "best_val_accuracy": None}
+    if manager.latest_checkpoint and os.path.exists(state_path):
+        with open(state_path) as f:
+            state = json.load(f)
+    start_step = int(model.optimizer.iterations.numpy())
+    history: list[dict[str, float]] = list(state["history"])[: start_step // steps_per_epoch]
+
+    checkpointer = _Checkpointer(manager, recipe.checkpoint_every, steps_per_epoch, chief)
+    logs_dir = os.path.join(out_dir, "logs")
+    all_callbacks = [
+        checkpointer,
+        keras.callbacks.CSVLogger(os.path.join(out_dir, "log.csv"), append=True),
+        keras.callbacks.TensorBoard(logs_dir, write_graph=False, profile_batch=0),
+        *callbacks,
+    ]
+    best = state.get("best_val_accuracy")
+    for epoch in range(start_step // steps_per_epoch, recipe.epochs):
+        done = int(model.optimizer.iterations.numpy()) - epoch * steps_per_epoch
+        data = _label_every_output(model, train_for(epoch).skip(done))
+        fitted = model.fit(data, epochs=epoch + 1, initial_epoch=epoch, validation_data=(
+            None if val_data is None else _label_every_output(model, val_data)), callbacks=all_callbacks,
+            verbose=verbose)
+        if checkpointer.diverged is not None:
+            step, loss = checkpointer.diverged
+            raise TrainingDiverged(
+                f"loss became {loss} at step {step} (epoch {epoch + 1}); stopped. The last good checkpoint is "
+                f"{manager.latest_checkpoint or 'none (diverged before the first one)'}. Lower the learning rate "
+                f"(recipe.learning_rate={recipe.learning_rate}) or add warmup.")
+        logs = {k: float(v[-1]) for k, v in fitted.history.items()}
+        history.append(logs)
+        val_accuracy = _primary_val_accuracy(logs)
+        if val_accuracy is not None and (best is None or val_accuracy > best):
+            best = val_accuracy
+            if chief:
+                _save_weights(model, os.path.join(out_dir, BEST_WEIGHTS))
+        if chief:
+            _write_json(state_path, {"history": history, "best_val_accuracy": best,
+                                     "step": int(model.optimizer.iterations.numpy())})
+    if chief:
+        _save_weights(model, os.path.join(out_dir, FINAL_WEIGHTS))
+    return FitResult(history=tuple(history), steps=int(model.optimizer.iterations.numpy()),
+                     best_val_accuracy=best, out_dir=out_dir, resumed_from_step=start_step, model=model)
+
+
+def _primary_val_accuracy(logs: dict[str, float]) -> float | None:
+    for key in logs:
+        if key.startswith("val_") and key.endswith("accuracy"):
+            return logs[key]
+    return None

@@ -1,0 +1,207 @@
+"""Recipes: the typed, frozen description of a training run, and the learning-rate schedules.
+
+A recipe is data: it round-trips through JSON (``Recipe.from_file`` / ``to_dict``), and the weights'
+metadata records the recipe that produced them.
+
+    >>> recipe = Recipe(optimizer="momentum", learning_rate=0.1, epochs=2,
+    ...                 schedule=Schedule(kind="cosine", warmup_epochs=1))
+    >>> Recipe.from_dict(recipe.to_dict()) == recipe
+    True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from typing import Any, Literal, Mapping
+
+__all__ = ["Recipe", "Regularization", "Schedule", "WarmupSchedule"]
+
+SCHEDULES = ("constant", "step", "cosine")
+PRECISIONS = (None, "mixed_float16", "mixed_bfloat16")
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """Learning rate per step: linear warmup, then constant, step decay or cosine decay.
+
+    Attributes:
+        kind: ``"constant"``, ``"step"`` (multiply by ``gamma`` at each epoch in ``milestones``) or
+            ``"cosine"`` (to ``min_learning_rate`` at the last step).
+        warmup_epochs: linear ramp from 0 over this many epochs (fractions allowed).
+        milestones: epochs at which a step schedule decays.
+        gamma: the step schedule's factor.
+        min_learning_rate: the cosine schedule's floor.
+    """
+
+    kind: Literal["constant", "step", "cosine"] = "constant"
+    warmup_epochs: float = 0.0
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+    min_learning_rate: float = 0.0
+
+    def __post_init__(self):
+        if self.kind not in SCHEDULES:
+            raise ValueError(f"unknown schedule kind {self.kind!r}. Accepted: {', '.join(SCHEDULES)}")
+        if self.warmup_epochs < 0:
+            raise ValueError(f"warmup_epochs must be >= 0; received {self.warmup_epochs!r}")
+        object.__setattr__(self, "milestones", tuple(self.milestones))
+
+
+@dataclasses.dataclass(frozen=True)
+class Regularization:
+    """Penalties and loss-side regularizers; dropout, batch norm, stochastic depth live in the models.
+
+    Attributes:
+        l1: L1 penalty on every kernel.
+        l2: L2 penalty on every kernel (``l2 * sum(w**2)``, Keras' convention).
+        label_smoothing: mix the one-hot target with the uniform distribution.
+    """
+
+    l1: float = 0.0
+    l2: float = 0.0
+    label_smoothing: float = 0.0
+
+    def __post_init__(self):
+        for field in ("l1", "l2", "label_smoothing"):
+            value = getattr(self, field)
+            if not isinstance(value, (int, float)) or value < 0 or (field == "label_smoothing" and value >= 1):
+                raise ValueError(f"regularization {field} must be a number >= 0 (and < 1 for label smoothing); "
+                                 f"received {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """Everything about a training run except the model and the data.
+
+    Attributes:
+        optimizer: a name `training.optimizers.get_optimizer` accepts (the seed's ``"sgd"``,
+            ``"momentum"``, ``"nesterov"``, ``"adagrad"``, ``"rmsprop"``, ``"adam"``, or a Keras built-in).
+        learning_rate: peak learning rate.
+        optimizer_options: extra keyword arguments of the optimizer (e.g. ``{"rho": 0.9}``).
+        schedule: the learning-rate schedule.
+        epochs: epochs to train.
+        batch_size: global batch size (split over replicas by a distribution strategy).
+        regularization: weight penalties and label smoothing.
+        augment: augmentation of the training split (a name `training.data.get_augment` accepts).
+        seed: seeds weights' initialization (when the loop builds the model), data order,
+            augmentation and dropout.
+        checkpoint_every: steps between checkpoints (the resume granularity).
+        aux_loss_weight: weight of each training-only auxiliary output's loss (GoogLeNet: 0.3).
+        mixed_precision: ``None``, ``"mixed_float16"`` or ``"mixed_bfloat16"``.
+        deterministic: enable TensorFlow's op determinism (bitwise-reproducible runs, slower).
+    """
+
+    optimizer: str = "momentum"
+    learning_rate: float = 0.05
+    optimizer_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    schedule: Schedule = Schedule()
+    epochs: int = 10
+    batch_size: int = 128
+    regularization: Regularization = Regularization()
+    augment: str | None = None
+    seed: int = 0
+    checkpoint_every: int = 200
+    aux_loss_weight: float = 0.3
+    mixed_precision: str | None = None
+    deterministic: bool = False
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
+            raise ValueError(f"epochs, batch_size and checkpoint_every must be >= 1; received {self.epochs!r}, "
+                             f"{self.batch_size!r}, {self.checkpoint_every!r}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0; received {self.learning_rate!r}")
+        if self.mixed_precision not in PRECISIONS:
+            raise ValueError(f"mixed_precision must be one of {PRECISIONS}; received {self.mixed_precision!r}")
+        if isinstance(self.schedule, Mapping):
+            object.__setattr__(self, "schedule", Schedule(**self.schedule))
+        if isinstance(self.regularization, Mapping):
+            object.__setattr__(self, "regularization", Regularization(**self.regularization))
+        object.__setattr__(self, "optimizer_options", dict(self.optimizer_options))
+
+    def __hash__(self):
+        return hash(json.dumps(self.to_dict(), sort_keys=True))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Recipe":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown recipe field(s) {', '.join(unknown)}. Accepted: {', '.join(sorted(known))}")
+        return cls(**data)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> "Recipe":
+        """Reads a recipe from a JSON file (the format `to_dict` writes)."""
+        with open(path) as f:
+            try:
+                data = json.load(f)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"recipe file {os.fspath(path)!r} is not valid JSON: {err}") from err
+        return cls.from_dict(data)
+
+    def replace(self, **changes) -> "Recipe":
+        return dataclasses.replace(self, **changes)
+
+
+def _schedule_class():
+    import tensorflow as tf
+    import tf_keras as keras
+
+    @keras.saving.register_keras_serializable(package="zoo")
+    class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
+        """`Schedule` as a Keras schedule: a pure function of the step, so resuming needs no state."""
+
+        def __init__(self, learning_rate: float, steps_per_epoch: int, epochs: int, kind: str = "constant",
+                     warmup_epochs: float = 0.0, milestones=(), gamma: float = 0.1, min_learning_rate: float = 0.0):
+            self.learning_rate, self.steps_per_epoch, self.epochs = float(learning_rate), int(steps_per_epoch), epochs
+            self.kind, self.warmup_epochs, self.milestones = kind, float(warmup_epochs), tuple(milestones)
+            self.gamma, self.min_learning_rate = float(gamma), float(min_learning_rate)
+
+        def __call__(self, step):
+            step = tf.cast(step, tf.float32)
+            total = float(self.steps_per_epoch * self.epochs)
+            warmup = self.warmup_epochs * self.steps_per_epoch
+            lr = tf.constant(self.learning_rate, tf.float32)
+            if self.kind == "step" and self.milestones:
+                passed = tf.add_n([tf.cast(step >= m * self.steps_per_epoch, tf.float32) for m in self.milestones])
+                lr = lr * tf.pow(self.gamma, passed)
+            elif self.kind == "cosine":
+                progress = tf.clip_by_value((step - warmup) / max(total - warmup, 1.0), 0.0, 1.0)
+                lr = self.min_learning_rate + (lr - self.min_learning_rate) * 0.5 * (1 + tf.cos(math.pi * progress))
+            if warmup > 0:
+                lr = lr * tf.minimum(1.0, (step + 1.0) / warmup)
+            return lr
+
+        def get_config(self):
+            return {"learning_rate": self.learning_rate, "steps_per_epoch": self.steps_per_epoch,
+                    "epochs": self.epochs, "kind": self.kind, "warmup_epochs": self.warmup_epochs,
+                    "milestones": self.milestones, "gamma": self.gamma, "min_learning_rate": self.min_learning_rate}
+
+    return WarmupSchedule
+
+
+def __getattr__(name):  # WarmupSchedule needs TensorFlow; build it on first use
+    if name == "WarmupSchedule":
+        cls = _schedule_class()
+        globals()["WarmupSchedule"] = cls
+        return cls
+    raise AttributeError(name)
+
+
+def make_schedule(recipe: Recipe, steps_per_epoch: int):
+    """The recipe's learning rate as a Keras schedule (or a float for a constant one without warmup)."""
+    s = recipe.schedule
+    if s.kind == "constant" and not s.warmup_epochs:
+        return recipe.learning_rate
+    from training import recipes
+
+    return recipes.WarmupSchedule(recipe.learning_rate, steps_per_epoch, recipe.epochs, kind=s.kind,
+                                  warmup_epochs=s.warmup_epochs, milestones=s.milestones, gamma=s.gamma,
+                                  min_learning_rate=s.min_learning_rate)
