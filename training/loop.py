@@ -173,6 +173,29 @@ def _build_model(model, strategy: tf.distribute.Strategy, recipe: Recipe) -> ker
     return built
 
 
+def _resumable_random_generators(model: keras.Model, seed: int) -> dict[str, tf.random.Generator]:
+    """Gives every random layer (Dropout, stochastic depth, drop-path) a seeded, stateful generator.
+
+    Keras' default (legacy) random ops keep their state inside the kernels, where no checkpoint
+    reaches it: a resumed run would repeat the first steps' dropout masks. A ``tf.random.Generator``
+    keeps its state in a variable, which the loop checkpoints with the model. Call in the strategy's
+    scope, before the model is traced for training.
+    """
+    from tf_keras.src import backend
+
+    generators = {}
+    for index, layer in enumerate(model.submodules):
+        rng = getattr(layer, "_random_generator", None)
+        if not isinstance(rng, backend.RandomGenerator):
+            continue
+        if rng._rng_type != backend.RandomGenerator.RNG_STATEFUL:
+            rng = backend.RandomGenerator(seed=seed * 100_003 + index, rng_type=backend.RandomGenerator.RNG_STATEFUL)
+            rng._maybe_init()
+            layer._random_generator = rng
+        generators[layer.name] = rng._generator
+    return generators
+
+
 def _has_custom_train_step(model: keras.Model) -> bool:
     return type(model).train_step is not keras.Model.train_step
 
@@ -327,7 +350,8 @@ def fit(
             model = apply_weight_penalty(model, l1=recipe.regularization.l1, l2=recipe.regularization.l2)
         _compile(model, recipe, steps_per_epoch)
         model.optimizer.build(model.trainable_variables)
-        checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+        generators = _resumable_random_generators(model, recipe.seed)
+        checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, random_generators=generators)
         manager = tf.train.CheckpointManager(checkpoint, ckpt_dir, max_to_keep=2)
         if manager.latest_checkpoint:
             checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()

@@ -1,23 +1,30 @@
-"""The ``zoo`` command: list models, print a model's card, write the model docs.
+"""The ``zoo`` command: list models, print a model's card, write the model docs, train, evaluate, fine-tune.
 
     $ zoo list 'resnet*' --exclude 'resnet1??'
     $ zoo info resnet18 --input-shape 32 32 3
     $ zoo docs --out docs/models.md --check
+    $ zoo train resnet20 --dataset fashion_mnist --epochs 2 --out runs/r20
+    $ zoo eval resnet20 --weights runs/r20/final_weights.h5 --dataset fashion_mnist
+    $ zoo finetune resnet20 --weights runs/r20/final_weights.h5 --dataset digits --input-shape 28 28 1 \\
+          --train-layers last:4 --epochs 3 --out runs/r20-digits
 
 Thin by design: each subcommand parses its arguments and calls library functions (`zoo.list_models`,
-`zoo.model_info`, `zoo._docs`). A subcommand is a pair of functions, ``_args_<name>(parser)`` and
+`zoo.model_info`, `zoo._docs`, `training.runs`). A subcommand is a pair of functions, ``_args_<name>(parser)`` and
 ``_cmd_<name>(args) -> int``, plus one row in `COMMANDS`; heavy imports (TensorFlow, training,
 export) happen inside ``_cmd_<name>`` so ``zoo --help`` stays fast.
 
-Exit codes: 0 success; 1 nothing matched or ``docs --check`` found a stale file; 2 a bad name,
-option or value, reported as one line on stderr (``zoo: error: ...``), without a traceback.
+Exit codes: 0 success; 1 nothing matched, ``docs --check`` found a stale file or training diverged;
+2 a bad name, option, value, file or directory, reported as one line on stderr (``zoo: error: ...``),
+without a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
@@ -122,6 +129,136 @@ def _cmd_docs(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- zoo train / finetune / eval --------------------------------------------------------------------
+
+
+def _key_value(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` with VALUE a Python literal (``(2,2,2)``, ``0.1``, ``True``), else a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, e.g. stage_depths=(2,2,2); received {text!r}")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return key, value
+
+
+def _options(pairs: list[tuple[str, object]] | None) -> dict[str, object]:
+    options: dict[str, object] = {}
+    for key, value in pairs or ():
+        if key in options:
+            raise ValueError(f"option {key!r} given twice (-o {key}={options[key]!r} and -o {key}={value!r})")
+        options[key] = value
+    return options
+
+
+def _add_model_args(parser: argparse.ArgumentParser, *, weights: str | None) -> None:
+    parser.add_argument("name", help="a registered model name (see 'zoo list')")
+    if weights:
+        parser.add_argument("--weights", required=True, metavar="PATH", help=weights)
+    parser.add_argument("--dataset", required=True, metavar="NAME",
+                        help="fashion_mnist, digits, synthetic, or a TFDS image classification dataset")
+    parser.add_argument("--input-shape", nargs=3, type=int, metavar=("H", "W", "C"),
+                        help="the model's input (default: the dataset's image shape; images are resized to H x W)")
+    parser.add_argument("-o", "--option", dest="options", action="append", type=_key_value, metavar="KEY=VALUE",
+                        help="an architecture option (see 'zoo info NAME'), the value a Python literal; repeatable")
+    parser.add_argument("--limit", type=int, metavar="N", help="use only the first N examples of each split")
+
+
+def _add_training_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="the run directory: checkpoints, logs, weights, eval.json and the PNGs")
+    parser.add_argument("--epochs", type=int, metavar="N", help="epochs to train (default: the recipe's)")
+    parser.add_argument("--recipe", metavar="FILE", help="a recipe as JSON (a run's recipe.json); flags override it")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in DIR (same command; --epochs may grow); without it, a DIR "
+                             "holding a run is refused")
+    parser.add_argument("--batch-size", type=int, metavar="B")
+    parser.add_argument("--lr", type=float, metavar="LR", help="peak learning rate")
+    parser.add_argument("--optimizer", metavar="OPT",
+                        help="sgd, momentum, nesterov, adagrad, rmsprop, adam, or a Keras optimizer name")
+    parser.add_argument("--augment", metavar="AUG", help="none, flip, crop, crop_flip or crop_flip_erase")
+    parser.add_argument("--seed", type=int, metavar="S")
+
+
+def _run(args: argparse.Namespace, spec) -> int:
+    """Trains ``spec`` by the recipe the flags describe, into ``--out``; shared by train and finetune."""
+    from training import runs
+
+    recipe = runs.load_recipe(args.recipe, epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
+                              optimizer=args.optimizer, augment=args.augment, seed=args.seed)
+    saved = runs.saved_run(args.out)
+    if saved is not None and not args.resume:
+        return _fail(f"{args.out} holds a run ({saved.describe()}); add --resume to continue it, or choose a new "
+                     "--out directory")
+    if saved is None and args.resume:
+        return _fail(f"--resume: {args.out} holds no run to resume; drop --resume to start one there")
+    run = runs.train_run(spec, recipe=recipe, out_dir=args.out, resume=args.resume,
+                         command=shlex.join([PROG, *args.argv]))
+    print(f"\n{spec.model} on {spec.dataset} test: {run.evaluation.summary()}")
+    print(runs.per_class_table(run.evaluation))
+    print(f"wrote {', '.join(run.files[k] for k in ('eval', 'confusion_matrix', 'curves', 'final_weights'))}")
+    return 0
+
+
+def _args_train(parser: argparse.ArgumentParser) -> None:
+    _add_model_args(parser, weights=None)
+    _add_training_args(parser)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from training.runs import RunSpec
+
+    return _run(args, RunSpec(model=args.name, dataset=args.dataset, options=_options(args.options),
+                              input_shape=args.input_shape and tuple(args.input_shape), limit=args.limit))
+
+
+def _args_finetune(parser: argparse.ArgumentParser) -> None:
+    _add_model_args(parser, weights="weights of the source model (an .h5 file or a checkpoint prefix)")
+    parser.add_argument("--source-classes", type=int, default=10, metavar="K",
+                        help="classes of the source model's head (default: 10)")
+    parser.add_argument("--num-classes", type=int, metavar="K", help="classes of the new head (default: the dataset's)")
+    parser.add_argument("--train-layers", default="head", metavar="WHICH",
+                        help="head (default), last:N (the last N layers with weights, and the head) or all")
+    _add_training_args(parser)
+
+
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    from training.runs import RunSpec
+
+    if not (os.path.exists(args.weights) or os.path.exists(f"{args.weights}.index")):
+        return _fail(f"--weights {args.weights}: no such file (nor checkpoint {args.weights}.index)")
+    return _run(args, RunSpec(model=args.name, dataset=args.dataset, options=_options(args.options),
+                              input_shape=args.input_shape and tuple(args.input_shape), limit=args.limit,
+                              num_classes=args.num_classes, source_weights=args.weights,
+                              source_classes=args.source_classes, train_layers=args.train_layers))
+
+
+def _args_eval(parser: argparse.ArgumentParser) -> None:
+    _add_model_args(parser, weights="the weights to evaluate (an .h5 file or a checkpoint prefix)")
+    parser.add_argument("--split", default="test", help="the split to evaluate (default: test)")
+    parser.add_argument("--num-classes", type=int, metavar="K", help="the model's classes (default: the dataset's)")
+    parser.add_argument("--batch-size", type=int, default=256, metavar="B")
+    parser.add_argument("--out", metavar="DIR", help="also write eval.json and confusion_matrix.png here")
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from training import runs
+
+    if not (os.path.exists(args.weights) or os.path.exists(f"{args.weights}.index")):
+        return _fail(f"--weights {args.weights}: no such file (nor checkpoint {args.weights}.index)")
+    spec = runs.RunSpec(model=args.name, dataset=args.dataset, options=_options(args.options),
+                        input_shape=args.input_shape and tuple(args.input_shape), num_classes=args.num_classes,
+                        limit=args.limit)
+    result = runs.evaluate_weights(spec, weights=args.weights, split=args.split, batch_size=args.batch_size,
+                                   out_dir=args.out)
+    print(f"{args.name} on {args.dataset} {args.split}: {result.summary()}")
+    print(runs.per_class_table(result))
+    if args.out:
+        print(f"wrote {os.path.join(args.out, runs.EVAL_FILE)}, {os.path.join(args.out, runs.CONFUSION_PNG)}")
+    return 0
+
+
 # -- the command table ------------------------------------------------------------------------------
 
 
@@ -137,6 +274,12 @@ COMMANDS: dict[str, Command] = {
     "list": Command("list models: params, MACs/FLOPs, default input, paper year", _args_list, _cmd_list),
     "info": Command("print a model's card: paper, counts, published params, options", _args_info, _cmd_info),
     "docs": Command("write (or --check) the markdown model list, docs/models.md", _args_docs, _cmd_docs),
+    "train": Command("train a model on a dataset into a run directory (resumable), then evaluate it",
+                     _args_train, _cmd_train),
+    "eval": Command("evaluate weights on a dataset split: accuracy, loss, per-class accuracy", _args_eval,
+                    _cmd_eval),
+    "finetune": Command("replace a trained model's head and train it on a new dataset", _args_finetune,
+                        _cmd_finetune),
 }
 
 _EPILOG = """\
@@ -144,8 +287,11 @@ examples:
   zoo list 'resnet*' --exclude 'resnet1??'
   zoo info resnet18 --input-shape 32 32 3
   zoo docs --out docs/models.md --check
+  zoo train resnet20 --dataset fashion_mnist --epochs 2 --out runs/r20
+  zoo eval resnet20 --weights runs/r20/final_weights.h5 --dataset fashion_mnist
 
-exit codes: 0 ok; 1 nothing matched, or docs --check found a stale file; 2 bad name, option or value"""
+exit codes: 0 ok; 1 nothing matched, docs --check found a stale file, or training diverged;
+2 bad name, option, value, file or directory"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -181,15 +327,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as done:  # --help, --version, usage errors: argparse has printed them
         return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # command.txt records it
     try:
         return COMMANDS[args.command].run(args)
-    except (ValueError, TypeError) as err:  # the library's "received X, accepted Y" errors
-        return _fail(str(err))
-    except KeyboardInterrupt:
-        return 130
     except BrokenPipeError:  # `zoo list | head`: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except (ValueError, TypeError) as err:  # the library's "received X, accepted Y" errors
+        return _fail(str(err))
+    except (OSError, ImportError) as err:  # a missing file or dataset source, a missing optional package
+        return _fail(f"{type(err).__name__}: {err}" if isinstance(err, ImportError) else str(err))
+    except FloatingPointError as err:  # training.TrainingDiverged
+        return _fail(str(err), code=1)
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

@@ -12,6 +12,10 @@ import math
 import tensorflow as tf
 import tf_keras as keras
 
+# The base of Keras' Dropout: its random draws come from a per-layer generator that the training
+# loop can make stateful and checkpoint, so that a resumed run draws what an uninterrupted one would.
+from tf_keras.src.engine.base_layer import BaseRandomLayer
+
 __all__ = ["AdaptiveAveragePooling2D", "GroupedConv2D", "LocalResponseNormalization", "StochasticDepth"]
 
 
@@ -45,7 +49,7 @@ class LocalResponseNormalization(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-class StochasticDepth(keras.layers.Layer):
+class StochasticDepth(BaseRandomLayer):
     """Adds a residual branch that survives with probability ``survival_probability`` (Huang et al. 2016).
 
     Called on ``[shortcut, residual]``. In training each example keeps its residual branch with
@@ -61,7 +65,7 @@ class StochasticDepth(keras.layers.Layer):
     """
 
     def __init__(self, survival_probability: float = 0.5, seed: int | None = None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(seed=seed, **kwargs)
         if not 0.0 < survival_probability <= 1.0:
             raise ValueError(f"survival_probability must be in (0, 1]; received {survival_probability!r}")
         self.survival_probability = float(survival_probability)
@@ -77,7 +81,7 @@ class StochasticDepth(keras.layers.Layer):
 
         def dropped():
             shape = tf.concat([tf.shape(residual)[:1], tf.ones([tf.rank(residual) - 1], tf.int32)], axis=0)
-            keep = tf.cast(tf.random.uniform(shape, seed=self.seed) < p, residual.dtype)
+            keep = tf.cast(self._random_generator.random_uniform(shape) < p, residual.dtype)
             return shortcut + keep * residual
 
         def scaled():

@@ -30,6 +30,12 @@ def model():
     return zoo.create_model("resnet20", input_shape=SHAPE, num_classes=CLASSES, stage_depths=(1, 1, 1))
 
 
+def random_model():
+    """With dropout and stochastic depth: random draws that a resumed run must repeat exactly."""
+    return zoo.create_model("resnet20", input_shape=SHAPE, num_classes=CLASSES, stage_depths=(1, 1, 1),
+                            dropout=0.3, min_survival_probability=0.5)
+
+
 def plain_model():
     """No batch norm: replicas of a MirroredStrategy then compute exactly the single device's step."""
     import tf_keras as keras

@@ -59,6 +59,8 @@ from typing import Literal, Sequence
 import tensorflow as tf
 import tf_keras as keras
 
+from zoo.layers import BaseRandomLayer
+
 from zoo._registry import register_family
 from zoo.models._common import bn, conv, conv_bn_act, head, image_input, resolve_stem
 
@@ -82,7 +84,7 @@ def _cond(pred, true_fn, false_fn):
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-class GlobalDropPathSampler(keras.layers.Layer):
+class GlobalDropPathSampler(BaseRandomLayer):
     """Draws FractalNet's global drop-path choice once per forward pass, for every `FractalJoin`.
 
     Called on any batched tensor (the model input). Returns a ``(batch, num_columns)`` float mask, the
@@ -103,7 +105,7 @@ class GlobalDropPathSampler(keras.layers.Layer):
     """
 
     def __init__(self, num_columns: int, global_drop_ratio: float = 0.5, seed: int | None = None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(seed=seed, **kwargs)
         if not isinstance(num_columns, int) or num_columns < 1:
             raise ValueError(f"num_columns must be a positive int; received {num_columns!r}")
         if not 0.0 <= global_drop_ratio <= 1.0:
@@ -116,9 +118,9 @@ class GlobalDropPathSampler(keras.layers.Layer):
         columns = self.num_columns
 
         def draw():
-            seed2 = None if self.seed is None else self.seed + 1
-            is_global = tf.random.uniform([], seed=self.seed) < self.global_drop_ratio
-            column = tf.random.uniform([], maxval=columns, dtype=tf.int32, seed=seed2)
+            rng = self._random_generator
+            is_global = rng.random_uniform([]) < self.global_drop_ratio
+            column = rng.random_uniform([], minval=0, maxval=columns, dtype=tf.int32)
             return tf.one_hot(column, columns) * tf.cast(is_global, tf.float32)
 
         def no_drop():
@@ -140,7 +142,7 @@ class GlobalDropPathSampler(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-class FractalJoin(keras.layers.Layer):
+class FractalJoin(BaseRandomLayer):
     """FractalNet's join: the element-wise mean of the active inputs, with drop-path in training.
 
     Called on ``[x_1, ..., x_n]`` or ``[x_1, ..., x_n, global_mask]``, where input ``i`` comes from
@@ -163,7 +165,7 @@ class FractalJoin(keras.layers.Layer):
     """
 
     def __init__(self, columns: Sequence[int], drop_rate: float = 0.15, seed: int | None = None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(seed=seed, **kwargs)
         columns = tuple(int(c) for c in columns)
         if len(columns) < 2 or min(columns) < 0 or len(set(columns)) != len(columns):
             raise ValueError(f"columns must be at least two distinct non-negative ints; received {columns!r}")
@@ -193,9 +195,9 @@ class FractalJoin(keras.layers.Layer):
             return tf.add_n(branches) / tf.cast(n, branches[0].dtype)
 
         def dropped():
-            seed2 = None if self.seed is None else self.seed + 1
-            local = tf.random.uniform([n], seed=self.seed) >= self.drop_rate
-            fallback = tf.one_hot(tf.random.uniform([], maxval=n, dtype=tf.int32, seed=seed2), n) > 0
+            rng = self._random_generator
+            local = rng.random_uniform([n]) >= self.drop_rate
+            fallback = tf.one_hot(rng.random_uniform([], minval=0, maxval=n, dtype=tf.int32), n) > 0
             keep = tf.where(tf.reduce_any(local), local, fallback)
             if global_mask is not None:
                 chosen = tf.reduce_max(global_mask, axis=0)  # rows are identical: one draw per batch

@@ -1,0 +1,470 @@
+"""Training runs on disk: train, resume, evaluate and report a zoo model the same way from anywhere.
+
+The ``zoo train``/``finetune``/``eval`` commands and ``make demo`` are thin layers over these functions.
+A run directory holds what `training.fit` writes (``checkpoints/``, ``recipe.json``, ``state.json``,
+``log.csv``, ``logs/``, ``best_weights.h5``, ``final_weights.h5``) and:
+
+- ``run.json``: what was trained on what, a `RunSpec` (model, architecture options, input shape,
+  classes, dataset, limit; for fine-tuning the source weights and ``train_layers``);
+- ``command.txt``: the command lines that trained it, one per invocation: the first started the
+  run, any later ones resumed it;
+- ``eval.json``, ``confusion_matrix.png``, ``curves.png``: the final model on the test split.
+
+Resuming is explicit here, where `training.fit` resumes whenever ``out_dir`` holds a checkpoint:
+``train_run(..., resume=False)`` refuses a directory that holds a run, so that nobody resumes by
+accident, and ``resume=True`` requires one of the same `RunSpec` and recipe. The one change a
+resume may make is to raise ``recipe.epochs`` (train a finished run longer); a cosine or step
+schedule is then recomputed for the new length from the step reached.
+
+    >>> spec = RunSpec(model="resnet20", dataset="digits", options={"stage_depths": (1, 1, 1)})
+    >>> run = train_run(spec, recipe=Recipe(epochs=1), out_dir="runs/digits")  # doctest: +SKIP
+    >>> print(run.evaluation.summary())  # doctest: +SKIP
+    accuracy 93.61%  top-5 99.72%  loss 0.2144  (360 examples)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from typing import Any, Callable, Mapping, Sequence
+
+import zoo
+
+import tensorflow as tf
+import tf_keras as keras
+
+from training.data import DatasetInfo, load_dataset
+from training.evaluation import EvalResult, evaluate
+from training.loop import BEST_WEIGHTS, CHECKPOINT_DIR, FINAL_WEIGHTS, RECIPE_FILE, STATE_FILE, FitResult, fit
+from training.recipes import Recipe
+
+__all__ = [
+    "COMMAND_FILE",
+    "CONFUSION_PNG",
+    "CURVES_PNG",
+    "EVAL_FILE",
+    "RUN_FILE",
+    "RunResult",
+    "RunSpec",
+    "SavedRun",
+    "build_model",
+    "evaluate_weights",
+    "load_recipe",
+    "per_class_table",
+    "saved_run",
+    "train_run",
+]
+
+RUN_FILE = "run.json"
+COMMAND_FILE = "command.txt"
+EVAL_FILE = "eval.json"
+CONFUSION_PNG = "confusion_matrix.png"
+CURVES_PNG = "curves.png"
+
+EVAL_BATCH_SIZE = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """The model and data of a run: everything but the recipe.
+
+    Attributes:
+        model: a registered model name (``zoo list``).
+        dataset: a dataset name `training.load_dataset` accepts.
+        options: the model's architecture options (``zoo info NAME`` lists them).
+        input_shape: the model's ``(height, width, channels)``; ``None`` means the dataset's image
+            shape. A different height and width resizes the images; the channels must agree.
+        num_classes: the classifier's size; ``None`` means the dataset's number of classes.
+        limit: use only the first ``limit`` examples of each split (quick runs).
+        source_weights: fine-tuning: the weights file of the source model, whose classifier has
+            ``source_classes`` outputs and is replaced (`training.finetune`) by a new one.
+        source_classes: fine-tuning: the source model's number of classes.
+        train_layers: fine-tuning: ``"head"``, ``"last:N"`` or ``"all"`` (see `training.finetune`).
+
+    Example:
+        >>> spec = RunSpec(model="resnet20", dataset="fashion_mnist", options={"stage_depths": (2, 2, 2)})
+        >>> spec.resolve().input_shape, spec.resolve().num_classes
+        ((28, 28, 1), 10)
+    """
+
+    model: str
+    dataset: str
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    input_shape: tuple[int, int, int] | None = None
+    num_classes: int | None = None
+    limit: int | None = None
+    source_weights: str | None = None
+    source_classes: int | None = None
+    train_layers: str | None = None
+
+    def __post_init__(self):
+        for field in ("model", "dataset"):
+            if not isinstance(getattr(self, field), str) or not getattr(self, field):
+                raise ValueError(f"{field} must be a non-empty name; received {getattr(self, field)!r}")
+        object.__setattr__(self, "options", dict(self.options))
+        if self.input_shape is not None:
+            shape = self.input_shape
+            if (not isinstance(shape, (tuple, list)) or len(shape) != 3
+                    or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)):
+                raise ValueError(f"input_shape must be (height, width, channels) of positive ints; received {shape!r}")
+            object.__setattr__(self, "input_shape", tuple(shape))
+        for field in ("num_classes", "limit", "source_classes"):
+            value = getattr(self, field)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ValueError(f"{field} must be a positive int or None; received {value!r}")
+        if self.source_weights is not None:
+            object.__setattr__(self, "source_weights", os.fspath(self.source_weights))
+        if (self.train_layers is None) != (self.source_weights is None):
+            raise ValueError("fine-tuning needs both source_weights and train_layers (or neither); received "
+                             f"source_weights={self.source_weights!r}, train_layers={self.train_layers!r}")
+
+    @property
+    def is_finetune(self) -> bool:
+        return self.source_weights is not None
+
+    def resolve(self) -> "RunSpec":
+        """This spec with ``input_shape`` and ``num_classes`` filled in from the dataset, checked against it.
+
+        Raises:
+            ValueError: an unknown dataset, channels that differ from the dataset's, or fewer classes
+                than the dataset has.
+        """
+        info = _dataset_info(self.dataset)
+        input_shape = self.input_shape or info.image_shape
+        if input_shape[2] != info.image_shape[2]:
+            raise ValueError(f"input_shape {input_shape} has {input_shape[2]} channel(s) but {self.dataset!r} images "
+                             f"have {info.image_shape[2]} ({'x'.join(map(str, info.image_shape))}); the height and "
+                             "width may differ (images are resized), the channels may not")
+        num_classes = self.num_classes or info.num_classes
+        if num_classes < info.num_classes:
+            raise ValueError(f"num_classes={num_classes} is fewer than the {info.num_classes} classes of "
+                             f"{self.dataset!r}; use at least {info.num_classes}")
+        return dataclasses.replace(self, input_shape=tuple(input_shape), num_classes=num_classes,
+                                   source_classes=self.source_classes or (10 if self.is_finetune else None))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: tuples become lists."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "RunSpec":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown run field(s) {', '.join(unknown)}. Accepted: {', '.join(sorted(known))}")
+        data = dict(data)
+        if data.get("input_shape") is not None:
+            data["input_shape"] = tuple(data["input_shape"])
+        data["options"] = {k: _tuples(v) for k, v in (data.get("options") or {}).items()}
+        return cls(**data)
+
+    def _image_size(self) -> tuple[int, int] | None:
+        """``image_size`` for `load_dataset`: the model's height and width when they differ from the data's."""
+        native = _dataset_info(self.dataset).image_shape
+        return None if self.input_shape is None or self.input_shape[:2] == native[:2] else self.input_shape[:2]
+
+    def data(self, split: str, *, batch_size: int, augment: str | None = None, seed: int = 0,
+             shuffle: bool | None = None) -> Callable[[int], tf.data.Dataset]:
+        """A function ``epoch -> tf.data.Dataset`` of this run's split, deterministic in ``epoch`` (as `fit` needs)."""
+        image_size = self._image_size()
+
+        def load(epoch: int) -> tf.data.Dataset:
+            return load_dataset(self.dataset, split, batch_size=batch_size, augment=augment, seed=seed, epoch=epoch,
+                                shuffle=shuffle, limit=self.limit, image_size=image_size)[0]
+
+        return load
+
+
+@dataclasses.dataclass(frozen=True)
+class SavedRun:
+    """What a run directory holds: its spec (``None`` if it has no ``run.json``), recipe and progress."""
+
+    out_dir: str
+    spec: RunSpec | None
+    recipe: Recipe
+    epochs_done: int
+
+    @property
+    def finished(self) -> bool:
+        return self.epochs_done >= self.recipe.epochs
+
+    def describe(self) -> str:
+        what = f"{self.spec.model} on {self.spec.dataset}, " if self.spec else ""
+        return f"{what}{self.epochs_done}/{self.recipe.epochs} epochs{' (finished)' if self.finished else ''}"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    """What `train_run` returns: the fit, the final model's evaluation on the test split, the files written."""
+
+    spec: RunSpec
+    fit: FitResult
+    evaluation: EvalResult
+    files: Mapping[str, str]
+
+
+def saved_run(out_dir: str | os.PathLike) -> SavedRun | None:
+    """The run in ``out_dir``, or ``None`` when it holds no checkpoint (nothing to resume).
+
+    Example:
+        >>> saved_run("runs/r20").describe()  # doctest: +SKIP
+        'resnet20 on fashion_mnist, 2/2 epochs (finished)'
+    """
+    out_dir = os.fspath(out_dir)
+    recipe_path = os.path.join(out_dir, RECIPE_FILE)
+    if not (tf.train.latest_checkpoint(os.path.join(out_dir, CHECKPOINT_DIR)) and os.path.exists(recipe_path)):
+        return None
+    state = _read_json(os.path.join(out_dir, STATE_FILE)) or {}
+    spec_data = _read_json(os.path.join(out_dir, RUN_FILE))
+    return SavedRun(out_dir=out_dir, spec=None if spec_data is None else RunSpec.from_dict(spec_data),
+                    recipe=Recipe.from_file(recipe_path), epochs_done=len(state.get("history", ())))
+
+
+def load_recipe(path: str | os.PathLike | None = None, **overrides: Any) -> Recipe:
+    """A `Recipe` from a JSON file (or the defaults), with the given fields replaced; ``None`` values are ignored.
+
+    Raises:
+        ValueError: the file is missing, not JSON, or has unknown or invalid fields.
+
+    Example:
+        >>> load_recipe(None, epochs=2, learning_rate=None).epochs
+        2
+    """
+    if path is None:
+        recipe = Recipe()
+    else:
+        try:
+            recipe = Recipe.from_file(path)
+        except OSError as err:
+            raise ValueError(f"cannot read recipe file {os.fspath(path)!r}: {err.strerror or err}") from err
+        except TypeError as err:
+            raise ValueError(f"recipe file {os.fspath(path)!r} is invalid: {err}") from err
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    return recipe.replace(**overrides) if overrides else recipe
+
+
+def build_model(spec: RunSpec) -> keras.Model:
+    """The spec's model: `zoo.create_model`, or for fine-tuning the source model with its weights and a new head.
+
+    Example:
+        >>> build_model(RunSpec(model="resnet20", dataset="digits")).input_shape
+        (None, 8, 8, 1)
+    """
+    spec = spec.resolve()
+    if not spec.is_finetune:
+        return zoo.create_model(spec.model, input_shape=spec.input_shape, num_classes=spec.num_classes, **spec.options)
+    from training.transfer import finetune
+
+    source = zoo.create_model(spec.model, weights=spec.source_weights, input_shape=spec.input_shape,
+                              num_classes=spec.source_classes, **spec.options)
+    return finetune(source, spec.num_classes, train_layers=spec.train_layers)
+
+
+def train_run(
+    spec: RunSpec,
+    *,
+    recipe: Recipe,
+    out_dir: str | os.PathLike,
+    resume: bool = False,
+    command: str | None = None,
+    verbose: int | str = "auto",
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+) -> RunResult:
+    """Trains the spec's model by ``recipe`` with `training.fit`, then evaluates it on the test split.
+
+    Validation during training is the dataset's test split (with ``spec.limit``). Afterwards the final
+    model's `EvalResult` goes to ``eval.json``, with ``confusion_matrix.png`` and ``curves.png``.
+
+    Args:
+        spec: the model and data.
+        recipe: the `Recipe`.
+        out_dir: the run directory.
+        resume: ``False`` refuses an ``out_dir`` that holds a run; ``True`` requires one, of the same
+            spec and recipe except that ``recipe.epochs`` may be larger.
+        command: the command line, appended to ``command.txt``.
+        verbose: Keras' verbosity.
+        callbacks: extra Keras callbacks.
+
+    Returns:
+        `RunResult`.
+
+    Raises:
+        ValueError: a bad spec or recipe, or ``out_dir`` does not fit ``resume``.
+        training.TrainingDiverged: the loss became NaN or Inf.
+
+    Example:
+        >>> run = train_run(RunSpec(model="resnet20", dataset="fashion_mnist"),
+        ...                 recipe=Recipe(epochs=2), out_dir="runs/r20")  # doctest: +SKIP
+    """
+    out_dir = os.fspath(out_dir)
+    spec = spec.resolve()
+    _check_recipe(recipe)
+    _require_matplotlib()  # before hours of training, not after
+    saved = saved_run(out_dir)
+    if saved is not None and not resume:
+        raise ValueError(f"{out_dir!r} holds a run ({saved.describe()}); resume it (resume=True) or use a new out_dir")
+    if saved is None and resume:
+        raise ValueError(f"nothing to resume: {out_dir!r} holds no run (no checkpoint under "
+                         f"{os.path.join(out_dir, CHECKPOINT_DIR)})")
+    if saved is not None:
+        _check_resume(saved, spec, recipe)
+
+    keras.utils.set_random_seed(recipe.seed)  # the initialization; fit seeds again for the data
+    model = build_model(spec)
+
+    os.makedirs(out_dir, exist_ok=True)
+    _write_json(os.path.join(out_dir, RUN_FILE), spec.to_dict())
+    if command is not None:
+        with open(os.path.join(out_dir, COMMAND_FILE), "a") as f:
+            f.write(command.rstrip("\n") + "\n")
+    if saved is not None and saved.recipe.epochs != recipe.epochs:
+        # The loop refuses a changed recipe; more epochs is the one change that continues the same run.
+        _write_json(os.path.join(out_dir, RECIPE_FILE), recipe.to_dict())
+
+    val = spec.data("test", batch_size=EVAL_BATCH_SIZE, shuffle=False)
+    fitted = fit(model, spec.data("train", batch_size=recipe.batch_size, augment=recipe.augment, seed=recipe.seed),
+                 recipe=recipe, val=val, out_dir=out_dir, verbose=verbose, callbacks=callbacks)
+    evaluation = evaluate(fitted.model, val(0), class_names=_class_names(spec))
+    files = _write_report(evaluation, out_dir, about={"model": spec.model, "dataset": spec.dataset, "split": "test",
+                                                       "weights": os.path.join(out_dir, FINAL_WEIGHTS)},
+                          history=fitted.history)
+    files["final_weights"] = fitted.final_weights
+    if os.path.exists(os.path.join(out_dir, BEST_WEIGHTS)):
+        files["best_weights"] = fitted.best_weights
+    return RunResult(spec=spec, fit=fitted, evaluation=evaluation, files=files)
+
+
+def evaluate_weights(
+    spec: RunSpec,
+    *,
+    weights: str | os.PathLike,
+    split: str = "test",
+    batch_size: int = EVAL_BATCH_SIZE,
+    out_dir: str | os.PathLike | None = None,
+) -> EvalResult:
+    """Builds the spec's model with ``weights`` and evaluates it on a split of the spec's dataset.
+
+    With ``out_dir``, writes ``eval.json`` and ``confusion_matrix.png`` there.
+
+    Raises:
+        ValueError: a bad spec, or weights that are missing or do not fit the model.
+
+    Example:
+        >>> spec = RunSpec(model="resnet20", dataset="fashion_mnist")
+        >>> print(evaluate_weights(spec, weights="runs/r20/final_weights.h5").summary())  # doctest: +SKIP
+        accuracy 91.20%  top-5 99.70%  loss 0.2513  (10000 examples)
+    """
+    if spec.is_finetune:
+        raise ValueError("evaluate_weights builds the model as trained; pass a spec without source_weights")
+    spec = spec.resolve()
+    model = zoo.create_model(spec.model, weights=os.fspath(weights), input_shape=spec.input_shape,
+                             num_classes=spec.num_classes, **spec.options)
+    result = evaluate(model, spec.data(split, batch_size=batch_size, shuffle=False)(0), class_names=_class_names(spec))
+    if out_dir is not None:
+        _write_report(result, os.fspath(out_dir), about={"model": spec.model, "dataset": spec.dataset,
+                                                         "split": split, "weights": os.fspath(weights)})
+    return result
+
+
+def per_class_table(result: EvalResult) -> str:
+    """Per-class accuracy as an aligned text table, one row a class.
+
+    Example:
+        >>> print(per_class_table(result))  # doctest: +SKIP
+        class        accuracy  examples
+        T-shirt/top     86.5%      1000
+        ...
+    """
+    counts = result.confusion_matrix.sum(axis=1)
+    width = max(len("class"), *(len(n) for n in result.class_names))
+    lines = [f"{'class':<{width}}  accuracy  examples"]
+    for name, accuracy, count in zip(result.class_names, result.per_class_accuracy, counts):
+        shown = "-" if math.isnan(accuracy) else f"{accuracy:.1%}"
+        lines.append(f"{name:<{width}}  {shown:>8}  {int(count):>8}")
+    return "\n".join(lines)
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+
+
+def _dataset_info(name: str) -> DatasetInfo:
+    # The split is held in memory by load_dataset's caches, so asking again is cheap.
+    return load_dataset(name, "test", batch_size=1, limit=1)[1]
+
+
+def _class_names(spec: RunSpec) -> tuple[str, ...] | None:
+    """The dataset's class names, or None (indices) when the model has more outputs than the data has classes."""
+    info = _dataset_info(spec.dataset)
+    return info.class_names if spec.num_classes == info.num_classes else None
+
+
+def _require_matplotlib() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise ImportError("the run's plots need matplotlib: pip install matplotlib (or keras-zoo[dev])")
+
+
+def _check_recipe(recipe: Recipe) -> None:
+    """Fails before anything is written on names the loop would only reject at compile time."""
+    from training.augment import get_augment
+    from training.optimizers import get_optimizer
+
+    if not isinstance(recipe, Recipe):
+        raise TypeError(f"recipe must be a training.Recipe; received {type(recipe).__name__}")
+    get_augment(recipe.augment)
+    get_optimizer(recipe.optimizer, learning_rate=recipe.learning_rate, **recipe.optimizer_options)
+
+
+def _check_resume(saved: SavedRun, spec: RunSpec, recipe: Recipe) -> None:
+    if saved.spec is not None and saved.spec.to_dict() != spec.to_dict():
+        old, new = saved.spec.to_dict(), spec.to_dict()
+        changed = "; ".join(f"{k}: run has {old[k]!r}, received {new[k]!r}" for k in old if old[k] != new[k])
+        raise ValueError(f"{saved.out_dir!r} holds a run of a different model or data ({changed}); resume with "
+                         "the same ones or use a new out_dir")
+    old, new = saved.recipe.to_dict(), recipe.to_dict()
+    changed = sorted(k for k in old if old[k] != new[k] and k != "epochs")
+    if changed:
+        diffs = "; ".join(f"{k}: run has {old[k]!r}, received {new[k]!r}" for k in changed)
+        raise ValueError(f"{saved.out_dir!r} holds a run of a different recipe ({diffs}); resume with the same "
+                         "recipe (only epochs may grow) or use a new out_dir")
+    if recipe.epochs < saved.epochs_done:
+        raise ValueError(f"{saved.out_dir!r} has already trained {saved.epochs_done} epochs; received "
+                         f"epochs={recipe.epochs}. Resume with epochs >= {saved.epochs_done}")
+
+
+def _write_report(result: EvalResult, out_dir: str, *, about: Mapping[str, Any],
+                  history: Sequence[Mapping[str, float]] | None = None) -> dict[str, str]:
+    from training.plots import confusion_matrix_png, training_curves_png
+
+    os.makedirs(out_dir, exist_ok=True)
+    files = {"eval": os.path.join(out_dir, EVAL_FILE)}
+    _write_json(files["eval"], {**about, **result.to_dict()})
+    title = f"{about['model']} on {about['dataset']} {about['split']} (accuracy {result.accuracy:.1%})"
+    files["confusion_matrix"] = str(confusion_matrix_png(result, os.path.join(out_dir, CONFUSION_PNG), title=title))
+    if history:
+        keys = sorted({k for logs in history for k in logs})
+        curves = {k: [float(logs.get(k, math.nan)) for logs in history] for k in keys}
+        files["curves"] = str(training_curves_png(curves, os.path.join(out_dir, CURVES_PNG)))
+    return files
+
+
+def _write_json(path: str, data: Any) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def _read_json(path: str) -> Any:
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def _tuples(value: Any) -> Any:
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
