@@ -314,9 +314,11 @@ def fit(
     os.makedirs(out_dir, exist_ok=True)
     strategy = strategy or tf.distribute.get_strategy()
     chief = _is_chief(strategy)
-    ckpt_dir = os.path.join(out_dir, CHECKPOINT_DIR)
-    if not chief:  # every worker must save; only the chief's copy is kept
-        ckpt_dir = os.path.join(out_dir, f"{CHECKPOINT_DIR}-worker{strategy.cluster_resolver.task_id}")
+    # Every worker of a multi-worker run checkpoints and logs (saving is collective); the chief's
+    # files are the run's, the others go to a scratch folder each.
+    work_dir = out_dir if chief else os.path.join(out_dir, f"worker-{strategy.cluster_resolver.task_id}")
+    os.makedirs(work_dir, exist_ok=True)
+    ckpt_dir = os.path.join(work_dir, CHECKPOINT_DIR)
 
     recipe_path = os.path.join(out_dir, RECIPE_FILE)
     if os.path.exists(recipe_path) and tf.train.latest_checkpoint(ckpt_dir):
@@ -365,10 +367,10 @@ def fit(
     history: list[dict[str, float]] = list(state["history"])[: start_step // steps_per_epoch]
 
     checkpointer = _Checkpointer(manager, recipe.checkpoint_every, steps_per_epoch, chief)
-    logs_dir = os.path.join(out_dir, "logs")
+    logs_dir = os.path.join(work_dir, "logs")
     all_callbacks = [
         checkpointer,
-        keras.callbacks.CSVLogger(os.path.join(out_dir, "log.csv"), append=True),
+        keras.callbacks.CSVLogger(os.path.join(work_dir, "log.csv"), append=True),
         keras.callbacks.TensorBoard(logs_dir, write_graph=False, profile_batch=0),
         *callbacks,
     ]

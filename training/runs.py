@@ -35,7 +35,7 @@ import zoo
 import tensorflow as tf
 import tf_keras as keras
 
-from training.data import DatasetInfo, load_dataset
+from training.data import DatasetInfo, list_datasets, load_dataset
 from training.evaluation import EvalResult, evaluate
 from training.loop import BEST_WEIGHTS, CHECKPOINT_DIR, FINAL_WEIGHTS, RECIPE_FILE, STATE_FILE, FitResult, fit
 from training.recipes import Recipe
@@ -390,8 +390,35 @@ def per_class_table(result: EvalResult) -> str:
 
 
 def _dataset_info(name: str) -> DatasetInfo:
+    if name not in _known_datasets:
+        _check_dataset_name(name)
+        _known_datasets.add(name)
     # The split is held in memory by load_dataset's caches, so asking again is cheap.
     return load_dataset(name, "test", batch_size=1, limit=1)[1]
+
+
+_known_datasets: set[str] = set(list_datasets())
+
+
+def _check_dataset_name(name: str) -> None:
+    """A short error for a name that is neither built in nor in TFDS (TFDS's own error lists all 400+ names)."""
+    import difflib
+    import importlib.util
+
+    builtin = list_datasets()
+    if importlib.util.find_spec("tensorflow_datasets") is None:
+        close = difflib.get_close_matches(name, builtin, n=3)
+        raise ValueError(f"unknown dataset {name!r}. Built in: {', '.join(builtin)}"
+                         f"{'; close matches: ' + ', '.join(close) if close else ''}. Other names are loaded "
+                         "through TFDS, which is not installed (pip install tensorflow-datasets)")
+    import tensorflow_datasets as tfds
+
+    registered = tfds.list_builders()
+    if name.split("/")[0].split(":")[0] not in registered:
+        close = difflib.get_close_matches(name, list(dict.fromkeys([*builtin, *registered])), n=3)
+        raise ValueError(f"unknown dataset {name!r}: neither built in ({', '.join(builtin)}) nor a TFDS dataset"
+                         f"{'. Close matches: ' + ', '.join(close) if close else ''}. TFDS's catalog: "
+                         "https://www.tensorflow.org/datasets/catalog")
 
 
 def _class_names(spec: RunSpec) -> tuple[str, ...] | None:

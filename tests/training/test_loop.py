@@ -229,3 +229,50 @@ def test_fit_by_dataset_name_loads_augments_and_validates(tmp_path, monkeypatch)
     assert result.steps == 2 * 23  # 1437 training digits in batches of 64
     assert ("test", None, 0) in calls and ("train", "flip", 1) in calls  # augment the training split only
     assert result.history[-1]["val_accuracy"] > 0.5  # chance is 0.1
+
+
+MULTI_WORKER = """
+    import json, os, sys
+    import zoo, tensorflow as tf
+    import _tiny, training
+    from training.recipes import Recipe
+    recipe = Recipe.from_dict(__RECIPE__)
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    result = training.fit(_tiny.plain_model, _tiny.epoch_data, recipe=recipe, out_dir=sys.argv[1],
+                          strategy=strategy, verbose=0)
+    print(json.dumps([h["loss"] for h in result.history]))
+"""
+
+
+def _free_ports(n):
+    import socket
+
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_multi_worker_mirrored_across_two_local_processes_matches_one_device(tmp_path):
+    recipe = RECIPE.replace(epochs=2, learning_rate=0.2)
+    body = MULTI_WORKER.replace("__RECIPE__", repr(recipe.to_dict()))
+    script = f"import sys; sys.path.insert(0, {HERE!r})\n" + textwrap.dedent(body)
+    workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
+    procs = []
+    for index in range(2):
+        tf_config = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
+        procs.append(subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "run")], text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      env={**os.environ, "TF_CONFIG": tf_config}))
+    outputs = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, outputs):
+        assert p.returncode == 0, err[-3000:]
+    chief_losses = json.loads(outputs[0][0].strip().splitlines()[-1])
+    assert (tmp_path / "run" / "final_weights.h5").exists() and (tmp_path / "run" / "worker-1").is_dir()
+
+    single = training.fit(_tiny.plain_model, _tiny.epoch_data, recipe=recipe, out_dir=tmp_path / "single",
+                          verbose=0)
+    np.testing.assert_allclose(chief_losses, [h["loss"] for h in single.history], rtol=1e-3)
