@@ -263,6 +263,17 @@ class _Checkpointer(keras.callbacks.Callback):
             self._save(self._step())
 
 
+class _Progbar(keras.callbacks.ProgbarLogger):
+    """Keras' progress bar, counting epochs of the whole run ("Epoch 2/3"), not of one fit call."""
+
+    def __init__(self, epochs: int):
+        super().__init__(count_mode="steps")
+        self.total_epochs = epochs
+
+    def set_params(self, params):
+        super().set_params({**params, "epochs": self.total_epochs})
+
+
 def _is_chief(strategy: tf.distribute.Strategy) -> bool:
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not resolver.task_type:
@@ -323,10 +334,11 @@ def fit(
     recipe_path = os.path.join(out_dir, RECIPE_FILE)
     if os.path.exists(recipe_path) and tf.train.latest_checkpoint(ckpt_dir):
         previous = Recipe.from_file(recipe_path)
-        if previous != recipe:
-            changed = sorted(k for k, v in recipe.to_dict().items() if previous.to_dict().get(k) != v)
+        changed = sorted(k for k, v in recipe.to_dict().items() if previous.to_dict().get(k) != v)
+        # Training longer is the one change that continues a run (a cosine schedule stretches to it).
+        if changed and not (changed == ["epochs"] and recipe.epochs > previous.epochs):
             raise ValueError(f"{out_dir!r} holds a run of a different recipe (changed: {', '.join(changed)}); "
-                             "resume with the same recipe or use a new out_dir")
+                             "resume with the same recipe (more epochs allowed) or use a new out_dir")
     if chief:
         _write_json(recipe_path, recipe.to_dict())
 
@@ -374,6 +386,8 @@ def fit(
         keras.callbacks.TensorBoard(logs_dir, write_graph=False, profile_batch=0),
         *callbacks,
     ]
+    if verbose != 0:
+        all_callbacks.append(_Progbar(recipe.epochs))
     best = state.get("best_val_accuracy")
     for epoch in range(start_step // steps_per_epoch, recipe.epochs):
         done = int(model.optimizer.iterations.numpy()) - epoch * steps_per_epoch

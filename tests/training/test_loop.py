@@ -108,6 +108,9 @@ def test_resuming_with_another_recipe_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"different recipe \(changed: learning_rate\)"):
         training.fit(_tiny.model, _tiny.epoch_data, recipe=RECIPE.replace(epochs=1, learning_rate=0.5),
                      out_dir=tmp_path, verbose=0)
+    longer = training.fit(_tiny.model, _tiny.epoch_data, recipe=RECIPE.replace(epochs=2), out_dir=tmp_path,
+                          verbose=0)  # training longer continues the run
+    assert longer.resumed_from_step == 6 and longer.steps == 12 and len(longer.history) == 2
 
 
 def test_auxiliary_outputs_are_trained_with_their_weight(tmp_path):

@@ -1,0 +1,761 @@
+"""Training throughput: the shared loop against plain ``model.fit``, the fp32 matmul rate, every family.
+
+Issue 3, item 9. Run from the repository root::
+
+    .venv/bin/python benchmarks/train_throughput.py           # full, about 10-15 minutes
+    .venv/bin/python benchmarks/train_throughput.py --quick   # a smoke run, under 3 minutes
+
+It prints and writes (``--json``, ``--docs``; defaults below):
+
+1. **Loop vs fit.** ``training.fit`` (the recipe's defaults: the seed's SGD+momentum, batch 128)
+   against what a user writes, ``model.compile(keras.optimizers.SGD(momentum=0.9), ...)`` and
+   ``model.fit`` on ``from_tensor_slices(...).shuffle(...).batch(128).prefetch(AUTOTUNE)``, on the
+   same model (ResNet-20, 28x28x1, 10 classes), the same data (Fashion-MNIST's train split, or
+   synthetic data when it is not installed) and batch, alternately in one process: loop, fit, loop,
+   fit, ... Each round builds a fresh model, runs ``warmup`` steps (tracing, the first executions,
+   the input pipeline filling up) and then times ``steps`` steps. Per round: images/s and CPU
+   utilisation (process CPU seconds / wall seconds: 2.0 is both cores busy, about 1.0 the "one busy
+   core" mode), and how much CPU other processes took meanwhile (from ``/proc/stat``).
+2. **Candidates** for the loop (``steps_per_execution``, XLA, thread pools), each measured
+   alternately against the loop as it is. The loop is unchanged: compile options are injected
+   here for the measurement only, and thread settings are measured in a child process.
+3. **Matmul rate.** A chain of 2048x2048 float32 matmuls in a ``tf.function``, in GFLOP/s, and the
+   share of it that ResNet-20 training reaches, with training FLOPs per image taken as
+   3 x forward FLOPs (forward, backward to the activations, backward to the weights; the usual
+   convention, e.g. Kaplan et al. 2020), forward FLOPs = 2 x MACs from `zoo.model_info`.
+4. **Families.** Images/s of the shared loop for one small variant per family at 28x28x1.
+
+Timings are steady-state: a round's clock runs from the end of its last warm-up step to the end of
+its last timed step, so tracing, checkpoints at epoch end and pipeline start-up are not in it.
+Speed targets live here, never in tests (the tests only smoke-test `measure_loop`/`measure_plain`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, Callable, Iterator, Sequence
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+import zoo  # noqa: E402  (sets TF_USE_LEGACY_KERAS=1 before TensorFlow loads)
+
+__all__ = [
+    "Measurement",
+    "compare",
+    "family_sweep",
+    "main",
+    "matmul_rate",
+    "measure_loop",
+    "measure_plain",
+]
+
+DEFAULT_JSON = os.path.join(ROOT, "benchmarks", "results", "train_throughput.json")
+DEFAULT_DOCS = os.path.join(ROOT, "docs", "train_throughput.md")
+
+MODEL = "resnet20"
+INPUT_SHAPE = (28, 28, 1)
+NUM_CLASSES = 10
+BATCH_SIZE = 128
+# Below this many busy cores (process CPU s / wall s) a round counts as "one busy core": a healthy
+# ResNet-20 step keeps both cores near 2.0; the degenerate mode sits near 1.0.
+ONE_CORE_THRESHOLD = 1.4
+# Other processes busier than this many cores during a round make its figure noisy (reported, kept).
+CONTENDED_THRESHOLD = 0.25
+# Training FLOPs per image = TRAINING_FLOPS_FACTOR x forward FLOPs (forward + two backward passes).
+TRAINING_FLOPS_FACTOR = 3
+TARGET_RATIO = 1.05
+TARGET_MATMUL_SHARE = 0.70
+
+
+# -- one measurement -----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Measurement:
+    """One timed round.
+
+    Attributes:
+        runner: what ran (``"loop"``, ``"fit"``, or a candidate's name).
+        images_per_second: timed steps x batch size / wall seconds.
+        cpu_utilisation: this process's CPU seconds / wall seconds over the timed steps (cores busy).
+        others_cpu: cores the rest of the machine kept busy meanwhile (None without ``/proc/stat``).
+        steps: timed steps.
+        seconds: wall seconds of the timed steps.
+        batch_size: examples per step.
+    """
+
+    runner: str
+    images_per_second: float
+    cpu_utilisation: float
+    others_cpu: float | None
+    steps: int
+    seconds: float
+    batch_size: int
+
+    @property
+    def one_core(self) -> bool:
+        """Fewer than `ONE_CORE_THRESHOLD` cores busy while at least half a core sat idle.
+
+        When other processes take the cores, a low utilisation is contention, not the one-core mode.
+        """
+        if self.cpu_utilisation >= ONE_CORE_THRESHOLD:
+            return False
+        return self.others_cpu is None or (os.cpu_count() or 1) - self.cpu_utilisation - self.others_cpu >= 0.5
+
+    @property
+    def contended(self) -> bool:
+        """Other processes kept more than `CONTENDED_THRESHOLD` cores busy: the figure is noisy."""
+        return self.others_cpu is not None and self.others_cpu > CONTENDED_THRESHOLD
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "one_core": self.one_core, "contended": self.contended}
+
+
+def _machine_busy_seconds() -> float | None:
+    """CPU seconds the whole machine has spent not idle, from ``/proc/stat`` (Linux only)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _step_timer(*, warmup: int, steps: int, batch_size: int, runner: str):
+    """A Keras callback that times ``steps`` steps after ``warmup`` and then stops training."""
+    import tf_keras as keras
+
+    class StepTimer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self._supports_tf_logs = True  # it reads no logs: do not make Keras convert them for it
+            self.start = None
+            self.result: Measurement | None = None
+
+        def on_train_batch_end(self, batch, logs=None):
+            # With steps_per_execution > 1 Keras calls this once per execution, with the last step's index.
+            done = batch + 1
+            now, cpu, busy = time.perf_counter(), time.process_time(), _machine_busy_seconds()
+            if self.start is None:
+                if done >= warmup:
+                    self.start = (done, now, cpu, busy)
+                return
+            start_done, start_wall, start_cpu, start_busy = self.start
+            if done - start_done >= steps and self.result is None:
+                wall = now - start_wall
+                others = None
+                if busy is not None and start_busy is not None:
+                    others = max(0.0, (busy - start_busy) - (cpu - start_cpu)) / wall
+                self.result = Measurement(
+                    runner=runner,
+                    images_per_second=(done - start_done) * batch_size / wall,
+                    cpu_utilisation=(cpu - start_cpu) / wall,
+                    others_cpu=others,
+                    steps=done - start_done,
+                    seconds=wall,
+                    batch_size=batch_size,
+                )
+                self.model.stop_training = True
+
+    return StepTimer()
+
+
+@contextlib.contextmanager
+def _compile_options(**options: Any) -> Iterator[None]:
+    """Adds keyword arguments to every ``Model.compile`` call inside the block (benchmark-only).
+
+    This is how a candidate change to the loop's ``_compile`` (e.g. ``steps_per_execution=8``) is
+    measured without editing the loop.
+    """
+    if not options:
+        yield
+        return
+    import tf_keras as keras
+
+    original = keras.Model.compile
+
+    def compile_(self, *args, **kwargs):
+        return original(self, *args, **{**kwargs, **options})
+
+    keras.Model.compile = compile_
+    try:
+        yield
+    finally:
+        keras.Model.compile = original
+
+
+def _model_fn(name: str, input_shape=INPUT_SHAPE, num_classes=NUM_CLASSES, **options) -> Callable:
+    return lambda: zoo.create_model(name, input_shape=input_shape, num_classes=num_classes, **options)
+
+
+def measure_loop(
+    model_fn: Callable,
+    data_fn: Callable[[int], Any],
+    *,
+    steps: int,
+    warmup: int,
+    batch_size: int = BATCH_SIZE,
+    runner: str = "loop",
+    compile_options: dict[str, Any] | None = None,
+) -> Measurement:
+    """Times ``steps`` steps of `training.fit` (the default `training.Recipe`) after ``warmup`` steps.
+
+    Args:
+        model_fn: builds the model (``training.fit`` calls it after seeding).
+        data_fn: ``epoch -> tf.data.Dataset`` of ``(images, labels)`` batches of ``batch_size``,
+            at least ``warmup + steps`` batches long.
+        steps: timed steps.
+        warmup: steps run first and not timed (the first one traces the step).
+        batch_size: the recipe's batch size (must match ``data_fn``'s batches).
+        runner: the name recorded in the result.
+        compile_options: extra ``Model.compile`` arguments injected for this measurement
+            (``steps_per_execution``, ``jit_compile``): a candidate change to the loop.
+
+    Returns:
+        The `Measurement`.
+
+    Example:
+        >>> m = measure_loop(_model_fn("resnet20", (8, 8, 1), 4, stage_depths=(1, 1, 1)),
+        ...                  lambda e: synthetic_data(8, 16, (8, 8, 1), 4), steps=2, warmup=2,
+        ...                  batch_size=16)  # doctest: +SKIP
+    """
+    import training
+
+    recipe = training.Recipe(epochs=1, batch_size=batch_size)
+    timer = _step_timer(warmup=warmup, steps=steps, batch_size=batch_size, runner=runner)
+    with tempfile.TemporaryDirectory(prefix="train_throughput-") as out_dir, _compile_options(
+        **(compile_options or {})
+    ):
+        training.fit(model_fn, data_fn, recipe=recipe, out_dir=out_dir, callbacks=[timer], verbose=0)
+    if timer.result is None:
+        raise ValueError(f"the data ran out before {warmup} + {steps} steps; pass a longer data_fn")
+    return timer.result
+
+
+def measure_plain(
+    model_fn: Callable,
+    images,
+    labels,
+    *,
+    steps: int,
+    warmup: int,
+    batch_size: int = BATCH_SIZE,
+    learning_rate: float = 0.05,
+    runner: str = "fit",
+    compile_options: dict[str, Any] | None = None,
+) -> Measurement:
+    """Times ``steps`` steps of plain ``model.fit``, set up the way a user would, after ``warmup`` steps.
+
+    SGD with momentum 0.9 (Keras' own), sparse categorical cross-entropy on logits, accuracy, and
+    ``from_tensor_slices((images, labels)).shuffle(len(images)).batch(batch_size).prefetch(AUTOTUNE)``.
+
+    Args:
+        model_fn: builds the model.
+        images: float32 array ``[N, H, W, C]``, already normalized; ``N >= (warmup + steps) * batch_size``.
+        labels: int array ``[N]``.
+        steps: timed steps.
+        warmup: steps run first and not timed.
+        batch_size: examples per step.
+        learning_rate: SGD's learning rate (the recipe's default).
+        runner: the name recorded in the result.
+        compile_options: extra ``Model.compile`` arguments.
+
+    Returns:
+        The `Measurement`.
+    """
+    import tensorflow as tf
+    import tf_keras as keras
+
+    keras.utils.set_random_seed(0)
+    model = model_fn()
+    model.compile(
+        optimizer=keras.optimizers.SGD(learning_rate, momentum=0.9),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+        **(compile_options or {}),
+    )
+    ds = tf.data.Dataset.from_tensor_slices((images, labels)).shuffle(len(images)).batch(batch_size)
+    ds = ds.prefetch(tf.data.AUTOTUNE)
+    timer = _step_timer(warmup=warmup, steps=steps, batch_size=batch_size, runner=runner)
+    model.fit(ds, epochs=1, callbacks=[timer], verbose=0)
+    if timer.result is None:
+        raise ValueError(f"the data ran out before {warmup} + {steps} steps; pass more images")
+    return timer.result
+
+
+# -- data ----------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _Data:
+    name: str  # "fashion_mnist" or "synthetic"
+    source: str
+    options: tuple[tuple[str, Any], ...]  # load_dataset options for this name
+
+    def epoch(self, epoch: int, *, batch_size: int = BATCH_SIZE):
+        from training.data import load_dataset
+
+        return load_dataset(self.name, "train", batch_size=batch_size, seed=0, epoch=epoch, drop_remainder=True,
+                            **dict(self.options))[0]
+
+    def arrays(self):
+        """The same split as normalized numpy arrays, for plain ``fit``."""
+        import numpy as np
+        from training.data import load_dataset
+
+        ds, info = load_dataset(self.name, "train", batch_size=1 << 30, shuffle=False, normalize=False,
+                                **dict(self.options))
+        images, labels = next(iter(ds))
+        mean, std = np.asarray(info.mean, np.float32), np.asarray(info.std, np.float32)
+        return (images.numpy() - mean) / std, labels.numpy()
+
+
+def _find_data(min_examples: int) -> _Data:
+    """Real Fashion-MNIST (`training.load_dataset`'s sources), else the synthetic set."""
+    from training.data import load_dataset
+
+    try:
+        _, info = load_dataset("fashion_mnist", "train", batch_size=BATCH_SIZE, limit=BATCH_SIZE)
+    except (FileNotFoundError, ImportError, ValueError):
+        return _Data("synthetic", "synthetic", (("num_examples", max(min_examples, 1024)),))
+    return _Data("fashion_mnist", info.source, ())
+
+
+def synthetic_data(steps: int, batch_size: int, input_shape, num_classes: int):
+    """A small synthetic epoch of ``steps`` batches (used by the smoke test)."""
+    from training.data import load_dataset
+
+    return load_dataset("synthetic", "train", batch_size=batch_size, drop_remainder=True,
+                        num_examples=steps * batch_size, image_shape=tuple(input_shape),
+                        num_classes=num_classes)[0]
+
+
+# -- matmul rate ---------------------------------------------------------------------------------
+
+
+def matmul_rate(*, n: int = 2048, chain: int = 8, repeats: int = 5) -> dict[str, float]:
+    """The fp32 matmul rate: ``chain`` dependent ``n x n`` matmuls per ``tf.function`` call.
+
+    Returns:
+        ``{"median_gflops", "best_gflops", "n", "repeats"}``; each repeat is one call, after one
+        untimed call that traces.
+
+    Example:
+        >>> matmul_rate(n=256, chain=2, repeats=2)["best_gflops"] > 0  # doctest: +SKIP
+        True
+    """
+    import tensorflow as tf
+
+    a = tf.random.stateless_normal((n, n), seed=(1, 2))
+    b = tf.random.stateless_normal((n, n), seed=(3, 4)) / n**0.5  # keeps the chain's values O(1)
+
+    @tf.function
+    def run(x, w):
+        for _ in range(chain):
+            x = tf.linalg.matmul(x, w)
+        return tf.reduce_sum(x[:1, :1])
+
+    run(a, b).numpy()
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run(a, b).numpy()
+        rates.append(2 * n**3 * chain / (time.perf_counter() - start) / 1e9)
+    return {"median_gflops": statistics.median(rates), "best_gflops": max(rates), "n": n, "repeats": repeats,
+            "rounds_gflops": rates}
+
+
+def training_flops_per_image(name: str = MODEL, input_shape=INPUT_SHAPE) -> int:
+    """Training FLOPs per image: 3 x forward FLOPs (forward, backward to activations and to weights)."""
+    return TRAINING_FLOPS_FACTOR * zoo.model_info(name, input_shape=tuple(input_shape)).flops
+
+
+# -- loop vs fit, and the candidates ---------------------------------------------------------------
+
+
+def _summary(rounds: Sequence[Measurement]) -> dict[str, Any]:
+    rates = [r.images_per_second for r in rounds]
+    return {
+        "median_images_per_second": statistics.median(rates),
+        "min_images_per_second": min(rates),
+        "max_images_per_second": max(rates),
+        "median_cpu_utilisation": statistics.median(r.cpu_utilisation for r in rounds),
+        "one_core_rounds": sum(r.one_core for r in rounds),
+        "contended_rounds": sum(r.contended for r in rounds),
+        "rounds": [r.to_dict() for r in rounds],
+    }
+
+
+def compare(
+    runners: dict[str, Callable[[], Measurement]], *, rounds: int, log: Callable[[str], None] = print
+) -> dict[str, Any]:
+    """Runs each runner once per round, in order, for ``rounds`` rounds (alternation), and summarizes."""
+    results: dict[str, list[Measurement]] = {name: [] for name in runners}
+    for i in range(rounds):
+        for name, run in runners.items():
+            m = run()
+            results[name].append(m)
+            others = "" if m.others_cpu is None else f", others {m.others_cpu:.2f} cores"
+            log(f"  round {i + 1}/{rounds} {name:<22} {m.images_per_second:7.1f} img/s  "
+                f"cpu {m.cpu_utilisation:.2f} cores{others}{'  ONE-CORE' if m.one_core else ''}{'  (contended)' if m.contended else ''}")
+    return {name: _summary(ms) for name, ms in results.items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    """A change to the loop to measure: compile options, or thread pools (measured in a child process)."""
+
+    name: str
+    compile_options: tuple[tuple[str, Any], ...] = ()
+    inter_op_threads: int | None = None
+    intra_op_threads: int | None = None
+
+    @property
+    def needs_process(self) -> bool:
+        return self.inter_op_threads is not None or self.intra_op_threads is not None
+
+
+CANDIDATES = (
+    Candidate("steps_per_execution=8", (("steps_per_execution", 8),)),
+    Candidate("steps_per_execution=25", (("steps_per_execution", 25),)),
+    Candidate("jit_compile=True", (("jit_compile", True),)),
+    Candidate("inter_op=1", inter_op_threads=1),
+    Candidate("inter_op=1,intra_op=2", inter_op_threads=1, intra_op_threads=2),
+)
+
+
+def _child_measure(candidate: Candidate, *, steps: int, warmup: int, rounds: int) -> list[Measurement]:
+    """Runs the loop with a candidate's thread settings in a fresh process (they must precede TF's start)."""
+    spec = json.dumps({**dataclasses.asdict(candidate), "steps": steps, "warmup": warmup, "rounds": rounds})
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", spec], capture_output=True,
+                          text=True, timeout=900)
+    if proc.returncode != 0:
+        raise RuntimeError(f"child run for {candidate.name} failed:\n{proc.stderr[-3000:]}")
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
+    return [Measurement(**{k: v for k, v in d.items() if k not in ("one_core", "contended")}) for d in json.loads(line[7:])]
+
+
+def _run_child(spec: dict[str, Any]) -> None:
+    import tensorflow as tf
+
+    if spec.get("inter_op_threads") is not None:
+        tf.config.threading.set_inter_op_parallelism_threads(spec["inter_op_threads"])
+    if spec.get("intra_op_threads") is not None:
+        tf.config.threading.set_intra_op_parallelism_threads(spec["intra_op_threads"])
+    data = _find_data((spec["warmup"] + spec["steps"]) * BATCH_SIZE)
+    out = []
+    for _ in range(spec["rounds"]):
+        out.append(measure_loop(_model_fn(MODEL), data.epoch, steps=spec["steps"], warmup=spec["warmup"],
+                                runner=spec["name"], compile_options=dict(spec["compile_options"])))
+    print("RESULT " + json.dumps([m.to_dict() for m in out]), flush=True)
+
+
+# -- families ------------------------------------------------------------------------------------
+
+
+def smallest_per_family(input_shape=INPUT_SHAPE) -> list[Any]:
+    """One small variant per family: the fewest parameters (at its default shape) that builds at ``input_shape``."""
+    families: dict[str, list[tuple[int, str]]] = {}
+    for name in zoo.list_models():
+        info = zoo.model_info(name)
+        families.setdefault(info.family, []).append((info.params, name))
+    chosen = []
+    for family, variants in families.items():
+        for _, name in sorted(variants):
+            try:
+                chosen.append(zoo.model_info(name, input_shape=tuple(input_shape)))
+                break
+            except ValueError:
+                continue
+    return chosen
+
+
+def family_sweep(
+    *, matmul_gflops: float, data: _Data, budget_seconds: float, max_steps: int, warmup: int = 2,
+    log: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
+    """Images/s of the shared loop for `smallest_per_family`, each timed for about ``budget_seconds``."""
+    rows = []
+    for info in smallest_per_family():
+        # Steps from a rough guess (60% of the matmul rate), so that big models stay within budget.
+        guess = 0.6 * matmul_gflops * 1e9 / (TRAINING_FLOPS_FACTOR * info.flops)
+        steps = max(2, min(max_steps, int(budget_seconds * guess / BATCH_SIZE)))
+        row = {"model": info.name, "family": info.family, "params": info.params, "macs": info.macs,
+               "flops": info.flops, "steps": steps}
+        try:
+            m = measure_loop(_model_fn(info.name), data.epoch, steps=steps, warmup=warmup, runner=info.name)
+        except Exception as e:  # noqa: BLE001  (one family failing must not lose the others' rows)
+            row.update(error=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+            log(f"  {info.name:<28} FAILED {row['error']}")
+        else:
+            train_gflops = m.images_per_second * TRAINING_FLOPS_FACTOR * info.flops / 1e9
+            row.update(images_per_second=m.images_per_second, cpu_utilisation=m.cpu_utilisation,
+                       others_cpu=m.others_cpu, training_gflops=train_gflops,
+                       matmul_share=train_gflops / matmul_gflops)
+            log(f"  {info.name:<28} {m.images_per_second:8.1f} img/s  cpu {m.cpu_utilisation:.2f}  "
+                f"{train_gflops:6.1f} GFLOP/s ({100 * train_gflops / matmul_gflops:.0f}% of matmul)")
+        rows.append(row)
+    return rows
+
+
+# -- report --------------------------------------------------------------------------------------
+
+
+def machine_info() -> dict[str, Any]:
+    cpu = platform.processor() or "unknown"
+    flags = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and cpu in ("unknown", "x86_64", ""):
+                    cpu = line.split(":", 1)[1].strip()
+                if line.startswith("flags") and not flags:
+                    flags = line
+    except OSError:
+        pass
+    import tensorflow as tf
+
+    return {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "nproc": os.cpu_count(),
+        "cpu_model": cpu,
+        "avx512": "avx512f" in flags,
+        "tensorflow": tf.__version__,
+        "python": platform.python_version(),
+        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+    }
+
+
+def _fmt_int(n: int) -> str:
+    for unit, div in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= div:
+            return f"{n / div:.3g}{unit}"
+    return str(n)
+
+
+def write_markdown(results: dict[str, Any], path: str) -> None:
+    machine, cmp_, mm = results["machine"], results["loop_vs_fit"], results["matmul"]
+    loop, fit = cmp_["loop"], cmp_["fit"]
+    lines = [
+        "# Training throughput",
+        "",
+        "<!-- Generated by `.venv/bin/python benchmarks/train_throughput.py`; do not edit. -->",
+        "",
+        f"Measured {machine['date']} on {machine['nproc']} CPU cores ({machine['cpu_model']}), TensorFlow "
+        f"{machine['tensorflow']}, mode `{results['mode']}`. Load average at the start: "
+        f"{', '.join(f'{x:.1f}' for x in machine['load_average'] or ())}. Data: {results['data']}.",
+        "",
+        "Images/s are steady-state (after warm-up steps that include tracing); CPU is this process's CPU "
+        "seconds per wall second over the timed steps (2.0 = both cores busy; below "
+        f"{ONE_CORE_THRESHOLD} is the \"one busy core\" mode); *others* is what the rest of the machine "
+        "used meanwhile. Figures taken while other jobs ran are noisy: see the *others* column.",
+        "",
+        f"## The shared loop against plain `model.fit` ({MODEL}, {'x'.join(map(str, INPUT_SHAPE))}, batch "
+        f"{BATCH_SIZE}, SGD+momentum)",
+        "",
+        f"{results['rounds']} rounds, alternately, {results['steps']} timed steps each after "
+        f"{results['warmup']} warm-up steps.",
+        "",
+        "| round | loop img/s | loop CPU | fit img/s | fit CPU | others (loop / fit) |",
+        "| ----: | ---------: | -------: | --------: | ------: | ------------------- |",
+    ]
+    for i, (a, b) in enumerate(zip(loop["rounds"], fit["rounds"]), 1):
+        others = " / ".join("—" if r["others_cpu"] is None else f"{r['others_cpu']:.2f}" for r in (a, b))
+        lines.append(f"| {i} | {a['images_per_second']:.1f} | {a['cpu_utilisation']:.2f}"
+                     f"{' (one core)' if a['one_core'] else ''} | {b['images_per_second']:.1f} | "
+                     f"{b['cpu_utilisation']:.2f}{' (one core)' if b['one_core'] else ''} | {others} |")
+    ratio = cmp_["ratio"]
+    lines += [
+        "",
+        f"Median: loop **{loop['median_images_per_second']:.1f}** img/s, fit **{fit['median_images_per_second']:.1f}**"
+        f" img/s; ratio loop/fit **{ratio:.3f}** (target ≥ {TARGET_RATIO}). One-core rounds: loop "
+        f"{loop['one_core_rounds']}/{results['rounds']}, fit {fit['one_core_rounds']}/{results['rounds']}.",
+        "",
+        f"## ResNet-20 against the fp32 matmul rate",
+        "",
+        f"Chained {mm['n']}x{mm['n']} float32 matmuls in a `tf.function`: median **{mm['median_gflops']:.1f}** "
+        f"GFLOP/s (best {mm['best_gflops']:.1f}). ResNet-20 at 28x28x1: {results['forward_flops'] / 1e6:.1f} "
+        f"MFLOP forward per image; training counted as {TRAINING_FLOPS_FACTOR}x forward = "
+        f"{results['training_flops_per_image'] / 1e6:.1f} MFLOP per image. At the loop's median "
+        f"{loop['median_images_per_second']:.1f} img/s that is **{results['training_gflops']:.1f}** GFLOP/s, "
+        f"**{100 * results['matmul_share']:.0f}%** of the matmul rate (target ≥ {100 * TARGET_MATMUL_SHARE:.0f}%).",
+        "",
+    ]
+    if results.get("candidates"):
+        lines += [
+            "## Candidate changes to the loop",
+            "",
+            "Each measured alternately with the loop as it is (compile options are injected by the benchmark; "
+            "thread settings run in a child process, alternating with a baseline child).",
+            "",
+            "| candidate | median img/s | baseline median img/s | ratio | CPU | one-core rounds |",
+            "| --------- | -----------: | --------------------: | ----: | --: | --------------: |",
+        ]
+        for c in results["candidates"]:
+            lines.append(f"| `{c['name']}` | {c['median_images_per_second']:.1f} | "
+                         f"{c['baseline_median_images_per_second']:.1f} | {c['ratio']:.3f} | "
+                         f"{c['median_cpu_utilisation']:.2f} | {c['one_core_rounds']}/{c['rounds']} |")
+        lines.append("")
+    lines += [
+        "## Every family's small configuration at 28x28x1",
+        "",
+        "The variant with the fewest parameters (at its default shape) that builds at 28x28x1, trained by the "
+        f"shared loop with the default recipe at batch {BATCH_SIZE} for a few timed steps. Parameters and MACs are "
+        "at 28x28x1 with 10 classes.",
+        "",
+        "| model | family | params | MACs | images/s | CPU | % of matmul |",
+        "| ----- | ------ | -----: | ---: | -------: | --: | ----------: |",
+    ]
+    for row in results["families"]:
+        if "error" in row:
+            lines.append(f"| `{row['model']}` | {row['family']} | {row['params']:,} | {_fmt_int(row['macs'])} | "
+                         f"failed: {row['error']} | | |")
+        else:
+            lines.append(f"| `{row['model']}` | {row['family']} | {row['params']:,} | {_fmt_int(row['macs'])} | "
+                         f"{row['images_per_second']:.1f} | {row['cpu_utilisation']:.2f} | "
+                         f"{100 * row['matmul_share']:.0f}% |")
+    lines.append("")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        f.write("\n".join(lines))
+
+
+# -- main ----------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds and steps (under 3 minutes)")
+    parser.add_argument("--json", default=DEFAULT_JSON, help=f"JSON output (default {DEFAULT_JSON})")
+    parser.add_argument("--docs", default=DEFAULT_DOCS, help=f"markdown output (default {DEFAULT_DOCS})")
+    parser.add_argument("--no-candidates", action="store_true", help="skip the candidate changes")
+    parser.add_argument("--no-families", action="store_true", help="skip the per-family table")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        _run_child(json.loads(args.child))
+        return 0
+
+    started = time.perf_counter()
+    quick = args.quick
+    rounds, steps, warmup = (2, 12, 4) if quick else (6, 40, 8)
+    log = lambda msg: print(msg, flush=True)  # noqa: E731
+
+    data = _find_data((warmup + steps) * BATCH_SIZE)
+    results: dict[str, Any] = {"mode": "quick" if quick else "full", "machine": machine_info(),
+                               "data": f"{data.name} ({data.source})", "rounds": rounds, "steps": steps,
+                               "warmup": warmup, "batch_size": BATCH_SIZE, "model": MODEL,
+                               "input_shape": list(INPUT_SHAPE)}
+    m = results["machine"]
+    log(f"{m['date']}  {m['nproc']} cores  {m['cpu_model']}  TF {m['tensorflow']}  load {m['load_average']}")
+    log(f"data: {results['data']}")
+
+    log("matmul rate (2048x2048 float32):")
+    mm = matmul_rate(repeats=3 if quick else 5)
+    log(f"  median {mm['median_gflops']:.1f} GFLOP/s, best {mm['best_gflops']:.1f}")
+
+    images, labels = data.arrays()
+    model_fn = _model_fn(MODEL)
+    log(f"loop vs fit: {MODEL} {INPUT_SHAPE}, batch {BATCH_SIZE}, {rounds} rounds x {steps} steps "
+        f"(+{warmup} warm-up)")
+    cmp_ = compare({
+        "loop": lambda: measure_loop(model_fn, data.epoch, steps=steps, warmup=warmup),
+        "fit": lambda: measure_plain(model_fn, images, labels, steps=steps, warmup=warmup),
+    }, rounds=rounds, log=log)
+    cmp_["ratio"] = cmp_["loop"]["median_images_per_second"] / cmp_["fit"]["median_images_per_second"]
+    results["loop_vs_fit"] = cmp_
+
+    mm_after = matmul_rate(repeats=3 if quick else 5)
+    mm["rounds_gflops"] += mm_after["rounds_gflops"]
+    mm["median_gflops"] = statistics.median(mm["rounds_gflops"])
+    mm["best_gflops"] = max(mm["rounds_gflops"])
+    results["matmul"] = mm
+    forward = zoo.model_info(MODEL, input_shape=INPUT_SHAPE).flops
+    results["forward_flops"] = forward
+    results["training_flops_per_image"] = TRAINING_FLOPS_FACTOR * forward
+    results["training_gflops"] = cmp_["loop"]["median_images_per_second"] * TRAINING_FLOPS_FACTOR * forward / 1e9
+    results["matmul_share"] = results["training_gflops"] / mm["median_gflops"]
+    fit_gflops = cmp_["fit"]["median_images_per_second"] * TRAINING_FLOPS_FACTOR * forward / 1e9
+
+    results["candidates"] = []
+    if not args.no_candidates:
+        c_rounds, c_steps = (1, 12) if quick else (3, 40)
+        candidates = CANDIDATES[:1] if quick else CANDIDATES
+        log(f"candidates: {c_rounds} rounds x {c_steps} steps, alternating with the loop as it is")
+        for cand in candidates:
+            c_warmup = warmup
+            spe = dict(cand.compile_options).get("steps_per_execution", 1)
+            c_warmup = -(-warmup // spe) * spe
+            c_steps_ = -(-c_steps // spe) * spe
+            if cand.needs_process:
+                baseline = Candidate("loop (child)")
+                runners = {
+                    "loop": lambda: _child_measure(baseline, steps=c_steps_, warmup=c_warmup, rounds=1)[0],
+                    cand.name: lambda c=cand: _child_measure(c, steps=c_steps_, warmup=c_warmup, rounds=1)[0],
+                }
+            else:
+                runners = {
+                    "loop": lambda: measure_loop(model_fn, data.epoch, steps=c_steps_, warmup=c_warmup),
+                    cand.name: lambda c=cand: measure_loop(model_fn, data.epoch, steps=c_steps_, warmup=c_warmup,
+                                                           runner=c.name, compile_options=dict(c.compile_options)),
+                }
+            res = compare(runners, rounds=c_rounds, log=log)
+            results["candidates"].append({
+                "name": cand.name, "compile_options": dict(cand.compile_options),
+                "inter_op_threads": cand.inter_op_threads, "intra_op_threads": cand.intra_op_threads,
+                "median_images_per_second": res[cand.name]["median_images_per_second"],
+                "baseline_median_images_per_second": res["loop"]["median_images_per_second"],
+                "ratio": res[cand.name]["median_images_per_second"] / res["loop"]["median_images_per_second"],
+                "median_cpu_utilisation": res[cand.name]["median_cpu_utilisation"],
+                "one_core_rounds": res[cand.name]["one_core_rounds"], "rounds": c_rounds,
+                "candidate_rounds": res[cand.name]["rounds"], "baseline_rounds": res["loop"]["rounds"],
+            })
+
+    results["families"] = []
+    if not args.no_families:
+        log("families (shared loop, 28x28x1):")
+        results["families"] = family_sweep(matmul_gflops=mm["median_gflops"], data=data,
+                                           budget_seconds=3 if quick else 8, max_steps=4 if quick else 30,
+                                           warmup=2, log=log)
+    results["elapsed_seconds"] = time.perf_counter() - started
+
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+    with open(args.json, "w") as f:
+        json.dump(results, f, indent=1)
+    write_markdown(results, args.docs)
+
+    loop, fit = cmp_["loop"], cmp_["fit"]
+    log("")
+    for name, summary in (("loop", loop), ("fit", fit)):
+        rates = ", ".join(f"{r['images_per_second']:.0f}" for r in summary["rounds"])
+        cpus = ", ".join(f"{r['cpu_utilisation']:.2f}" for r in summary["rounds"])
+        log(f"{name:<5} per round: {rates} img/s; cpu {cpus} cores")
+    log(f"median: loop {loop['median_images_per_second']:.1f} img/s, fit {fit['median_images_per_second']:.1f} "
+        f"img/s, ratio loop/fit {cmp_['ratio']:.3f} (target >= {TARGET_RATIO})")
+    log(f"one-core rounds: loop {loop['one_core_rounds']}/{rounds}, fit {fit['one_core_rounds']}/{rounds}")
+    log(f"matmul {mm['median_gflops']:.1f} GFLOP/s; ResNet-20 training {results['training_gflops']:.1f} GFLOP/s "
+        f"= {100 * results['matmul_share']:.0f}% of it (fit: {100 * fit_gflops / mm['median_gflops']:.0f}%; "
+        f"target >= {100 * TARGET_MATMUL_SHARE:.0f}%)")
+    for c in results["candidates"]:
+        log(f"candidate {c['name']:<24} {c['median_images_per_second']:7.1f} vs {c['baseline_median_images_per_second']:7.1f}"
+            f" img/s: x{c['ratio']:.3f}")
+    log(f"wrote {args.json} and {args.docs} in {results['elapsed_seconds']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""Smoke test of benchmarks/train_throughput.py: the measurements run and report their fields.
+
+No timing assertions: speed targets live in the benchmark, not in tests.
+"""
+
+import importlib.util
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location(
+        "train_throughput", os.path.join(ROOT, "benchmarks", "train_throughput.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+SHAPE, CLASSES, BATCH = (8, 8, 1), 4, 16
+
+
+def _tiny(bench):
+    return bench._model_fn("resnet20", SHAPE, CLASSES, stage_depths=(1, 1, 1))
+
+
+def _check(m, runner, steps):
+    assert m.runner == runner and m.steps == steps and m.batch_size == BATCH
+    assert m.images_per_second > 0 and m.seconds > 0 and m.cpu_utilisation >= 0
+    d = m.to_dict()
+    assert set(d) >= {"runner", "images_per_second", "cpu_utilisation", "others_cpu", "steps", "seconds",
+                      "one_core", "contended"}
+    json.dumps(d)
+
+
+def test_measure_loop_and_plain_fit_report_a_measurement(bench):
+    data = lambda epoch: bench.synthetic_data(5, BATCH, SHAPE, CLASSES)  # noqa: E731
+    _check(bench.measure_loop(_tiny(bench), data, steps=2, warmup=2, batch_size=BATCH), "loop", 2)
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(5 * BATCH, *SHAPE)).astype("float32")
+    labels = rng.integers(0, CLASSES, 5 * BATCH).astype("int32")
+    _check(bench.measure_plain(_tiny(bench), images, labels, steps=2, warmup=2, batch_size=BATCH), "fit", 2)
+
+
+def test_a_compile_option_candidate_runs_and_short_data_is_an_error(bench):
+    data = lambda epoch: bench.synthetic_data(6, BATCH, SHAPE, CLASSES)  # noqa: E731
+    m = bench.measure_loop(_tiny(bench), data, steps=2, warmup=2, batch_size=BATCH, runner="spe2",
+                           compile_options={"steps_per_execution": 2})
+    _check(m, "spe2", 2)
+    with pytest.raises(ValueError, match="ran out"):
+        bench.measure_loop(_tiny(bench), lambda e: bench.synthetic_data(2, BATCH, SHAPE, CLASSES), steps=4,
+                           warmup=1, batch_size=BATCH)
+
+
+def test_compare_alternates_and_summarizes(bench):
+    order = []
+
+    def runner(name, rate):
+        def run():
+            order.append(name)
+            return bench.Measurement(runner=name, images_per_second=rate, cpu_utilisation=1.9, others_cpu=0.0,
+                                     steps=4, seconds=1.0, batch_size=BATCH)
+        return run
+
+    out = bench.compare({"loop": runner("loop", 110.0), "fit": runner("fit", 100.0)}, rounds=2, log=lambda m: None)
+    assert order == ["loop", "fit", "loop", "fit"]
+    assert out["loop"]["median_images_per_second"] == 110.0 and out["fit"]["one_core_rounds"] == 0
+    assert len(out["fit"]["rounds"]) == 2
