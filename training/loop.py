@@ -342,8 +342,20 @@ def fit(
     if chief:
         _write_json(recipe_path, recipe.to_dict())
 
+    from tensorflow.python.framework import config as tf_config  # disable_op_determinism is not public
+
+    was_deterministic = tf_config.is_op_determinism_enabled()
     if recipe.deterministic:
         tf.config.experimental.enable_op_determinism()
+    try:
+        return _fit(model, train, recipe=recipe, val=val, out_dir=out_dir, strategy=strategy, callbacks=callbacks,
+                    verbose=verbose, chief=chief, work_dir=work_dir, ckpt_dir=ckpt_dir)
+    finally:  # op determinism is process-wide: leave it as it was
+        if recipe.deterministic and not was_deterministic:
+            tf_config.disable_op_determinism()
+
+
+def _fit(model, train, *, recipe, val, out_dir, strategy, callbacks, verbose, chief, work_dir, ckpt_dir):
     keras.utils.set_random_seed(recipe.seed)
     previous_policy = keras.mixed_precision.global_policy()
     if recipe.mixed_precision:
