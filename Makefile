@@ -35,10 +35,12 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q -n auto tests
 
-# The model table: measured cards shipped in the package, then docs/models.md from them.
+# The model table: measured cards shipped in the package, then docs/models.md from them; docs/pretrained.md
+# from the shipped weights' metadata (zoo/weights/*.json).
 docs: $(STAMP)
 	$(PY) -c "from zoo._registry import write_cards; print(write_cards())"
 	$(PY) -m zoo.cli docs --out docs/models.md
+	$(PY) -m zoo.cli docs --page pretrained --out docs/pretrained.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -58,6 +58,9 @@ __all__ = [
     "family_sweep",
     "main",
     "matmul_rate",
+    "targets",
+    "write_markdown",
+    "measure_candidates",
     "measure_loop",
     "measure_plain",
 ]
@@ -211,6 +214,7 @@ def measure_loop(
     batch_size: int = BATCH_SIZE,
     runner: str = "loop",
     compile_options: dict[str, Any] | None = None,
+    recipe_changes: dict[str, Any] | None = None,
 ) -> Measurement:
     """Times ``steps`` steps of `training.fit` (the default `training.Recipe`) after ``warmup`` steps.
 
@@ -224,6 +228,7 @@ def measure_loop(
         runner: the name recorded in the result.
         compile_options: extra ``Model.compile`` arguments injected for this measurement
             (``steps_per_execution``, ``jit_compile``): a candidate change to the loop.
+        recipe_changes: fields of the default recipe to change (e.g. ``mixed_precision``).
 
     Returns:
         The `Measurement`.
@@ -235,7 +240,7 @@ def measure_loop(
     """
     import training
 
-    recipe = training.Recipe(epochs=1, batch_size=batch_size)
+    recipe = training.Recipe(epochs=1, batch_size=batch_size, **(recipe_changes or {}))
     timer = _step_timer(warmup=warmup, steps=steps, batch_size=batch_size, runner=runner)
     with tempfile.TemporaryDirectory(prefix="train_throughput-") as out_dir, _compile_options(
         **(compile_options or {})
@@ -351,8 +356,9 @@ def matmul_rate(*, n: int = 2048, chain: int = 8, repeats: int = 5) -> dict[str,
     """The fp32 matmul rate: ``chain`` dependent ``n x n`` matmuls per ``tf.function`` call.
 
     Returns:
-        ``{"median_gflops", "best_gflops", "n", "repeats"}``; each repeat is one call, after one
-        untimed call that traces.
+        ``{"median_gflops", "best_gflops", "n", "chain", "rounds_gflops", "rounds_others_cpu"}``:
+        each repeat is one call, after one untimed call that traces; ``rounds_others_cpu`` is the
+        cores other processes kept busy meanwhile.
 
     Example:
         >>> matmul_rate(n=256, chain=2, repeats=2)["best_gflops"] > 0  # doctest: +SKIP
@@ -370,13 +376,16 @@ def matmul_rate(*, n: int = 2048, chain: int = 8, repeats: int = 5) -> dict[str,
         return tf.reduce_sum(x[:1, :1])
 
     run(a, b).numpy()
-    rates = []
+    rates, others = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, cpu, busy = time.perf_counter(), time.process_time(), _machine_busy_seconds()
         run(a, b).numpy()
-        rates.append(2 * n**3 * chain / (time.perf_counter() - start) / 1e9)
-    return {"median_gflops": statistics.median(rates), "best_gflops": max(rates), "n": n, "repeats": repeats,
-            "rounds_gflops": rates}
+        wall = time.perf_counter() - start
+        rates.append(2 * n**3 * chain / wall / 1e9)
+        if busy is not None:
+            others.append(max(0.0, (_machine_busy_seconds() - busy) - (time.process_time() - cpu)) / wall)
+    return {"median_gflops": statistics.median(rates), "best_gflops": max(rates), "n": n, "chain": chain,
+            "rounds_gflops": rates, "rounds_others_cpu": others}
 
 
 def training_flops_per_image(name: str = MODEL, input_shape=INPUT_SHAPE) -> int:
@@ -410,31 +419,54 @@ def compare(
             m = run()
             results[name].append(m)
             others = "" if m.others_cpu is None else f", others {m.others_cpu:.2f} cores"
+            flags = ("  ONE-CORE" if m.one_core else "") + ("  (contended)" if m.contended else "")
             log(f"  round {i + 1}/{rounds} {name:<22} {m.images_per_second:7.1f} img/s  "
-                f"cpu {m.cpu_utilisation:.2f} cores{others}{'  ONE-CORE' if m.one_core else ''}{'  (contended)' if m.contended else ''}")
+                f"cpu {m.cpu_utilisation:.2f} cores{others}{flags}")
     return {name: _summary(ms) for name, ms in results.items()}
 
 
 @dataclasses.dataclass(frozen=True)
 class Candidate:
-    """A change to the loop to measure: compile options, or thread pools (measured in a child process)."""
+    """A change to the loop to measure.
+
+    Attributes:
+        name: how the tables call it.
+        compile_options: extra ``Model.compile`` arguments (injected by `_compile_options`).
+        recipe_changes: recipe fields to change.
+        inter_op_threads: TensorFlow's inter-op pool size; thread settings must precede TensorFlow's
+            start, so such a candidate runs in child processes, alternating with a baseline child.
+        intra_op_threads: likewise, the intra-op pool.
+        rounds: rounds for this candidate when it differs from the default (a slow one).
+        note: shown in the table.
+    """
 
     name: str
     compile_options: tuple[tuple[str, Any], ...] = ()
+    recipe_changes: tuple[tuple[str, Any], ...] = ()
     inter_op_threads: int | None = None
     intra_op_threads: int | None = None
+    rounds: int | None = None
+    note: str = ""
 
     @property
     def needs_process(self) -> bool:
         return self.inter_op_threads is not None or self.intra_op_threads is not None
 
+    @property
+    def steps_per_execution(self) -> int:
+        return int(dict(self.compile_options).get("steps_per_execution", 1))
+
 
 CANDIDATES = (
-    Candidate("steps_per_execution=8", (("steps_per_execution", 8),)),
-    Candidate("steps_per_execution=25", (("steps_per_execution", 25),)),
-    Candidate("jit_compile=True", (("jit_compile", True),)),
-    Candidate("inter_op=1", inter_op_threads=1),
-    Candidate("inter_op=1,intra_op=2", inter_op_threads=1, intra_op_threads=2),
+    Candidate("steps_per_execution=8", (("steps_per_execution", 8),),
+              note="8 steps per tf.function call; divides checkpoint_every=200"),
+    Candidate("steps_per_execution=25", (("steps_per_execution", 25),),
+              note="25 steps per call; divides checkpoint_every=200"),
+    Candidate("jit_compile=True", (("jit_compile", True),), rounds=1, note="XLA"),
+    Candidate("inter_op_threads=1", inter_op_threads=1,
+              note="ops one at a time, each on the 2-thread intra-op pool (default: 2 and 2)"),
+    Candidate("mixed_bfloat16", recipe_changes=(("mixed_precision", "mixed_bfloat16"),),
+              note="not a drop-in: bfloat16 numerics (the recipe's `mixed_precision` option); for reference"),
 )
 
 
@@ -446,7 +478,8 @@ def _child_measure(candidate: Candidate, *, steps: int, warmup: int, rounds: int
     if proc.returncode != 0:
         raise RuntimeError(f"child run for {candidate.name} failed:\n{proc.stderr[-3000:]}")
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
-    return [Measurement(**{k: v for k, v in d.items() if k not in ("one_core", "contended")}) for d in json.loads(line[7:])]
+    return [Measurement(**{k: v for k, v in d.items() if k not in ("one_core", "contended")})
+            for d in json.loads(line[len("RESULT "):])]
 
 
 def _run_child(spec: dict[str, Any]) -> None:
@@ -457,11 +490,51 @@ def _run_child(spec: dict[str, Any]) -> None:
     if spec.get("intra_op_threads") is not None:
         tf.config.threading.set_intra_op_parallelism_threads(spec["intra_op_threads"])
     data = _find_data((spec["warmup"] + spec["steps"]) * BATCH_SIZE)
-    out = []
-    for _ in range(spec["rounds"]):
-        out.append(measure_loop(_model_fn(MODEL), data.epoch, steps=spec["steps"], warmup=spec["warmup"],
-                                runner=spec["name"], compile_options=dict(spec["compile_options"])))
+    out = [measure_loop(_model_fn(MODEL), data.epoch, steps=spec["steps"], warmup=spec["warmup"],
+                        runner=spec["name"], compile_options=dict(spec["compile_options"]),
+                        recipe_changes=dict(spec["recipe_changes"]))
+           for _ in range(spec["rounds"])]
     print("RESULT " + json.dumps([m.to_dict() for m in out]), flush=True)
+
+
+def measure_candidates(
+    candidates: Sequence[Candidate], *, data: "_Data", steps: int, warmup: int, rounds: int,
+    log: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
+    """Measures each candidate alternately with the loop as it is (``rounds`` rounds of each)."""
+    model_fn = _model_fn(MODEL)
+    out = []
+    for cand in candidates:
+        spe = cand.steps_per_execution
+        c_warmup, c_steps = -(-warmup // spe) * spe, -(-steps // spe) * spe  # whole executions
+        c_rounds = cand.rounds or rounds
+        if cand.needs_process:
+            baseline = Candidate("loop")
+            runners = {
+                "loop": lambda: _child_measure(baseline, steps=c_steps, warmup=c_warmup, rounds=1)[0],
+                cand.name: lambda c=cand: _child_measure(c, steps=c_steps, warmup=c_warmup, rounds=1)[0],
+            }
+        else:
+            runners = {
+                "loop": lambda: measure_loop(model_fn, data.epoch, steps=c_steps, warmup=c_warmup),
+                cand.name: lambda c=cand: measure_loop(
+                    model_fn, data.epoch, steps=c_steps, warmup=c_warmup, runner=c.name,
+                    compile_options=dict(c.compile_options), recipe_changes=dict(c.recipe_changes)),
+            }
+        res = compare(runners, rounds=c_rounds, log=log)
+        mine, base = res[cand.name], res["loop"]
+        out.append({
+            "name": cand.name, "note": cand.note, "compile_options": dict(cand.compile_options),
+            "recipe_changes": dict(cand.recipe_changes), "inter_op_threads": cand.inter_op_threads,
+            "intra_op_threads": cand.intra_op_threads, "rounds": c_rounds, "steps": c_steps, "warmup": c_warmup,
+            "median_images_per_second": mine["median_images_per_second"],
+            "baseline_median_images_per_second": base["median_images_per_second"],
+            "ratio": mine["median_images_per_second"] / base["median_images_per_second"],
+            "median_cpu_utilisation": mine["median_cpu_utilisation"],
+            "one_core_rounds": mine["one_core_rounds"], "contended_rounds": mine["contended_rounds"],
+            "candidate_rounds": mine["rounds"], "baseline_rounds": base["rounds"],
+        })
+    return out
 
 
 # -- families ------------------------------------------------------------------------------------
@@ -485,7 +558,8 @@ def smallest_per_family(input_shape=INPUT_SHAPE) -> list[Any]:
 
 
 def family_sweep(
-    *, matmul_gflops: float, data: _Data, budget_seconds: float, max_steps: int, warmup: int = 2,
+    *, matmul_gflops: float, data: _Data, budget_seconds: float, max_steps: int, min_steps: int = 2,
+    warmup: int = 2,
     log: Callable[[str], None] = print,
 ) -> list[dict[str, Any]]:
     """Images/s of the shared loop for `smallest_per_family`, each timed for about ``budget_seconds``."""
@@ -493,9 +567,10 @@ def family_sweep(
     for info in smallest_per_family():
         # Steps from a rough guess (60% of the matmul rate), so that big models stay within budget.
         guess = 0.6 * matmul_gflops * 1e9 / (TRAINING_FLOPS_FACTOR * info.flops)
-        steps = max(2, min(max_steps, int(budget_seconds * guess / BATCH_SIZE)))
+        steps = max(min_steps, min(max_steps, int(budget_seconds * guess / BATCH_SIZE)))
         row = {"model": info.name, "family": info.family, "params": info.params, "macs": info.macs,
                "flops": info.flops, "steps": steps}
+        started = time.perf_counter()
         try:
             m = measure_loop(_model_fn(info.name), data.epoch, steps=steps, warmup=warmup, runner=info.name)
         except Exception as e:  # noqa: BLE001  (one family failing must not lose the others' rows)
@@ -506,8 +581,10 @@ def family_sweep(
             row.update(images_per_second=m.images_per_second, cpu_utilisation=m.cpu_utilisation,
                        others_cpu=m.others_cpu, training_gflops=train_gflops,
                        matmul_share=train_gflops / matmul_gflops)
-            log(f"  {info.name:<28} {m.images_per_second:8.1f} img/s  cpu {m.cpu_utilisation:.2f}  "
-                f"{train_gflops:6.1f} GFLOP/s ({100 * train_gflops / matmul_gflops:.0f}% of matmul)")
+            others = "" if m.others_cpu is None else f", others {m.others_cpu:.2f}"
+            log(f"  {info.name:<28} {m.images_per_second:8.1f} img/s  cpu {m.cpu_utilisation:.2f}{others}  "
+                f"{train_gflops:6.1f} GFLOP/s ({100 * train_gflops / matmul_gflops:.0f}% of matmul)  "
+                f"[{steps} steps, {time.perf_counter() - started:.0f} s]")
         rows.append(row)
     return rows
 
@@ -547,88 +624,135 @@ def _fmt_int(n: int) -> str:
     return str(n)
 
 
+def targets(results: dict[str, Any]) -> dict[str, bool]:
+    """The issue's three targets, met or not, from a results dict."""
+    loop = results["loop_vs_fit"]["loop"]
+    return {
+        "loop_never_one_core": loop["one_core_rounds"] == 0,
+        f"ratio_at_least_{TARGET_RATIO}": results["loop_vs_fit"]["ratio"] >= TARGET_RATIO,
+        f"matmul_share_at_least_{TARGET_MATMUL_SHARE}": results["matmul_share"] >= TARGET_MATMUL_SHARE,
+    }
+
+
+def _cell_cpu(r: dict[str, Any]) -> str:
+    flags = [f for f, on in (("one core", r["one_core"]), ("contended", r["contended"])) if on]
+    return f"{r['cpu_utilisation']:.2f}" + (f" ({', '.join(flags)})" if flags else "")
+
+
+def _others(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
 def write_markdown(results: dict[str, Any], path: str) -> None:
+    """Writes the results as the markdown page ``docs/train_throughput.md``."""
     machine, cmp_, mm = results["machine"], results["loop_vs_fit"], results["matmul"]
     loop, fit = cmp_["loop"], cmp_["fit"]
+    n = results["rounds"]
+    met = ["✓" if v else "✗" for v in results["targets"].values()]
+    load = ", ".join(f"{x:.1f}" for x in machine["load_average"] or ())
     lines = [
         "# Training throughput",
         "",
-        "<!-- Generated by `.venv/bin/python benchmarks/train_throughput.py`; do not edit. -->",
+        "<!-- Generated by `.venv/bin/python benchmarks/train_throughput.py`; do not edit by hand. -->",
         "",
-        f"Measured {machine['date']} on {machine['nproc']} CPU cores ({machine['cpu_model']}), TensorFlow "
-        f"{machine['tensorflow']}, mode `{results['mode']}`. Load average at the start: "
-        f"{', '.join(f'{x:.1f}' for x in machine['load_average'] or ())}. Data: {results['data']}.",
+        f"Measured {machine['date']} ({results['mode']} run, {results['elapsed_seconds'] / 60:.1f} min) on "
+        f"{machine['nproc']} CPU cores, {machine['cpu_model']}{' (AVX-512)' if machine['avx512'] else ''}, "
+        f"TensorFlow {machine['tensorflow']}, Python {machine['python']}; load average at the start {load}. "
+        f"Data: {results['data']}.",
         "",
-        "Images/s are steady-state (after warm-up steps that include tracing); CPU is this process's CPU "
-        "seconds per wall second over the timed steps (2.0 = both cores busy; below "
-        f"{ONE_CORE_THRESHOLD} is the \"one busy core\" mode); *others* is what the rest of the machine "
-        "used meanwhile. Figures taken while other jobs ran are noisy: see the *others* column.",
+        "How to read it: images/s are steady-state, timed after warm-up steps that include tracing. *CPU* is "
+        "this process's CPU seconds per wall second over the timed steps (2.0 = both cores busy). A round is "
+        f"*one core* when CPU is below {ONE_CORE_THRESHOLD} while at least half a core sat idle (the degenerate "
+        f"mode), *contended* when other processes kept more than {CONTENDED_THRESHOLD} cores busy (its figure "
+        "is noisy: the cores were shared). *Others* is the cores other processes used meanwhile, from "
+        "`/proc/stat`.",
         "",
-        f"## The shared loop against plain `model.fit` ({MODEL}, {'x'.join(map(str, INPUT_SHAPE))}, batch "
-        f"{BATCH_SIZE}, SGD+momentum)",
+        "## Targets (issue 3, item 9)",
         "",
-        f"{results['rounds']} rounds, alternately, {results['steps']} timed steps each after "
-        f"{results['warmup']} warm-up steps.",
+        f"| target | measured | met |",
+        f"| ------ | -------- | :-: |",
+        f"| the shared loop is never in the one-core mode | {loop['one_core_rounds']}/{n} rounds one-core | "
+        f"{met[0]} |",
+        f"| loop median ≥ {TARGET_RATIO} x plain `fit` median | {cmp_['ratio']:.3f} | "
+        f"{met[1]} |",
+        f"| ResNet-20 training ≥ {100 * TARGET_MATMUL_SHARE:.0f}% of the fp32 matmul rate | "
+        f"{100 * results['matmul_share']:.0f}% | {met[2]} |",
+        "",
+        f"## The shared loop against plain `model.fit`",
+        "",
+        f"`{MODEL}` at {'x'.join(map(str, INPUT_SHAPE))}, {NUM_CLASSES} classes, batch {BATCH_SIZE}, SGD+momentum "
+        "(the loop: the default `training.Recipe`, the seed's momentum; plain: `keras.optimizers.SGD(momentum=0.9)` "
+        "and `from_tensor_slices(...).shuffle(...).batch(128).prefetch(AUTOTUNE)`), a fresh model per round. "
+        f"{n} rounds, alternately, {results['steps']} timed steps each after {results['warmup']} warm-up steps.",
         "",
         "| round | loop img/s | loop CPU | fit img/s | fit CPU | others (loop / fit) |",
-        "| ----: | ---------: | -------: | --------: | ------: | ------------------- |",
+        "| ----: | ---------: | -------- | --------: | ------- | ------------------- |",
     ]
     for i, (a, b) in enumerate(zip(loop["rounds"], fit["rounds"]), 1):
-        others = " / ".join("—" if r["others_cpu"] is None else f"{r['others_cpu']:.2f}" for r in (a, b))
-        lines.append(f"| {i} | {a['images_per_second']:.1f} | {a['cpu_utilisation']:.2f}"
-                     f"{' (one core)' if a['one_core'] else ''} | {b['images_per_second']:.1f} | "
-                     f"{b['cpu_utilisation']:.2f}{' (one core)' if b['one_core'] else ''} | {others} |")
-    ratio = cmp_["ratio"]
+        lines.append(f"| {i} | {a['images_per_second']:.1f} | {_cell_cpu(a)} | {b['images_per_second']:.1f} | "
+                     f"{_cell_cpu(b)} | {_others(a['others_cpu'])} / {_others(b['others_cpu'])} |")
     lines += [
         "",
-        f"Median: loop **{loop['median_images_per_second']:.1f}** img/s, fit **{fit['median_images_per_second']:.1f}**"
-        f" img/s; ratio loop/fit **{ratio:.3f}** (target ≥ {TARGET_RATIO}). One-core rounds: loop "
-        f"{loop['one_core_rounds']}/{results['rounds']}, fit {fit['one_core_rounds']}/{results['rounds']}.",
+        f"Median: loop **{loop['median_images_per_second']:.1f}** img/s (CPU {loop['median_cpu_utilisation']:.2f}), "
+        f"fit **{fit['median_images_per_second']:.1f}** img/s (CPU {fit['median_cpu_utilisation']:.2f}); "
+        f"ratio loop/fit **{cmp_['ratio']:.3f}**. One-core rounds: loop {loop['one_core_rounds']}/{n}, fit "
+        f"{fit['one_core_rounds']}/{n}. Contended rounds: loop {loop['contended_rounds']}/{n}, fit "
+        f"{fit['contended_rounds']}/{n}.",
         "",
-        f"## ResNet-20 against the fp32 matmul rate",
+        "## ResNet-20 against the fp32 matmul rate",
         "",
-        f"Chained {mm['n']}x{mm['n']} float32 matmuls in a `tf.function`: median **{mm['median_gflops']:.1f}** "
-        f"GFLOP/s (best {mm['best_gflops']:.1f}). ResNet-20 at 28x28x1: {results['forward_flops'] / 1e6:.1f} "
-        f"MFLOP forward per image; training counted as {TRAINING_FLOPS_FACTOR}x forward = "
-        f"{results['training_flops_per_image'] / 1e6:.1f} MFLOP per image. At the loop's median "
-        f"{loop['median_images_per_second']:.1f} img/s that is **{results['training_gflops']:.1f}** GFLOP/s, "
-        f"**{100 * results['matmul_share']:.0f}%** of the matmul rate (target ≥ {100 * TARGET_MATMUL_SHARE:.0f}%).",
+        f"A chain of {mm['chain']} dependent {mm['n']}x{mm['n']} float32 matmuls per `tf.function` call, "
+        f"{len(mm['rounds_gflops'])} calls before and after the comparison: median **{mm['median_gflops']:.1f}** "
+        f"GFLOP/s (best {mm['best_gflops']:.1f}; others kept a median of "
+        f"{statistics.median(mm['rounds_others_cpu'] or [0.0]):.2f} cores busy).",
+        "",
+        f"ResNet-20 at 28x28x1 costs {results['forward_flops'] / 1e6:.1f} MFLOP forward per image "
+        f"(`zoo.model_info(...).flops`, 2 x MACs). Training is counted as {TRAINING_FLOPS_FACTOR} x forward "
+        "(forward, backward to the activations, backward to the weights; batch norm, activations, the "
+        f"optimizer not counted) = {results['training_flops_per_image'] / 1e6:.1f} MFLOP per image. At the "
+        f"loop's median {loop['median_images_per_second']:.1f} img/s that is **{results['training_gflops']:.1f}** "
+        f"GFLOP/s = **{100 * results['matmul_share']:.0f}%** of the matmul rate (plain fit: "
+        f"{100 * results['fit_matmul_share']:.0f}%).",
         "",
     ]
     if results.get("candidates"):
         lines += [
             "## Candidate changes to the loop",
             "",
-            "Each measured alternately with the loop as it is (compile options are injected by the benchmark; "
-            "thread settings run in a child process, alternating with a baseline child).",
+            "Each measured alternately with the loop as it is, in rounds of the same length (rounded up to whole "
+            "executions). Compile options are injected by the benchmark into the loop's `Model.compile` (the "
+            "loop itself is unchanged); thread settings run in child processes, alternating with a baseline child.",
             "",
-            "| candidate | median img/s | baseline median img/s | ratio | CPU | one-core rounds |",
-            "| --------- | -----------: | --------------------: | ----: | --: | --------------: |",
+            "| candidate | median img/s | loop median img/s | ratio | CPU | rounds (one-core, contended) | note |",
+            "| --------- | -----------: | ----------------: | ----: | --: | ---------------------------- | ---- |",
         ]
         for c in results["candidates"]:
             lines.append(f"| `{c['name']}` | {c['median_images_per_second']:.1f} | "
                          f"{c['baseline_median_images_per_second']:.1f} | {c['ratio']:.3f} | "
-                         f"{c['median_cpu_utilisation']:.2f} | {c['one_core_rounds']}/{c['rounds']} |")
+                         f"{c['median_cpu_utilisation']:.2f} | {c['rounds']} ({c['one_core_rounds']}, "
+                         f"{c['contended_rounds']}) | {c['note']} |")
         lines.append("")
-    lines += [
-        "## Every family's small configuration at 28x28x1",
-        "",
-        "The variant with the fewest parameters (at its default shape) that builds at 28x28x1, trained by the "
-        f"shared loop with the default recipe at batch {BATCH_SIZE} for a few timed steps. Parameters and MACs are "
-        "at 28x28x1 with 10 classes.",
-        "",
-        "| model | family | params | MACs | images/s | CPU | % of matmul |",
-        "| ----- | ------ | -----: | ---: | -------: | --: | ----------: |",
-    ]
-    for row in results["families"]:
-        if "error" in row:
-            lines.append(f"| `{row['model']}` | {row['family']} | {row['params']:,} | {_fmt_int(row['macs'])} | "
-                         f"failed: {row['error']} | | |")
-        else:
-            lines.append(f"| `{row['model']}` | {row['family']} | {row['params']:,} | {_fmt_int(row['macs'])} | "
-                         f"{row['images_per_second']:.1f} | {row['cpu_utilisation']:.2f} | "
-                         f"{100 * row['matmul_share']:.0f}% |")
-    lines.append("")
+    if results.get("families"):
+        lines += [
+            "## Every family's small configuration at 28x28x1",
+            "",
+            "Per family, the variant with the fewest parameters (at its default shape) that builds at 28x28x1, "
+            f"trained by the shared loop with the default recipe at batch {BATCH_SIZE}; a few timed steps (more "
+            "for fast models). Parameters and MACs are at 28x28x1 with 10 classes; % of matmul counts training "
+            f"as {TRAINING_FLOPS_FACTOR} x forward FLOPs.",
+            "",
+            "| model | family | params | MACs | images/s | CPU | others | % of matmul | timed steps |",
+            "| ----- | ------ | -----: | ---: | -------: | --- | -----: | ----------: | ----------: |",
+        ]
+        for row in results["families"]:
+            head = f"| `{row['model']}` | {row['family']} | {row['params']:,} | {_fmt_int(row['macs'])} |"
+            if "error" in row:
+                lines.append(f"{head} failed: {row['error']} | | | | {row['steps']} |")
+            else:
+                cpu = _cell_cpu({**row, "one_core": False, "contended": (row["others_cpu"] or 0) > CONTENDED_THRESHOLD})
+                lines.append(f"{head} {row['images_per_second']:.1f} | {cpu} | {_others(row['others_cpu'])} | "
+                             f"{100 * row['matmul_share']:.0f}% | {row['steps']} |")
+        lines.append("")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:
         f.write("\n".join(lines))
@@ -637,36 +761,24 @@ def write_markdown(results: dict[str, Any], path: str) -> None:
 # -- main ----------------------------------------------------------------------------------------
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer rounds and steps (under 3 minutes)")
-    parser.add_argument("--json", default=DEFAULT_JSON, help=f"JSON output (default {DEFAULT_JSON})")
-    parser.add_argument("--docs", default=DEFAULT_DOCS, help=f"markdown output (default {DEFAULT_DOCS})")
-    parser.add_argument("--no-candidates", action="store_true", help="skip the candidate changes")
-    parser.add_argument("--no-families", action="store_true", help="skip the per-family table")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.child:
-        _run_child(json.loads(args.child))
-        return 0
-
+def run_benchmark(*, quick: bool, candidates: bool = True, families: bool = True,
+                  log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Runs everything and returns the results dict that `write_markdown` and the JSON file take."""
     started = time.perf_counter()
-    quick = args.quick
-    rounds, steps, warmup = (2, 12, 4) if quick else (6, 40, 8)
-    log = lambda msg: print(msg, flush=True)  # noqa: E731
-
-    data = _find_data((warmup + steps) * BATCH_SIZE)
+    rounds, steps, warmup = (2, 10, 3) if quick else (6, 40, 8)
+    data = _find_data(100 * BATCH_SIZE)  # the synthetic fallback must outlast the longest round (75 steps)
     results: dict[str, Any] = {"mode": "quick" if quick else "full", "machine": machine_info(),
                                "data": f"{data.name} ({data.source})", "rounds": rounds, "steps": steps,
                                "warmup": warmup, "batch_size": BATCH_SIZE, "model": MODEL,
-                               "input_shape": list(INPUT_SHAPE)}
+                               "input_shape": list(INPUT_SHAPE), "training_flops_factor": TRAINING_FLOPS_FACTOR}
     m = results["machine"]
     log(f"{m['date']}  {m['nproc']} cores  {m['cpu_model']}  TF {m['tensorflow']}  load {m['load_average']}")
     log(f"data: {results['data']}")
 
     log("matmul rate (2048x2048 float32):")
     mm = matmul_rate(repeats=3 if quick else 5)
-    log(f"  median {mm['median_gflops']:.1f} GFLOP/s, best {mm['best_gflops']:.1f}")
+    log(f"  median {mm['median_gflops']:.1f} GFLOP/s, best {mm['best_gflops']:.1f}; others kept "
+        f"{', '.join(f'{o:.2f}' for o in mm['rounds_others_cpu'])} cores busy")
 
     images, labels = data.arrays()
     model_fn = _model_fn(MODEL)
@@ -676,11 +788,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "loop": lambda: measure_loop(model_fn, data.epoch, steps=steps, warmup=warmup),
         "fit": lambda: measure_plain(model_fn, images, labels, steps=steps, warmup=warmup),
     }, rounds=rounds, log=log)
+    del images, labels
     cmp_["ratio"] = cmp_["loop"]["median_images_per_second"] / cmp_["fit"]["median_images_per_second"]
     results["loop_vs_fit"] = cmp_
 
-    mm_after = matmul_rate(repeats=3 if quick else 5)
-    mm["rounds_gflops"] += mm_after["rounds_gflops"]
+    after = matmul_rate(repeats=3 if quick else 5)
+    log(f"matmul rate again: median {after['median_gflops']:.1f} GFLOP/s")
+    mm["rounds_gflops"] += after["rounds_gflops"]
+    mm["rounds_others_cpu"] += after["rounds_others_cpu"]
     mm["median_gflops"] = statistics.median(mm["rounds_gflops"])
     mm["best_gflops"] = max(mm["rounds_gflops"])
     results["matmul"] = mm
@@ -689,70 +804,76 @@ def main(argv: Sequence[str] | None = None) -> int:
     results["training_flops_per_image"] = TRAINING_FLOPS_FACTOR * forward
     results["training_gflops"] = cmp_["loop"]["median_images_per_second"] * TRAINING_FLOPS_FACTOR * forward / 1e9
     results["matmul_share"] = results["training_gflops"] / mm["median_gflops"]
-    fit_gflops = cmp_["fit"]["median_images_per_second"] * TRAINING_FLOPS_FACTOR * forward / 1e9
+    results["fit_matmul_share"] = (cmp_["fit"]["median_images_per_second"] * TRAINING_FLOPS_FACTOR * forward
+                                   / 1e9 / mm["median_gflops"])
+    results["targets"] = targets(results)
 
     results["candidates"] = []
-    if not args.no_candidates:
-        c_rounds, c_steps = (1, 12) if quick else (3, 40)
-        candidates = CANDIDATES[:1] if quick else CANDIDATES
-        log(f"candidates: {c_rounds} rounds x {c_steps} steps, alternating with the loop as it is")
-        for cand in candidates:
-            c_warmup = warmup
-            spe = dict(cand.compile_options).get("steps_per_execution", 1)
-            c_warmup = -(-warmup // spe) * spe
-            c_steps_ = -(-c_steps // spe) * spe
-            if cand.needs_process:
-                baseline = Candidate("loop (child)")
-                runners = {
-                    "loop": lambda: _child_measure(baseline, steps=c_steps_, warmup=c_warmup, rounds=1)[0],
-                    cand.name: lambda c=cand: _child_measure(c, steps=c_steps_, warmup=c_warmup, rounds=1)[0],
-                }
-            else:
-                runners = {
-                    "loop": lambda: measure_loop(model_fn, data.epoch, steps=c_steps_, warmup=c_warmup),
-                    cand.name: lambda c=cand: measure_loop(model_fn, data.epoch, steps=c_steps_, warmup=c_warmup,
-                                                           runner=c.name, compile_options=dict(c.compile_options)),
-                }
-            res = compare(runners, rounds=c_rounds, log=log)
-            results["candidates"].append({
-                "name": cand.name, "compile_options": dict(cand.compile_options),
-                "inter_op_threads": cand.inter_op_threads, "intra_op_threads": cand.intra_op_threads,
-                "median_images_per_second": res[cand.name]["median_images_per_second"],
-                "baseline_median_images_per_second": res["loop"]["median_images_per_second"],
-                "ratio": res[cand.name]["median_images_per_second"] / res["loop"]["median_images_per_second"],
-                "median_cpu_utilisation": res[cand.name]["median_cpu_utilisation"],
-                "one_core_rounds": res[cand.name]["one_core_rounds"], "rounds": c_rounds,
-                "candidate_rounds": res[cand.name]["rounds"], "baseline_rounds": res["loop"]["rounds"],
-            })
+    if candidates:
+        c_rounds, c_steps = (1, 8) if quick else (3, 40)
+        chosen = CANDIDATES[:1] if quick else CANDIDATES
+        log(f"candidates: {c_rounds} rounds x {c_steps} steps each, alternating with the loop as it is")
+        results["candidates"] = measure_candidates(chosen, data=data, steps=c_steps, warmup=warmup, rounds=c_rounds,
+                                                   log=log)
 
     results["families"] = []
-    if not args.no_families:
+    if families:
         log("families (shared loop, 28x28x1):")
-        results["families"] = family_sweep(matmul_gflops=mm["median_gflops"], data=data,
-                                           budget_seconds=3 if quick else 8, max_steps=4 if quick else 30,
-                                           warmup=2, log=log)
+        results["families"] = family_sweep(
+            matmul_gflops=mm["median_gflops"], data=data, budget_seconds=1 if quick else 8,
+            min_steps=1 if quick else 2, max_steps=1 if quick else 30, warmup=1 if quick else 2, log=log)
     results["elapsed_seconds"] = time.perf_counter() - started
+    return results
 
-    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump(results, f, indent=1)
-    write_markdown(results, args.docs)
 
+def print_summary(results: dict[str, Any], log: Callable[[str], None] = print) -> None:
+    """The figures the issue asks for, as plain lines."""
+    cmp_, mm = results["loop_vs_fit"], results["matmul"]
     loop, fit = cmp_["loop"], cmp_["fit"]
+    n = results["rounds"]
     log("")
+    log(f"== {results['model']} {tuple(results['input_shape'])}, batch {results['batch_size']}, {n} rounds x "
+        f"{results['steps']} steps (+{results['warmup']} warm-up), alternately ==")
     for name, summary in (("loop", loop), ("fit", fit)):
         rates = ", ".join(f"{r['images_per_second']:.0f}" for r in summary["rounds"])
         cpus = ", ".join(f"{r['cpu_utilisation']:.2f}" for r in summary["rounds"])
         log(f"{name:<5} per round: {rates} img/s; cpu {cpus} cores")
     log(f"median: loop {loop['median_images_per_second']:.1f} img/s, fit {fit['median_images_per_second']:.1f} "
         f"img/s, ratio loop/fit {cmp_['ratio']:.3f} (target >= {TARGET_RATIO})")
-    log(f"one-core rounds: loop {loop['one_core_rounds']}/{rounds}, fit {fit['one_core_rounds']}/{rounds}")
-    log(f"matmul {mm['median_gflops']:.1f} GFLOP/s; ResNet-20 training {results['training_gflops']:.1f} GFLOP/s "
-        f"= {100 * results['matmul_share']:.0f}% of it (fit: {100 * fit_gflops / mm['median_gflops']:.0f}%; "
-        f"target >= {100 * TARGET_MATMUL_SHARE:.0f}%)")
+    log(f"one-core rounds: loop {loop['one_core_rounds']}/{n}, fit {fit['one_core_rounds']}/{n}; contended "
+        f"rounds (others > {CONTENDED_THRESHOLD} cores): loop {loop['contended_rounds']}/{n}, "
+        f"fit {fit['contended_rounds']}/{n}")
+    log(f"matmul {mm['median_gflops']:.1f} GFLOP/s (best {mm['best_gflops']:.1f}); ResNet-20 training "
+        f"{results['training_gflops']:.1f} GFLOP/s ({TRAINING_FLOPS_FACTOR} x forward FLOPs) = "
+        f"{100 * results['matmul_share']:.0f}% of it (fit: {100 * results['fit_matmul_share']:.0f}%; target >= "
+        f"{100 * TARGET_MATMUL_SHARE:.0f}%)")
     for c in results["candidates"]:
-        log(f"candidate {c['name']:<24} {c['median_images_per_second']:7.1f} vs {c['baseline_median_images_per_second']:7.1f}"
-            f" img/s: x{c['ratio']:.3f}")
+        log(f"candidate {c['name']:<24} {c['median_images_per_second']:7.1f} vs loop "
+            f"{c['baseline_median_images_per_second']:7.1f} img/s: x{c['ratio']:.3f}")
+    log("targets: " + ", ".join(f"{k} {'MET' if v else 'NOT MET'}" for k, v in results["targets"].items()))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds and steps (under 3 minutes)")
+    parser.add_argument("--json", default=DEFAULT_JSON, help=f"JSON output (default {DEFAULT_JSON})")
+    parser.add_argument("--docs", default=DEFAULT_DOCS, help=f"markdown output (default {DEFAULT_DOCS})")
+    parser.add_argument("--no-candidates", action="store_true", help="skip the candidate changes")
+    parser.add_argument("--no-families", action="store_true", help="skip the per-family table")
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # internal: one candidate in a fresh process
+    args = parser.parse_args(argv)
+    if args.child:
+        _run_child(json.loads(args.child))
+        return 0
+
+    log = lambda msg: print(msg, flush=True)  # noqa: E731
+    results = run_benchmark(quick=args.quick, candidates=not args.no_candidates, families=not args.no_families,
+                            log=log)
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+    with open(args.json, "w") as f:
+        json.dump(results, f, indent=1)
+    write_markdown(results, args.docs)
+    print_summary(results, log)
     log(f"wrote {args.json} and {args.docs} in {results['elapsed_seconds']:.0f} s")
     return 0
 

@@ -4,6 +4,9 @@
     >>> zoo.list_models("resnet*")[:3]
     ['resnet18', 'resnet20', 'resnet32']
     >>> model = zoo.create_model("resnet20", input_shape=(28, 28, 1), num_classes=10)
+    >>> zoo.list_pretrained()
+    ['resnet20.fashion_mnist']
+    >>> trained = zoo.create_model("resnet20", weights="DEFAULT")  # doctest: +SKIP
 
 Importing ``zoo`` is cheap: it sets ``TF_USE_LEGACY_KERAS=1`` (TFMOT and tf-agents only work
 with the Keras 2 API, ``tf_keras``) and defers TensorFlow and the model families until the
@@ -32,14 +35,18 @@ from zoo._registry import (  # noqa: E402  (the environment must be set first)
     model_info,
     strip_training_outputs,
 )
+from zoo._weights import PretrainedWeights, get_weights_info, list_pretrained  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ModelInfo",
+    "PretrainedWeights",
     "create_model",
+    "get_weights_info",
     "list_families",
     "list_models",
+    "list_pretrained",
     "model_info",
     "strip_training_outputs",
 ]

@@ -243,8 +243,10 @@ def get_spec(name: str) -> ModelSpec:
 
 
 def _pretrained_tags(name: str) -> tuple[str, ...]:
-    # Filled in by the pretrained-weights registry when it lands; a variant ships none until then.
-    return ()
+    """The tags of the pretrained weights ``name`` ships, the default first (`zoo._weights`)."""
+    from zoo import _weights
+
+    return _weights.tags(name)
 
 
 # -- option validation ----------------------------------------------------------------------------
@@ -352,12 +354,20 @@ def create_model(
 
     Args:
         name: a registered name, see `list_models`.
-        weights: ``None`` for random initialization, or a path to a weights file (``.h5`` or a
-            TF checkpoint prefix) saved from the same architecture.
-        input_shape: ``(height, width, channels)``; defaults to the variant's default. Families adapt
-            their stem to small inputs (under 64 pixels) as their docstrings describe.
-        num_classes: size of the classifier; defaults to the variant's default (1000 for ImageNet).
-        include_top: build the classifier; if False the model returns features.
+        weights: ``None`` for random initialization; pretrained weights that ship with the zoo
+            (`zoo.list_pretrained`): ``"DEFAULT"`` (the model's default tag), a tag such as
+            ``"fashion_mnist"``, or ``"resnet20.fashion_mnist"``; or a path to a weights file (``.h5``
+            or a TF checkpoint prefix) saved from the same architecture. Pretrained weights are
+            checked (size, sha256) before loading, and bring the architecture options they were
+            trained with; ``input_shape`` and ``num_classes`` then default to theirs.
+        input_shape: ``(height, width, channels)``; defaults to the variant's default (with pretrained
+            weights, to theirs). Families adapt their stem to small inputs (under 64 pixels) as their
+            docstrings describe.
+        num_classes: size of the classifier; defaults to the variant's default (1000 for ImageNet), or
+            the pretrained weights' classes. With pretrained weights and another number of classes,
+            the backbone is loaded and the new ``predictions`` layer is freshly initialized.
+        include_top: build the classifier; if False the model returns features (with pretrained
+            weights, the backbone is loaded).
         pooling: with ``include_top=False``: ``None`` (the last feature map), ``"avg"`` or ``"max"``.
         classifier_activation: activation of the classifier output; ``None`` returns logits.
         **architecture_options: the family's typed options (see ``zoo info NAME``); unknown ones raise.
@@ -368,17 +378,37 @@ def create_model(
         `strip_training_outputs` removes them.
 
     Raises:
-        ValueError: unknown name or option, or an invalid argument value.
+        ValueError: unknown name or option, an invalid argument value, or weights that cannot be
+            loaded: an unknown tag (the error lists the model's tags), a pretrained file whose size or
+            sha256 differs from its metadata, options that conflict with the pretrained weights', or
+            a file of another architecture.
         TypeError: an option of the wrong type.
 
     Example:
         >>> model = create_model("resnet20", input_shape=(28, 28, 1), num_classes=10)
         >>> model.output_shape
         (None, 10)
+        >>> backbone = create_model("resnet20", weights="fashion_mnist", include_top=False, pooling="avg")
+        >>> backbone.output_shape
+        (None, 64)
     """
     spec = get_spec(name)
-    options = {**spec.options, **_check_options(spec, architecture_options)}
+    user_options = _check_options(spec, architecture_options)
+    pretrained = None
+    if weights is not None:
+        from zoo import _weights
+
+        pretrained = _weights.resolve(spec.name, weights)
+    if pretrained is not None:
+        user_options = _weights.check_options(pretrained, spec, user_options)
+        input_shape = pretrained.input.shape if input_shape is None else input_shape
+        num_classes = pretrained.head.num_classes if num_classes is None else num_classes
+    options = {**spec.options, **user_options}
     input_shape = _check_input_shape(name, spec.default_input_shape if input_shape is None else input_shape)
+    if pretrained is not None and input_shape[2] != pretrained.input.shape[2]:
+        raise ValueError(f"pretrained weights {pretrained.name!r} take {pretrained.input.shape[2]} input channel(s); "
+                         f"received input_shape={input_shape!r}. Accepted: (height, width, "
+                         f"{pretrained.input.shape[2]}), by default {pretrained.input.shape!r}")
     num_classes = spec.default_num_classes if num_classes is None else num_classes
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int; received {num_classes!r}")
@@ -398,7 +428,9 @@ def create_model(
         classifier_activation=classifier_activation,
         **options,
     )
-    if weights is not None:
+    if pretrained is not None:
+        _weights.load_pretrained(model, pretrained)
+    elif weights is not None:
         _load_weights(model, spec, weights)
     return model
 
@@ -422,7 +454,8 @@ def _load_weights(model, spec: ModelSpec, weights: str) -> None:
         os.path.exists(weights) or os.path.exists(f"{weights}.index")
     ):
         tags = _pretrained_tags(spec.name)
-        accepted = ", ".join([*tags, "None", "a path to a weights file"])
+        pretrained = [f"'DEFAULT' ({tags[0]})", *(repr(t) for t in tags)] if tags else []
+        accepted = ", ".join([*pretrained, "None", "a path to a weights file"])
         raise ValueError(f"cannot load weights={weights!r} for {spec.name!r}. Accepted: {accepted}")
     try:
         model.load_weights(os.fspath(weights))

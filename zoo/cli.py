@@ -7,11 +7,13 @@
     $ zoo eval resnet20 --weights runs/r20/final_weights.h5 --dataset fashion_mnist
     $ zoo finetune resnet20 --weights runs/r20/final_weights.h5 --dataset digits --input-shape 28 28 1 \\
           --train-layers last:4 --epochs 3 --out runs/r20-digits
+    $ zoo publish runs/r20 --tag fashion_mnist --default
+    $ zoo eval resnet20 --weights resnet20.fashion_mnist --dataset fashion_mnist
 
 Thin by design: each subcommand parses its arguments and calls library functions (`zoo.list_models`,
-`zoo.model_info`, `zoo._docs`, `training.runs`). A subcommand is a pair of functions, ``_args_<name>(parser)`` and
-``_cmd_<name>(args) -> int``, plus one row in `COMMANDS`; heavy imports (TensorFlow, training,
-export) happen inside ``_cmd_<name>`` so ``zoo --help`` stays fast.
+`zoo.model_info`, `zoo._docs`, `zoo._weights`, `training.runs`). A subcommand is a pair of functions,
+``_args_<name>(parser)`` and ``_cmd_<name>(args) -> int``, plus one row in `COMMANDS`; heavy imports
+(TensorFlow, training, export) happen inside ``_cmd_<name>`` so ``zoo --help`` stays fast.
 
 Exit codes: 0 success; 1 nothing matched, ``docs --check`` found a stale file or training diverged;
 2 a bad name, option, value, file or directory, reported as one line on stderr (``zoo: error: ...``),
@@ -99,25 +101,32 @@ def _cmd_info(args: argparse.Namespace) -> int:
 # -- zoo docs ---------------------------------------------------------------------------------------
 
 
+DOC_PAGES = ("models", "pretrained")
+
+
 def _args_docs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--page", choices=DOC_PAGES, default="models",
+                        help="models: the model list (docs/models.md, the default); pretrained: the shipped "
+                             "weights and their accuracy (docs/pretrained.md)")
     parser.add_argument("--out", type=Path, metavar="PATH", help="write the markdown here (default: stdout)")
     parser.add_argument("--check", action="store_true",
                         help="write nothing; exit 1 if PATH differs from what would be generated")
 
 
 def _cmd_docs(args: argparse.Namespace) -> int:
-    from zoo._docs import GENERATE_COMMAND, models_markdown
+    from zoo._docs import GENERATE_COMMAND, models_markdown, pretrained_markdown
 
     if args.check and args.out is None:
-        return _fail("--check needs --out PATH, the file to compare (e.g. docs/models.md)")
-    text = models_markdown()
+        return _fail(f"--check needs --out PATH, the file to compare (e.g. docs/{args.page}.md)")
+    text = models_markdown() if args.page == "models" else pretrained_markdown()
     if args.out is None:
         sys.stdout.write(text)
         return 0
     if args.check:
         current = args.out.read_text(encoding="utf-8") if args.out.is_file() else None
         if current != text:
-            state = "is missing" if current is None else "is stale (it differs from the generated model list)"
+            what = "model list" if args.page == "models" else "pretrained weights page"
+            state = "is missing" if current is None else f"is stale (it differs from the generated {what})"
             print(f"{PROG}: {args.out} {state}; regenerate it with `{GENERATE_COMMAND}`", file=sys.stderr)
             return 1
         print(f"{args.out} is up to date")
@@ -235,7 +244,8 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def _args_eval(parser: argparse.ArgumentParser) -> None:
-    _add_model_args(parser, weights="the weights to evaluate (an .h5 file or a checkpoint prefix)")
+    _add_model_args(parser, weights="the weights to evaluate: an .h5 file, a checkpoint prefix, or shipped pretrained "
+                                    "weights (DEFAULT, a tag, or ARCH.TAG; see 'zoo list --pretrained')")
     parser.add_argument("--split", default="test", help="the split to evaluate (default: test)")
     parser.add_argument("--num-classes", type=int, metavar="K", help="the model's classes (default: the dataset's)")
     parser.add_argument("--batch-size", type=int, default=256, metavar="B")
@@ -244,9 +254,13 @@ def _args_eval(parser: argparse.ArgumentParser) -> None:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from training import runs
+    from zoo import _weights
 
-    if not (os.path.exists(args.weights) or os.path.exists(f"{args.weights}.index")):
-        return _fail(f"--weights {args.weights}: no such file (nor checkpoint {args.weights}.index)")
+    pretrained = _weights.resolve(args.name, args.weights)
+    if pretrained is None and not (os.path.exists(args.weights) or os.path.exists(f"{args.weights}.index")):
+        tags = _weights.tags(args.name)
+        names = f"; nor pretrained weights of {args.name} ({', '.join(['DEFAULT', *tags])})" if tags else ""
+        return _fail(f"--weights {args.weights}: no such file (nor checkpoint {args.weights}.index){names}")
     spec = runs.RunSpec(model=args.name, dataset=args.dataset, options=_options(args.options),
                         input_shape=args.input_shape and tuple(args.input_shape), num_classes=args.num_classes,
                         limit=args.limit)
@@ -256,6 +270,40 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     print(runs.per_class_table(result))
     if args.out:
         print(f"wrote {os.path.join(args.out, runs.EVAL_FILE)}, {os.path.join(args.out, runs.CONFUSION_PNG)}")
+    return 0
+
+
+# -- zoo publish ------------------------------------------------------------------------------------
+
+
+def _args_publish(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a finished `zoo train` run directory")
+    parser.add_argument("--tag", required=True, help="the weights' name among the model's, e.g. fashion_mnist")
+    parser.add_argument("--default", action="store_true",
+                        help="make them the model's default weights (a model's first weights always are)")
+    parser.add_argument("--license", default="Apache-2.0", help="the weights' license (default: Apache-2.0)")
+    parser.add_argument("--notes", default="", help="a note shown in docs/pretrained.md")
+    parser.add_argument("--published-top1", type=float, metavar="ACC",
+                        help="the published accuracy to compare with, in [0, 1] (default: the family's figure in "
+                             "the Fashion-MNIST benchmark table for Fashion-MNIST runs)")
+    parser.add_argument("--published-source", metavar="TEXT", help="where --published-top1 is published")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing weights of the same name")
+    parser.add_argument("--weights-dir", type=Path, metavar="DIR",
+                        help="the registry directory to write to (default: the package's zoo/weights)")
+
+
+def _cmd_publish(args: argparse.Namespace) -> int:
+    from zoo._weights import publish_run, weights_dir
+
+    meta = publish_run(args.run_dir, tag=args.tag, default=args.default, license=args.license, notes=args.notes,
+                       published_top1=args.published_top1, published_source=args.published_source,
+                       overwrite=args.overwrite, out_dir=args.weights_dir)
+    where = args.weights_dir or weights_dir()
+    published = f" (published {meta.published_top1:.1%})" if meta.published_top1 is not None else ""
+    print(f"published {meta.name}{' (default)' if meta.default else ''}: test top-1 {meta.metrics.top1:.2%}"
+          f"{published} on {meta.metrics.num_examples} examples, {meta.metrics.params:,} params")
+    print(f"wrote {where / meta.source.file} ({meta.source.size_bytes:,} bytes, sha256 {meta.source.sha256})")
+    print(f"wrote {where / (meta.name + '.json')}; regenerate the docs with `make docs`")
     return 0
 
 
@@ -273,13 +321,16 @@ class Command(NamedTuple):
 COMMANDS: dict[str, Command] = {
     "list": Command("list models: params, MACs/FLOPs, default input, paper year", _args_list, _cmd_list),
     "info": Command("print a model's card: paper, counts, published params, options", _args_info, _cmd_info),
-    "docs": Command("write (or --check) the markdown model list, docs/models.md", _args_docs, _cmd_docs),
+    "docs": Command("write (or --check) the markdown docs: docs/models.md, or --page pretrained", _args_docs,
+                    _cmd_docs),
     "train": Command("train a model on a dataset into a run directory (resumable), then evaluate it",
                      _args_train, _cmd_train),
     "eval": Command("evaluate weights on a dataset split: accuracy, loss, per-class accuracy", _args_eval,
                     _cmd_eval),
     "finetune": Command("replace a trained model's head and train it on a new dataset", _args_finetune,
                         _cmd_finetune),
+    "publish": Command("publish a finished training run as pretrained weights (re-evaluated, sha256, metadata)",
+                       _args_publish, _cmd_publish),
 }
 
 _EPILOG = """\
@@ -287,8 +338,11 @@ examples:
   zoo list 'resnet*' --exclude 'resnet1??'
   zoo info resnet18 --input-shape 32 32 3
   zoo docs --out docs/models.md --check
+  zoo docs --page pretrained --out docs/pretrained.md
   zoo train resnet20 --dataset fashion_mnist --epochs 2 --out runs/r20
   zoo eval resnet20 --weights runs/r20/final_weights.h5 --dataset fashion_mnist
+  zoo publish runs/r20 --tag fashion_mnist --default
+  zoo eval resnet20 --weights resnet20.fashion_mnist --dataset fashion_mnist
 
 exit codes: 0 ok; 1 nothing matched, docs --check found a stale file, or training diverged;
 2 bad name, option, value, file or directory"""

@@ -73,3 +73,40 @@ def test_compare_alternates_and_summarizes(bench):
     assert order == ["loop", "fit", "loop", "fit"]
     assert out["loop"]["median_images_per_second"] == 110.0 and out["fit"]["one_core_rounds"] == 0
     assert len(out["fit"]["rounds"]) == 2
+
+
+def test_results_render_as_the_docs_page(bench, tmp_path):
+    def run(name, rate):
+        return lambda: bench.Measurement(runner=name, images_per_second=rate, cpu_utilisation=1.9, others_cpu=0.01,
+                                         steps=4, seconds=1.0, batch_size=BATCH)
+
+    cmp_ = bench.compare({"loop": run("loop", 900.0), "fit": run("fit", 800.0)}, rounds=2, log=lambda m: None)
+    cmp_["ratio"] = 900.0 / 800.0
+    results = {
+        "mode": "quick", "elapsed_seconds": 60.0, "data": "synthetic (synthetic)", "rounds": 2, "steps": 4,
+        "warmup": 2, "model": "resnet20", "input_shape": [28, 28, 1], "batch_size": BATCH,
+        "machine": {"date": "2026-01-01T00:00:00+00:00", "nproc": 2, "cpu_model": "test CPU", "avx512": False,
+                    "tensorflow": "2.x", "python": "3.11", "load_average": (0.1, 0.2, 0.3)},
+        "loop_vs_fit": cmp_,
+        "matmul": {"n": 2048, "chain": 8, "median_gflops": 200.0, "best_gflops": 210.0,
+                   "rounds_gflops": [200.0, 210.0], "rounds_others_cpu": [0.0, 0.0]},
+        "forward_flops": 61_642_496, "training_flops_per_image": 184_927_488, "training_gflops": 166.4,
+        "matmul_share": 0.832, "fit_matmul_share": 0.74,
+        "candidates": [{"name": "steps_per_execution=8", "note": "n", "median_images_per_second": 950.0,
+                        "baseline_median_images_per_second": 900.0, "ratio": 950 / 900, "median_cpu_utilisation": 1.9,
+                        "rounds": 3, "one_core_rounds": 0, "contended_rounds": 0}],
+        "families": [
+            {"model": "resnet20", "family": "resnet", "params": 270810, "macs": 30821248, "steps": 30,
+             "images_per_second": 900.0, "cpu_utilisation": 1.9, "others_cpu": 0.0, "matmul_share": 0.83},
+            {"model": "googlenet", "family": "googlenet", "params": 1, "macs": 1, "steps": 2, "error": "E: x"},
+        ],
+    }
+    results["targets"] = bench.targets(results)
+    assert list(results["targets"].values()) == [True, True, True]
+    path = tmp_path / "train_throughput.md"
+    bench.write_markdown(results, str(path))
+    text = path.read_text()
+    for expected in ("## Targets", "| 1.125 | ✓ |", "steps_per_execution=8", "| `resnet20` | resnet | 270,810 | 30.8M |",
+                     "failed: E: x", "test CPU"):
+        assert expected in text, expected
+    json.dumps(results)

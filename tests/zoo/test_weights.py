@@ -1,0 +1,285 @@
+"""Tests of the pretrained-weights registry (`zoo._weights`), loading through `zoo.create_model`, and publishing.
+
+Every shipped weight is loaded and checked against its metadata: sha256 and size of the file, params
+and FLOPs recomputed from the built model, and its predictions on the package's sample images.
+Corruption tests work on a copy of the weights directory (the registry is pointed at it).
+"""
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import zoo
+from zoo import _weights
+from zoo._docs import pretrained_markdown
+from zoo._flops import count_macs
+from zoo._weights import PretrainedWeights, get_weights_info, list_pretrained, metadata_text, sample_images
+from zoo.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED = list_pretrained()
+FM = "resnet20.fashion_mnist"
+FM_TEST_IMAGES = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
+
+
+@pytest.fixture
+def registry_copy(tmp_path, monkeypatch):
+    """A copy of the shipped weights directory that the registry reads instead."""
+    copy = tmp_path / "weights"
+    shutil.copytree(_weights.weights_dir(), copy)
+    monkeypatch.setattr(_weights, "_DIR_OVERRIDE", str(copy))
+    yield copy
+    _weights._clear_cache()
+
+
+def _rewrite(directory: Path, meta: PretrainedWeights) -> None:
+    (directory / f"{meta.name}.json").write_text(metadata_text(meta))
+
+
+# -- the registry ----------------------------------------------------------------------------------------
+
+
+def test_what_ships():
+    assert SHIPPED == [FM]
+    assert zoo.list_models(pretrained=True) == ["resnet20"]
+    assert zoo.model_info("resnet20").pretrained == ("fashion_mnist",)
+    assert get_weights_info("resnet20") is get_weights_info(FM)  # an arch names its default
+    assert get_weights_info(FM).default
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_file_matches_its_metadata(name):
+    meta = get_weights_info(name)
+    path = _weights.weights_dir() / meta.source.file
+    assert path.stat().st_size == meta.source.size_bytes <= 10_000_000
+    assert _weights.sha256_file(path) == meta.source.sha256
+    text = (_weights.weights_dir() / f"{name}.json").read_text()
+    assert PretrainedWeights.from_dict(json.loads(text)) == meta
+    assert metadata_text(PretrainedWeights.from_dict(meta.to_dict())) == text  # the JSON round-trips exactly
+    assert meta.provenance.command.startswith(f"zoo train {meta.arch} ") and "--resume" not in meta.provenance.command
+    assert meta.metrics.eval_command.startswith(f"zoo eval {meta.arch} --weights {name} ")
+    assert meta.metrics.num_examples == 10_000 and len(meta.sample_predictions) == 100
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_weights_load_and_predict_the_samples(name):
+    meta = get_weights_info(name)
+    model = zoo.create_model(meta.arch, weights=meta.tag)
+    assert model.input_shape[1:] == meta.input.shape and model.output_shape == (None, meta.head.num_classes)
+    assert model.count_params() == meta.metrics.params and 2 * count_macs(model) == meta.metrics.flops
+    images, labels = sample_images(meta.provenance.dataset)
+    logits = model(meta.input.normalize(images), training=False).numpy()
+    predictions = logits.argmax(-1)
+    assert tuple(predictions.tolist()) == meta.sample_predictions
+    assert (predictions == labels).mean() >= meta.metrics.top1 - 0.1  # 100 images: a loose check of the labels
+
+
+def test_sample_images_are_the_first_ten_test_images_of_each_class():
+    images, labels = sample_images("fashion_mnist")
+    assert images.shape == (100, 28, 28, 1) and images.dtype == np.uint8
+    assert labels.tolist() == [c for c in range(10) for _ in range(10)]
+    if not FM_TEST_IMAGES.is_file():
+        pytest.skip("the Fashion-MNIST test split (Debian dataset-fashion-mnist) is not installed")
+    from training.data import read_idx
+
+    test_images = read_idx(FM_TEST_IMAGES)
+    test_labels = read_idx(FM_TEST_IMAGES.with_name("t10k-labels-idx1-ubyte.gz"))
+    first = np.concatenate([np.flatnonzero(test_labels == c)[:10] for c in range(10)])
+    np.testing.assert_array_equal(images[..., 0], test_images[first])
+    with pytest.raises(ValueError, match=r"no sample images ship for dataset 'cifar10'. Accepted: fashion_mnist"):
+        sample_images("cifar10")
+
+
+# -- the weights= forms -------------------------------------------------------------------------------
+
+
+def test_default_tag_and_full_name_load_the_same_weights():
+    by_default = zoo.create_model("resnet20", weights="DEFAULT")
+    by_tag = zoo.create_model("resnet20", weights="fashion_mnist", classifier_activation="softmax")
+    by_name = zoo.create_model("resnet20", weights=FM, input_shape=(28, 28, 1), num_classes=10)
+    for model in (by_tag, by_name):
+        for a, b in zip(by_default.get_weights(), model.get_weights()):
+            np.testing.assert_array_equal(a, b)
+    x = np.zeros((1, 28, 28, 1), np.float32)
+    np.testing.assert_allclose(by_tag(x).numpy().sum(), 1.0, rtol=1e-5)  # softmax over the loaded logits
+
+
+def test_include_top_false_loads_the_backbone():
+    full = zoo.create_model("resnet20", weights="DEFAULT")
+    backbone = zoo.create_model("resnet20", weights="DEFAULT", include_top=False, pooling="avg")
+    assert "predictions" not in {layer.name for layer in backbone.layers} and backbone.output_shape == (None, 64)
+    for layer in backbone.layers:
+        for a, b in zip(layer.get_weights(), full.get_layer(layer.name).get_weights()):
+            np.testing.assert_array_equal(a, b)
+    features = full.get_layer("avg_pool").output
+    import tf_keras as keras
+
+    x = sample_images()[0][:4]
+    x = get_weights_info(FM).input.normalize(x)
+    np.testing.assert_allclose(backbone(x).numpy(), keras.Model(full.input, features)(x).numpy(), atol=1e-5)
+
+
+def test_another_number_of_classes_loads_the_backbone_and_a_fresh_head():
+    full = zoo.create_model("resnet20", weights="DEFAULT")
+    five = zoo.create_model("resnet20", weights="DEFAULT", num_classes=5)
+    assert five.output_shape == (None, 5) and five.get_layer("predictions").weights[0].shape == (64, 5)
+    for layer in five.layers:
+        if layer.name != "predictions":
+            for a, b in zip(layer.get_weights(), full.get_layer(layer.name).get_weights()):
+                np.testing.assert_array_equal(a, b)
+    assert not np.allclose(five.get_layer("predictions").get_weights()[0], 0)  # initialized, not zeros
+
+
+def test_unknown_or_foreign_names_list_what_is_accepted():
+    with pytest.raises(ValueError, match=r"no pretrained weights 'resnet20.imagenet'.*Tags of 'resnet20': DEFAULT, "
+                                         r"'fashion_mnist' / 'resnet20.fashion_mnist'"):
+        zoo.create_model("resnet20", weights="resnet20.imagenet")
+    with pytest.raises(ValueError, match=r"cannot load weights='imagenet' for 'resnet20'. Accepted: 'DEFAULT' "
+                                         r"\(fashion_mnist\), 'fashion_mnist', None, a path"):
+        zoo.create_model("resnet20", weights="imagenet")
+    with pytest.raises(ValueError, match=r"weights='resnet20.fashion_mnist' are for 'resnet20', not 'resnet32'"):
+        zoo.create_model("resnet32", weights=FM)
+    with pytest.raises(ValueError, match=r"'resnet32' ships no pretrained weights.*Models with pretrained weights: "
+                                         r"resnet20"):
+        zoo.create_model("resnet32", weights="DEFAULT")
+    with pytest.raises(ValueError, match=r"no pretrained weights 'vgg16.imagenet'.*Accepted: resnet20.fashion_mnist"):
+        get_weights_info("vgg16.imagenet")
+
+
+def test_conflicting_options_and_channels_raise():
+    with pytest.raises(ValueError, match=r"trained with the variant's defaults; received stage_depths=\(2, 2, 2\) "
+                                         r"\(the weights have stage_depths=\(3, 3, 3\)\)"):
+        zoo.create_model("resnet20", weights="DEFAULT", stage_depths=(2, 2, 2))
+    zoo.create_model("resnet20", weights="DEFAULT", stage_depths=(3, 3, 3))  # agreeing is fine
+    with pytest.raises(ValueError, match=r"take 1 input channel\(s\); received input_shape=\(28, 28, 3\)"):
+        zoo.create_model("resnet20", weights="DEFAULT", input_shape=(28, 28, 3))
+
+
+# -- corrupt files never load ---------------------------------------------------------------------------
+
+
+def test_a_changed_byte_fails_the_sha256(registry_copy):
+    path = registry_copy / f"{FM}.h5"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"has sha256 [0-9a-f]{64}; its metadata accepts only [0-9a-f]{64}"):
+        zoo.create_model("resnet20", weights="DEFAULT")
+
+
+def test_a_truncated_file_fails_before_reading(registry_copy):
+    path = registry_copy / f"{FM}.h5"
+    size = path.stat().st_size
+    path.write_bytes(path.read_bytes()[: size // 2])
+    with pytest.raises(ValueError, match=rf"has {size // 2:,} bytes; its metadata accepts only {size:,}"):
+        zoo.create_model("resnet20", weights="fashion_mnist")
+
+
+def test_a_file_of_another_architecture_does_not_load(registry_copy):
+    other = zoo.create_model("resnet20", input_shape=(28, 28, 1), num_classes=10, stage_depths=(2, 2, 2))
+    path = registry_copy / f"{FM}.h5"
+    other.save_weights(str(path))
+    meta = get_weights_info(FM)
+    _rewrite(registry_copy, dataclasses.replace(meta, source=_weights.WeightsSource(
+        file=path.name, sha256=_weights.sha256_file(path), size_bytes=path.stat().st_size)))
+    _weights._clear_cache()
+    with pytest.raises(ValueError, match=r"do not fit this 'resnet20' model \(model layers not in the file: "
+                                         r"stage1_block3_1_conv, stage1_block3_1_bn"):
+        zoo.create_model("resnet20", weights="DEFAULT")
+
+
+def test_the_registry_checks_its_metadata(registry_copy):
+    meta = get_weights_info(FM)
+    again = dataclasses.replace(meta, tag="again", source=dataclasses.replace(meta.source, file="resnet20.again.h5"))
+    _rewrite(registry_copy, again)
+    shutil.copyfile(registry_copy / f"{FM}.h5", registry_copy / "resnet20.again.h5")
+    _weights._clear_cache()
+    with pytest.raises(ValueError, match=r"'resnet20' must have exactly one default tag; received 2 "
+                                         r"\(again, fashion_mnist\)"):
+        list_pretrained()
+    (registry_copy / "resnet20.again.json").unlink()
+    _rewrite(registry_copy, dataclasses.replace(again, arch="resnet21", tag="x"))
+    _weights._clear_cache()
+    with pytest.raises(ValueError, match=r"resnet21.x.json is invalid: unknown model 'resnet21'"):
+        list_pretrained()
+
+
+# -- publishing -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A finished one-epoch `zoo train` run on scikit-learn's digits (a one-block-per-stage ResNet)."""
+    out = tmp_path_factory.mktemp("publish") / "run"
+    argv = ["train", "resnet20", "--dataset", "digits", "-o", "stage_depths=(1,1,1)", "--input-shape", "8", "8", "1",
+            "--epochs", "1", "--batch-size", "64", "--out", str(out)]
+    assert main(argv) == 0
+    return out
+
+
+def test_publish_records_a_run_that_then_loads(tiny_run, tmp_path, monkeypatch, capsys):
+    registry = tmp_path / "registry"
+    assert main(["publish", str(tiny_run), "--tag", "digits", "--weights-dir", str(registry), "--notes", "tiny"]) == 0
+    assert "published resnet20.digits (default): test top-1" in capsys.readouterr().out
+    meta = PretrainedWeights.from_dict(json.loads((registry / "resnet20.digits.json").read_text()))
+    recorded = json.loads((tiny_run / "eval.json").read_text())
+    assert meta.metrics.top1 == pytest.approx(recorded["accuracy"], abs=0.001) and meta.metrics.num_examples == 360
+    assert meta.provenance.options == (("stage_depths", (1, 1, 1)),) and meta.input.shape == (8, 8, 1)
+    assert meta.provenance.command == (tiny_run / "command.txt").read_text().strip()
+    assert meta.metrics.eval_command == "zoo eval resnet20 --weights resnet20.digits --dataset digits"
+    assert meta.published_top1 is None and meta.sample_predictions == () and meta.notes == "tiny"
+    assert meta.source.sha256 == _weights.sha256_file(registry / "resnet20.digits.h5")
+
+    monkeypatch.setattr(_weights, "_DIR_OVERRIDE", str(registry))
+    try:
+        model = zoo.create_model("resnet20", weights="digits")  # options and input shape from the metadata
+        assert model.input_shape == (None, 8, 8, 1) and model.count_params() == meta.metrics.params
+        with pytest.raises(ValueError, match="exist in .*; pass overwrite=True"):
+            _weights.publish_run(tiny_run, tag="digits", out_dir=registry)
+    finally:
+        _weights._clear_cache()
+
+
+def test_publish_refuses_an_eval_json_the_weights_contradict(tiny_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    evaluation = json.loads((run / "eval.json").read_text())
+    evaluation["accuracy"] += 0.002
+    (run / "eval.json").write_text(json.dumps(evaluation))
+    assert main(["publish", str(run), "--tag", "digits", "--weights-dir", str(tmp_path / "registry")]) == 2
+    err = capsys.readouterr().err
+    assert "re-evaluating final_weights.h5 on the full test split gives" in err and "Not published" in err
+    assert not (tmp_path / "registry").exists()
+    (run / "final_weights.h5").unlink()
+    assert main(["publish", str(run), "--tag", "digits"]) == 2
+    assert "has no final_weights.h5" in capsys.readouterr().err
+
+
+# -- docs and the command line -----------------------------------------------------------------------------
+
+
+def test_repo_pretrained_docs_are_current():
+    current = (REPO / "docs" / "pretrained.md").read_text(encoding="utf-8")
+    assert current == pretrained_markdown(), "docs/pretrained.md is stale: run `make docs` and commit the result"
+    meta = get_weights_info(FM)
+    for text in (meta.provenance.command, meta.metrics.eval_command, f"{meta.metrics.top1:.2%}", "94.9%"):
+        assert text in current
+
+
+def test_docs_check_fails_on_a_stale_pretrained_page(tmp_path, capsys):
+    out = tmp_path / "pretrained.md"
+    out.write_text("# old\n")
+    assert main(["docs", "--page", "pretrained", "--out", str(out), "--check"]) == 1
+    assert "is stale (it differs from the generated pretrained weights page)" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not FM_TEST_IMAGES.is_file(), reason="the Fashion-MNIST test split is not installed")
+def test_eval_accepts_pretrained_names(capsys):
+    assert main(["eval", "resnet20", "--weights", FM, "--dataset", "fashion_mnist", "--limit", "200"]) == 0
+    assert "resnet20 on fashion_mnist test: accuracy" in capsys.readouterr().out
+    assert main(["eval", "resnet20", "--weights", "nope", "--dataset", "fashion_mnist"]) == 2
+    assert "nor pretrained weights of resnet20 (DEFAULT, fashion_mnist)" in capsys.readouterr().err

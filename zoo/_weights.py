@@ -1,0 +1,864 @@
+"""Pretrained weights: their typed metadata, the registry of the weights that ship, verified loading, publishing.
+
+Each pretrained entry is named ``arch.tag`` (``resnet20.fashion_mnist``); each architecture that ships
+weights has exactly one default tag. An entry is two files in ``zoo/weights/`` (package data):
+
+- ``<arch>.<tag>.h5``: the weights, as ``Model.save_weights`` writes them in the legacy HDF5 format;
+  they are matched to a model by layer name (layer names are the weight-compatibility contract);
+- ``<arch>.<tag>.json``: the metadata, pure data, a `PretrainedWeights` (``to_dict``/``from_dict``).
+
+The registry reads the JSON files lazily, on first use, and checks them: an unknown architecture, a
+file named other than its entry, a missing weights file or an architecture with no (or two) default
+tags fails there. Loading (``zoo.create_model(name, weights=...)``) checks the file's size and sha256
+before a single weight is read, applies the architecture options the weights were trained with,
+and requires every weight-carrying layer of the model to be filled from the file: a wrong sha256,
+a truncated file or another architecture raises ``ValueError``; nothing ever falls back to random
+weights.
+
+`publish_run` turns a finished ``zoo train`` run directory into an entry (``zoo publish``): it
+re-evaluates the weights on the full test split and refuses when the run's ``eval.json`` disagrees.
+
+    >>> import zoo
+    >>> zoo.list_pretrained()
+    ['resnet20.fashion_mnist']
+    >>> info = zoo.get_weights_info("resnet20")  # the default tag
+    >>> info.name, info.input.shape, info.head.class_names[:2]
+    ('resnet20.fashion_mnist', (28, 28, 1), ('T-shirt/top', 'Trouser'))
+    >>> model = zoo.create_model("resnet20", weights="DEFAULT")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import hashlib
+import json
+import os
+import re
+import shlex
+import shutil
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+__all__ = [
+    "DEFAULT",
+    "PUBLISHED_FASHION_MNIST",
+    "PretrainedWeights",
+    "Provenance",
+    "WeightsHead",
+    "WeightsInput",
+    "WeightsMetrics",
+    "WeightsSource",
+    "get_weights_info",
+    "list_pretrained",
+    "publish_run",
+    "sample_images",
+    "write_sample_images",
+]
+
+DEFAULT = "DEFAULT"
+FORMAT_VERSION = 1
+WEIGHTS_DIR = "weights"  # inside the zoo package
+SAMPLES_DIR = "data"  # inside the zoo package: <dataset>_sample.npz
+SAMPLES_PER_CLASS = 10
+EVAL_TOLERANCE = 0.001  # 0.1 points of accuracy: publish refuses a run whose eval.json is further off
+_NAME = re.compile(r"[a-z][a-z0-9_]*")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+# The best published test accuracy per family in the Fashion-MNIST benchmark table (issue 4, item 3).
+_FM_TABLE = "Fashion-MNIST benchmark table (zalandoresearch/fashion-mnist README), {}"
+PUBLISHED_FASHION_MNIST: Mapping[str, tuple[float, str]] = {
+    "alexnet": (0.899, _FM_TABLE.format("AlexNet")),
+    "squeezenet": (0.900, _FM_TABLE.format("SqueezeNet")),
+    "vgg": (0.935, _FM_TABLE.format("VGG")),
+    "googlenet": (0.937, _FM_TABLE.format("GoogLeNet")),
+    "resnet": (0.949, _FM_TABLE.format("ResNet")),
+    "densenet": (0.954, _FM_TABLE.format("DenseNet")),
+    "wide_resnet": (0.959, _FM_TABLE.format("Wide ResNet")),
+}
+
+
+# -- the metadata -------------------------------------------------------------------------------------
+
+
+def _int(value: Any, field: str, *, minimum: int = 0) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{field} must be an int >= {minimum}; received {value!r}")
+    return value
+
+
+def _fraction(value: Any, field: str) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{field} must be a number in [0, 1]; received {value!r}")
+    return float(value)
+
+
+def _tuples(value: Any) -> Any:
+    return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def _lists(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _lists(v) for k, v in value.items()}
+    return [_lists(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightsSource:
+    """The weights file.
+
+    Attributes:
+        file: its name in the registry's directory (``<arch>.<tag>.h5``).
+        sha256: hex digest of the file, checked before every load.
+        size_bytes: its size, checked first (a truncated copy fails fast).
+    """
+
+    file: str
+    sha256: str
+    size_bytes: int
+
+    def __post_init__(self):
+        if not isinstance(self.sha256, str) or not _SHA256.fullmatch(self.sha256):
+            raise ValueError(f"sha256 must be 64 lowercase hex digits; received {self.sha256!r}")
+        _int(self.size_bytes, "size_bytes", minimum=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightsInput:
+    """What the weights expect as input: a raw image ``x`` becomes ``(x * scale - mean) / std``.
+
+    Attributes:
+        shape: ``(height, width, channels)`` the weights were trained at.
+        mean: per-channel mean, on the scaled (``[0, 1]``) values.
+        std: per-channel standard deviation, likewise.
+        scale: multiplies the raw pixel values first (``1/255`` for ``uint8`` images).
+    """
+
+    shape: tuple[int, int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    scale: float = 1 / 255
+
+    def __post_init__(self):
+        object.__setattr__(self, "shape", tuple(self.shape))
+        object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
+        object.__setattr__(self, "std", tuple(float(s) for s in self.std))
+        if len(self.shape) != 3 or not all(isinstance(d, int) and d > 0 for d in self.shape):
+            raise ValueError(f"input shape must be (height, width, channels) of positive ints; received {self.shape!r}")
+        if len(self.mean) != self.shape[2] or len(self.std) != self.shape[2] or min(self.std) <= 0:
+            raise ValueError(f"mean and std need one value per channel ({self.shape[2]}), std > 0; received "
+                             f"mean={self.mean!r}, std={self.std!r}")
+
+    def normalize(self, images):
+        """Raw images (``[N, H, W]`` or ``[N, H, W, C]``, e.g. ``uint8``) as the model's float32 input.
+
+        Example:
+            >>> info = get_weights_info("resnet20.fashion_mnist")
+            >>> images, labels = sample_images("fashion_mnist")
+            >>> info.input.normalize(images).shape
+            (100, 28, 28, 1)
+        """
+        import numpy as np
+
+        x = np.asarray(images)
+        if x.ndim == 3 and self.shape[2] == 1:
+            x = x[..., None]
+        x = x.astype(np.float32) * np.float32(self.scale)
+        return (x - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightsHead:
+    """The classifier the weights were trained with."""
+
+    num_classes: int
+    class_names: tuple[str, ...]
+
+    def __post_init__(self):
+        object.__setattr__(self, "class_names", tuple(str(n) for n in self.class_names))
+        _int(self.num_classes, "num_classes", minimum=1)
+        if len(self.class_names) != self.num_classes:
+            raise ValueError(f"class_names must have num_classes={self.num_classes} entries; "
+                             f"received {len(self.class_names)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Provenance:
+    """How the weights were made.
+
+    Attributes:
+        command: the ``zoo train ...`` command line that trained them (from the repository's root).
+        recipe: the `training.Recipe` as canonical JSON (sorted keys); `recipe_dict` parses it.
+        seed: the recipe's seed.
+        dataset: the dataset trained on (a name ``training.load_dataset`` accepts).
+        split: the split trained on.
+        options: the architecture options the model was built with, as sorted ``(name, value)`` pairs;
+            loading applies them.
+        license: the weights' license.
+        paper: the architecture's paper, year and URL.
+    """
+
+    command: str
+    recipe: str
+    seed: int
+    dataset: str
+    split: str
+    options: tuple[tuple[str, Any], ...]
+    license: str
+    paper: str
+
+    def __post_init__(self):
+        recipe = self.recipe if isinstance(self.recipe, str) else json.dumps(self.recipe, sort_keys=True)
+        object.__setattr__(self, "recipe", json.dumps(json.loads(recipe), sort_keys=True))
+        options = dict(self.options) if not isinstance(self.options, Mapping) else self.options
+        object.__setattr__(self, "options", tuple(sorted((str(k), _tuples(v)) for k, v in options.items())))
+        _int(self.seed, "seed")
+
+    @property
+    def recipe_dict(self) -> dict[str, Any]:
+        return json.loads(self.recipe)
+
+    @property
+    def options_dict(self) -> dict[str, Any]:
+        return dict(self.options)
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightsMetrics:
+    """The weights measured by ``zoo eval`` on the full test split, and the model's size.
+
+    Attributes:
+        top1: test accuracy in [0, 1].
+        per_class_accuracy: test accuracy of each class.
+        loss: mean cross-entropy on the test split.
+        num_examples: test examples evaluated.
+        params: every weight of the model, batch-norm statistics included.
+        flops: 2 x the multiply-accumulates of one example's forward pass (`zoo.model_info`'s convention).
+        eval_command: the ``zoo eval ...`` command that prints ``top1``.
+    """
+
+    top1: float
+    per_class_accuracy: tuple[float, ...]
+    loss: float
+    num_examples: int
+    params: int
+    flops: int
+    eval_command: str
+
+    def __post_init__(self):
+        object.__setattr__(self, "top1", _fraction(self.top1, "top1"))
+        object.__setattr__(self, "per_class_accuracy",
+                           tuple(_fraction(a, "per_class_accuracy") for a in self.per_class_accuracy))
+        object.__setattr__(self, "loss", float(self.loss))
+        for field in ("num_examples", "params", "flops"):
+            _int(getattr(self, field), field, minimum=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainedWeights:
+    """One pretrained entry, ``arch.tag``: the weights file, what it expects, how it was made, how it scores.
+
+    Attributes:
+        arch: the registered model name (``zoo.list_models()``).
+        tag: lower_snake name of these weights among the arch's (``fashion_mnist``).
+        default: the arch's default weights (``weights="DEFAULT"``); one per arch.
+        source: the file, its sha256 and size.
+        input: input shape and normalization.
+        head: number of classes and their names.
+        provenance: the training command, recipe, seed, data, architecture options, license, paper.
+        metrics: test accuracy (overall and per class), loss, params, FLOPs, the ``zoo eval`` command.
+        published_top1: the best published test accuracy of the same family on the same dataset, if any.
+        published_source: where ``published_top1`` is published.
+        sample_predictions: the predicted class of each image of the package's sample of the dataset
+            (`sample_images`), in order; the tests check a load against them.
+        notes: what a reader of ``docs/pretrained.md`` should know (e.g. the budget the target needs).
+
+    Example:
+        >>> info = get_weights_info("resnet20.fashion_mnist")
+        >>> PretrainedWeights.from_dict(info.to_dict()) == info
+        True
+    """
+
+    arch: str
+    tag: str
+    default: bool
+    source: WeightsSource
+    input: WeightsInput
+    head: WeightsHead
+    provenance: Provenance
+    metrics: WeightsMetrics
+    published_top1: float | None = None
+    published_source: str | None = None
+    sample_predictions: tuple[int, ...] = ()
+    notes: str = ""
+
+    def __post_init__(self):
+        for field in ("arch", "tag"):
+            value = getattr(self, field)
+            if not isinstance(value, str) or not _NAME.fullmatch(value):
+                raise ValueError(f"{field} must be lower_snake_case; received {value!r}")
+        if not isinstance(self.default, bool):
+            raise ValueError(f"default must be a bool; received {self.default!r}")
+        if self.published_top1 is not None:
+            object.__setattr__(self, "published_top1", _fraction(self.published_top1, "published_top1"))
+        if (self.published_top1 is None) != (self.published_source is None):
+            raise ValueError("published_top1 and published_source go together; received "
+                             f"{self.published_top1!r} and {self.published_source!r}")
+        object.__setattr__(self, "sample_predictions", tuple(int(p) for p in self.sample_predictions))
+        if len(self.metrics.per_class_accuracy) != self.head.num_classes:
+            raise ValueError(f"metrics.per_class_accuracy needs one entry per class ({self.head.num_classes}); "
+                             f"received {len(self.metrics.per_class_accuracy)}")
+
+    @property
+    def name(self) -> str:
+        return f"{self.arch}.{self.tag}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON data: what ``<arch>.<tag>.json`` holds (the recipe as an object)."""
+        data = _lists(dataclasses.asdict(self))
+        data["provenance"]["recipe"] = self.provenance.recipe_dict
+        data["provenance"]["options"] = {k: _lists(v) for k, v in self.provenance.options}
+        return {"format_version": FORMAT_VERSION, **data}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "PretrainedWeights":
+        """The inverse of `to_dict`; unknown or missing fields raise ``ValueError`` naming them."""
+        data = dict(data)
+        version = data.pop("format_version", None)
+        if version != FORMAT_VERSION:
+            raise ValueError(f"format_version must be {FORMAT_VERSION}; received {version!r}")
+        parts = {"source": WeightsSource, "input": WeightsInput, "head": WeightsHead, "provenance": Provenance,
+                 "metrics": WeightsMetrics}
+        _check_fields(cls, data, "weights metadata")
+        for key, part in parts.items():
+            _check_fields(part, data[key], key)
+            data[key] = part(**{k: _tuples(v) if k != "recipe" else v for k, v in data[key].items()})
+        return cls(**{k: _tuples(v) for k, v in data.items()})
+
+
+def _check_fields(cls, data: Any, what: str) -> None:
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{what} must be a JSON object; received {type(data).__name__}")
+    fields = dataclasses.fields(cls)
+    known = {f.name for f in fields}
+    required = {f.name for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+    unknown, missing = sorted(set(data) - known), sorted(required - set(data))
+    if unknown or missing:
+        raise ValueError(f"{what}: unknown field(s) {unknown or 'none'}, missing field(s) {missing or 'none'}. "
+                         f"Accepted: {', '.join(sorted(known))}")
+
+
+# -- the registry ---------------------------------------------------------------------------------------
+
+_DIR_OVERRIDE: str | None = None  # tests point the registry at a copy of the weights directory
+
+
+def weights_dir() -> Path:
+    """The directory the registry reads: ``zoo/weights`` in the installed package."""
+    if _DIR_OVERRIDE is not None:
+        return Path(_DIR_OVERRIDE)
+    from importlib import resources
+
+    root = resources.files("zoo") / WEIGHTS_DIR
+    if not isinstance(root, Path):
+        raise OSError(f"the zoo package is not on the file system ({root!r}); pretrained weights need an "
+                      "unzipped install (pip installs it so)")
+    return root
+
+
+def _entries() -> dict[str, PretrainedWeights]:
+    return _read_registry(str(weights_dir()))
+
+
+@lru_cache(maxsize=4)
+def _read_registry(root: str) -> dict[str, PretrainedWeights]:
+    from zoo._registry import get_spec
+
+    entries: dict[str, PretrainedWeights] = {}
+    for path in sorted(Path(root).glob("*.json")):
+        try:
+            meta = PretrainedWeights.from_dict(json.loads(path.read_text(encoding="utf-8")))
+            get_spec(meta.arch)  # an unknown arch fails here, with close matches
+        except (ValueError, TypeError, json.JSONDecodeError) as err:
+            raise ValueError(f"pretrained weights metadata {path} is invalid: {err}") from err
+        if path.name != f"{meta.name}.json" or meta.source.file != f"{meta.name}.h5":
+            raise ValueError(f"pretrained weights metadata {path} describes {meta.name!r} with file "
+                             f"{meta.source.file!r}; expected {meta.name}.json beside {meta.name}.h5")
+        if not (path.parent / meta.source.file).is_file():
+            raise ValueError(f"pretrained weights {meta.name!r}: the weights file {path.parent / meta.source.file} "
+                             "is missing (is zoo/weights/*.h5 in the package data?)")
+        entries[meta.name] = meta
+    for arch in sorted({m.arch for m in entries.values()}):
+        defaults = [m.tag for m in entries.values() if m.arch == arch and m.default]
+        if len(defaults) != 1:
+            raise ValueError(f"pretrained weights of {arch!r} must have exactly one default tag; received "
+                             f"{len(defaults)} ({', '.join(defaults) or 'none'}) in {root}")
+    return entries
+
+
+def _clear_cache() -> None:
+    _read_registry.cache_clear()
+    from zoo import _registry
+
+    _registry._model_info.cache_clear()  # its cards list the pretrained tags
+
+
+def _natural_key(name: str):
+    return [int(tok) if tok.isdigit() else tok for tok in re.split(r"(\d+)", name)]
+
+
+def tags(arch: str) -> tuple[str, ...]:
+    """The tags of ``arch``'s pretrained weights, the default first; ``()`` when none ship."""
+    found = [m for m in _entries().values() if m.arch == arch]
+    return tuple(m.tag for m in sorted(found, key=lambda m: (not m.default, m.tag)))
+
+
+def list_pretrained(include: str | Sequence[str] = "*") -> list[str]:
+    """The names (``arch.tag``) of the pretrained weights that ship, naturally sorted.
+
+    Args:
+        include: glob pattern(s) over the ``arch.tag`` names (any of them).
+
+    Example:
+        >>> list_pretrained("resnet*")
+        ['resnet20.fashion_mnist']
+    """
+    patterns = (include,) if isinstance(include, str) else tuple(include)
+    names = [n for n in _entries() if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+    return sorted(names, key=_natural_key)
+
+
+def get_weights_info(name: str) -> PretrainedWeights:
+    """The metadata of pretrained weights ``arch.tag``, or of an arch's default weights given ``arch``.
+
+    Raises:
+        ValueError: the name is not shipped; the error lists what ships.
+
+    Example:
+        >>> get_weights_info("resnet20").metrics.num_examples
+        10000
+    """
+    entries = _entries()
+    if isinstance(name, str) and name in entries:
+        return entries[name]
+    if isinstance(name, str):
+        default = [m for m in entries.values() if m.arch == name and m.default]
+        if default:
+            return default[0]
+    raise ValueError(f"no pretrained weights {name!r}. Received name={name!r}. Accepted: "
+                     f"{', '.join(list_pretrained()) or 'none ship yet'} (or an arch name for its default)")
+
+
+def resolve(arch: str, weights: Any) -> PretrainedWeights | None:
+    """The entry ``weights`` names for model ``arch`` (``"DEFAULT"``, a tag, ``"arch.tag"``), else ``None`` (a path).
+
+    Raises:
+        ValueError: ``"DEFAULT"`` for an arch that ships none, or ``"other_arch.tag"`` / an unknown tag
+            of this arch in the ``arch.tag`` form; the error lists the arch's tags.
+    """
+    if not isinstance(weights, str):
+        return None
+    own = {m.tag: m for m in _entries().values() if m.arch == arch}
+    if weights == DEFAULT:
+        for meta in own.values():
+            if meta.default:
+                return meta
+        shipping = ", ".join(sorted({m.arch for m in _entries().values()})) or "none"
+        raise ValueError(f"{arch!r} ships no pretrained weights, so weights={DEFAULT!r} has nothing to load. Models "
+                         f"with pretrained weights: {shipping}; otherwise pass weights=None or a path to a weights file")
+    if weights in own:
+        return own[weights]
+    head, dot, tag = weights.partition(".")
+    if dot and _NAME.fullmatch(head) and _NAME.fullmatch(tag) and not os.path.exists(weights):
+        from zoo._registry import _MODELS
+
+        if head in _MODELS:
+            if head == arch and tag in own:
+                return own[tag]
+            if head != arch:
+                raise ValueError(f"weights={weights!r} are for {head!r}, not {arch!r}; load them with "
+                                 f"create_model({head!r}, weights={weights!r})")
+            accepted = ", ".join([DEFAULT, *(f"{t!r} / '{arch}.{t}'" for t in tags(arch))]) if own else "none ship"
+            raise ValueError(f"no pretrained weights {weights!r}. Received weights={weights!r}. Tags of {arch!r}: "
+                             f"{accepted}")
+    return None
+
+
+# -- loading ----------------------------------------------------------------------------------------------
+
+_VERIFIED: dict[tuple[str, int, int], str] = {}  # (real path, mtime_ns, size) -> sha256 found
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def weights_path(meta: PretrainedWeights) -> Path:
+    """The weights file of ``meta`` in the registry's directory."""
+    return weights_dir() / meta.source.file
+
+
+def verify(meta: PretrainedWeights) -> Path:
+    """Checks the size and sha256 of ``meta``'s file (cached per path and modification time); returns its path.
+
+    Raises:
+        ValueError: the file is missing, of another size (truncated) or another sha256.
+    """
+    path = weights_path(meta)
+    try:
+        stat = path.stat()
+    except OSError as err:
+        raise ValueError(f"pretrained weights {meta.name!r}: cannot read {path}: {err.strerror or err}") from err
+    if stat.st_size != meta.source.size_bytes:
+        raise ValueError(f"pretrained weights {meta.name!r}: {path} has {stat.st_size:,} bytes; its metadata "
+                         f"accepts only {meta.source.size_bytes:,} (a truncated or replaced file). Reinstall the "
+                         "package or restore the file")
+    key = (os.path.realpath(path), stat.st_mtime_ns, stat.st_size)
+    found = _VERIFIED.get(key) or sha256_file(path)
+    if found != meta.source.sha256:
+        raise ValueError(f"pretrained weights {meta.name!r}: {path} has sha256 {found}; its metadata accepts only "
+                         f"{meta.source.sha256}. The file is corrupt or was replaced; reinstall the package or "
+                         "restore the file")
+    _VERIFIED[key] = found
+    return path
+
+
+def check_options(meta: PretrainedWeights, spec, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The architecture options to build with: those the weights were trained with; conflicting ones raise."""
+    import inspect
+
+    trained = meta.provenance.options_dict
+    defaults = {n: p.default for n, p in inspect.signature(spec.family.builder).parameters.items()}
+    conflicts = []
+    for key, value in options.items():
+        expected = trained.get(key, spec.options.get(key, defaults.get(key)))
+        if _tuples(value) != _tuples(expected):
+            conflicts.append(f"{key}={value!r} (the weights have {key}={expected!r})")
+    if conflicts:
+        recorded = ", ".join(f"{k}={v!r}" for k, v in trained.items()) or "the variant's defaults"
+        raise ValueError(f"pretrained weights {meta.name!r} were trained with {recorded}; received "
+                         f"{'; '.join(conflicts)}. Accepted: leave those options out (they are applied), or "
+                         "weights=None for a freshly initialized model")
+    return {**options, **trained}
+
+
+def _read_h5(path: Path, name: str) -> dict[str, list]:
+    """``{layer name: [arrays in the layer's weight order]}`` from a legacy ``save_weights`` HDF5 file."""
+    import h5py
+    import numpy as np
+
+    def text(value) -> str:
+        return value.decode("utf8") if isinstance(value, bytes) else str(value)
+
+    try:
+        with h5py.File(path, "r") as f:
+            group = f["model_weights"] if "model_weights" in f else f
+            layers = {}
+            for layer in (text(n) for n in group.attrs["layer_names"]):
+                g = group[layer]
+                layers[layer] = [np.asarray(g[text(w)]) for w in g.attrs["weight_names"]]
+            return layers
+    except (OSError, KeyError) as err:
+        raise ValueError(f"pretrained weights {name!r}: {path} is not a Keras HDF5 weights file ({err})") from err
+
+
+def load_pretrained(model, meta: PretrainedWeights) -> None:
+    """Verifies ``meta``'s file, then fills ``model``'s layers from it by layer name.
+
+    Every layer of ``model`` that has weights must be in the file with the same shapes, except a
+    classifier (``predictions``) of another size, which keeps its fresh initialization. With the
+    weights' own head (``num_classes`` equal) the file must hold nothing else either.
+
+    Raises:
+        ValueError: the file fails `verify`, or its layers do not fit ``model`` (another architecture).
+    """
+    path = verify(meta)
+    saved = _read_h5(path, meta.name)
+    has_head = "predictions" in _layer_names(model)
+    fresh_head = has_head and model.get_layer("predictions").output_shape[-1] != meta.head.num_classes
+    full = has_head and not fresh_head
+    missing, mismatched, assign = [], [], []
+    for layer in model.layers:
+        variables = layer.weights
+        if not variables or (fresh_head and layer.name == "predictions"):
+            continue
+        arrays = saved.get(layer.name)
+        if arrays is None:
+            missing.append(layer.name)
+            continue
+        want = [tuple(v.shape) for v in variables]
+        have = [tuple(a.shape) for a in arrays]
+        if want != have:
+            mismatched.append(f"{layer.name} (file {have}, model {want})")
+            continue
+        assign.append((layer, arrays))
+    extra = sorted(set(saved) - {layer.name for layer in model.layers}) if full else []
+    if missing or mismatched or extra:
+        problems = [f"{label}: {', '.join(items[:5])}{' ...' if len(items) > 5 else ''}"
+                    for label, items in (("model layers not in the file", missing),
+                                         ("layers of other shapes", mismatched),
+                                         ("file layers not in the model", extra)) if items]
+        options = ", ".join(f"{k}={v!r}" for k, v in meta.provenance.options) or "the variant's defaults"
+        raise ValueError(f"pretrained weights {meta.name!r} do not fit this {model.name!r} model "
+                         f"({'; '.join(problems)}). Accepted: the architecture they were trained as ({meta.arch} with {options}, input "
+                         f"{'x'.join(map(str, meta.input.shape))})")
+    for layer, arrays in assign:
+        layer.set_weights(arrays)
+
+
+def _layer_names(model) -> set[str]:
+    return {layer.name for layer in model.layers}
+
+
+# -- the shipped sample images -------------------------------------------------------------------------
+
+
+def _sample_path(dataset: str) -> Path:
+    from importlib import resources
+
+    return Path(str(resources.files("zoo") / SAMPLES_DIR / f"{dataset}_sample.npz"))
+
+
+def sample_images(dataset: str = "fashion_mnist"):
+    """The package's sample of a dataset's test split: ``(images uint8 [N, H, W, C], labels int64 [N])``.
+
+    The Fashion-MNIST sample is the first 10 test images of each class (100, class by class, in
+    test-split order), a few KB; `write_sample_images` made it.
+
+    Raises:
+        ValueError: no sample ships for ``dataset``.
+
+    Example:
+        >>> images, labels = sample_images("fashion_mnist")
+        >>> images.shape, images.dtype.name, labels[:3].tolist(), labels[-1].item()
+        ((100, 28, 28, 1), 'uint8', [0, 0, 0], 9)
+    """
+    import numpy as np
+
+    path = _sample_path(dataset)
+    if not path.is_file():
+        shipped = sorted(p.name[: -len("_sample.npz")] for p in path.parent.glob("*_sample.npz"))
+        raise ValueError(f"no sample images ship for dataset {dataset!r}. Accepted: {', '.join(shipped) or 'none'}")
+    with np.load(path) as data:
+        images, labels = data["images"], data["labels"].astype(np.int64)
+    return (images[..., None] if images.ndim == 3 else images), labels
+
+
+def write_sample_images(dataset: str = "fashion_mnist", *, per_class: int = SAMPLES_PER_CLASS,
+                        path: str | os.PathLike | None = None) -> Path:
+    """Writes the sample `sample_images` reads: the first ``per_class`` test images of each class.
+
+    Stores ``images`` (uint8, ``[N, H, W]`` for one channel), ``labels`` and ``indices`` (their
+    positions in the test split) with ``np.savez_compressed``.
+    """
+    import numpy as np
+
+    from training.data import load_dataset
+
+    ds, info = load_dataset(dataset, "test", batch_size=1 << 16, shuffle=False, normalize=False)
+    images = np.concatenate([x.numpy() for x, _ in ds])
+    labels = np.concatenate([y.numpy() for _, y in ds])
+    indices = np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in range(info.num_classes)])
+    raw = np.round(images[indices] * 255).astype(np.uint8)
+    if raw.shape[-1] == 1:
+        raw = raw[..., 0]
+    path = Path(path) if path is not None else _sample_path(dataset)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, images=raw, labels=labels[indices].astype(np.uint8), indices=indices.astype(np.int32))
+    return path
+
+
+def predict_samples(model, meta_input: WeightsInput, dataset: str) -> tuple[int, ...]:
+    """The model's predicted class for each of the dataset's sample images (``()`` without a sample)."""
+    import numpy as np
+
+    try:
+        images, _ = sample_images(dataset)
+    except ValueError:
+        return ()
+    if images.shape[1:] != tuple(meta_input.shape):
+        return ()
+    outputs = model(meta_input.normalize(images), training=False)
+    outputs = outputs[0] if isinstance(outputs, (list, tuple)) else outputs
+    return tuple(int(p) for p in np.argmax(np.asarray(outputs), axis=-1))
+
+
+# -- publishing ----------------------------------------------------------------------------------------
+
+
+def _run_file(run_dir: Path, name: str) -> Path:
+    path = run_dir / name
+    if not path.is_file():
+        raise ValueError(f"{run_dir} is not a finished `zoo train` run: it has no {name}. A run directory to "
+                         "publish holds run.json, recipe.json, command.txt, eval.json and final_weights.h5")
+    return path
+
+
+def _train_command(lines: list[str], run_dir: Path) -> str:
+    """The one ``zoo train`` line that reproduces the run; resumes must repeat it (plus ``--resume``)."""
+    if not lines or not lines[0].startswith("zoo train "):
+        raise ValueError(f"{run_dir}/command.txt does not start with a `zoo train ...` line (received "
+                         f"{lines[0] if lines else 'an empty file'!r}); only runs of `zoo train` can be published")
+    first = shlex.split(lines[0])
+    for line in lines[1:]:
+        if [a for a in shlex.split(line) if a != "--resume"] != first:
+            raise ValueError(f"{run_dir} was resumed with other arguments ({line!r} after {lines[0]!r}), so no "
+                             "single command reproduces it; train it again with one command")
+    return lines[0]
+
+
+def _eval_command(arch: str, tag: str, dataset: str, input_shape, native_shape) -> str:
+    argv = ["zoo", "eval", arch, "--weights", f"{arch}.{tag}", "--dataset", dataset]
+    if tuple(input_shape) != tuple(native_shape):
+        argv += ["--input-shape", *map(str, input_shape)]
+    return shlex.join(argv)
+
+
+def publish_run(
+    run_dir: str | os.PathLike,
+    *,
+    tag: str,
+    default: bool = False,
+    license: str = "Apache-2.0",
+    notes: str = "",
+    published_top1: float | None = None,
+    published_source: str | None = None,
+    overwrite: bool = False,
+    out_dir: str | os.PathLike | None = None,
+) -> PretrainedWeights:
+    """Publishes a finished ``zoo train`` run as pretrained weights ``<arch>.<tag>``.
+
+    Re-evaluates ``final_weights.h5`` on the dataset's full test split with the project's evaluation
+    (`training.runs.evaluate_weights`) and refuses when the run's ``eval.json`` differs by more than
+    0.1 points or covers another number of examples. Then copies the weights to
+    ``<out_dir>/<arch>.<tag>.h5`` and writes ``<arch>.<tag>.json`` (atomically, the JSON last).
+
+    Args:
+        run_dir: the run directory (run.json, recipe.json, command.txt, eval.json, final_weights.h5).
+        tag: lower_snake name of the weights, e.g. the dataset's name.
+        default: make this the arch's default (the previous default stays, as a non-default tag).
+            An arch's first weights are its default whatever this says.
+        license: the weights' license.
+        notes: a note for ``docs/pretrained.md``.
+        published_top1: the published accuracy to compare with; by default the family's figure in
+            `PUBLISHED_FASHION_MNIST` for Fashion-MNIST runs.
+        published_source: where ``published_top1`` is published (required with it).
+        overwrite: replace an existing ``arch.tag``.
+        out_dir: the registry directory to write to (default: the package's ``zoo/weights``).
+
+    Returns:
+        The new entry's `PretrainedWeights`.
+
+    Raises:
+        ValueError: not a finished ``zoo train`` run, a fine-tuning run, an eval.json that the
+            re-evaluation contradicts, or ``arch.tag`` exists and ``overwrite`` is False.
+
+    Example:
+        >>> publish_run("runs/resnet20_fm", tag="fashion_mnist", default=True)  # doctest: +SKIP
+    """
+    from training.data import load_dataset
+    from training.runs import RunSpec, evaluate_weights
+
+    import zoo
+    from zoo._flops import count_macs
+    from zoo._registry import get_spec
+
+    run_dir = Path(run_dir)
+    if not isinstance(tag, str) or not _NAME.fullmatch(tag):
+        raise ValueError(f"tag must be lower_snake_case, e.g. 'fashion_mnist'; received {tag!r}")
+    if (published_top1 is None) != (published_source is None):
+        raise ValueError("--published-top1 and --published-source go together; received "
+                         f"{published_top1!r} and {published_source!r}")
+    spec = RunSpec.from_dict(json.loads(_run_file(run_dir, "run.json").read_text()))
+    if spec.is_finetune:
+        raise ValueError(f"{run_dir} is a fine-tuning run; only `zoo train` runs can be published for now")
+    recipe = json.loads(_run_file(run_dir, "recipe.json").read_text())
+    lines = [ln.strip() for ln in _run_file(run_dir, "command.txt").read_text().splitlines() if ln.strip()]
+    command = _train_command(lines, run_dir)
+    recorded = json.loads(_run_file(run_dir, "eval.json").read_text())
+    final = _run_file(run_dir, "final_weights.h5")
+    arch = get_spec(spec.model).name
+
+    target = Path(out_dir) if out_dir is not None else weights_dir()
+    name = f"{arch}.{tag}"
+    if (target / f"{name}.json").exists() and not overwrite:
+        raise ValueError(f"pretrained weights {name!r} exist in {target}; pass overwrite=True (--overwrite) to replace "
+                         "them, or choose another tag")
+
+    full = dataclasses.replace(spec, limit=None).resolve()
+    result = evaluate_weights(full, weights=final)
+    if recorded.get("num_examples") != result.num_examples or recorded.get("accuracy") is None or (
+            abs(recorded["accuracy"] - result.accuracy) > EVAL_TOLERANCE):
+        raise ValueError(f"{run_dir}/eval.json says accuracy {recorded.get('accuracy')!r} on "
+                         f"{recorded.get('num_examples')!r} examples; re-evaluating final_weights.h5 on the full test "
+                         f"split gives {result.accuracy:.4f} on {result.num_examples}. Accepted: within "
+                         f"{EVAL_TOLERANCE * 100:.1f} points on the same examples. Not published")
+
+    info = load_dataset(full.dataset, "test", batch_size=1, limit=1)[1]
+    model = zoo.create_model(arch, weights=os.fspath(final), input_shape=full.input_shape,
+                             num_classes=full.num_classes, **full.options)
+    model_input = WeightsInput(shape=full.input_shape, mean=info.mean, std=info.std)
+    family = get_spec(arch).family
+    if published_top1 is None and full.dataset == "fashion_mnist" and family.name in PUBLISHED_FASHION_MNIST:
+        published_top1, published_source = PUBLISHED_FASHION_MNIST[family.name]
+
+    target.mkdir(parents=True, exist_ok=True)
+    h5 = target / f"{name}.h5"
+    tmp = target / f".{name}.h5.tmp-{os.getpid()}"
+    shutil.copyfile(final, tmp)
+    os.replace(tmp, h5)
+    siblings = _read_dir_entries(target, arch, exclude=name)
+    make_default = default or not any(m.default for m in siblings)
+    meta = PretrainedWeights(
+        arch=arch,
+        tag=tag,
+        default=make_default,
+        source=WeightsSource(file=h5.name, sha256=sha256_file(h5), size_bytes=h5.stat().st_size),
+        input=model_input,
+        head=WeightsHead(num_classes=full.num_classes, class_names=result.class_names),
+        provenance=Provenance(command=command, recipe=json.dumps(recipe, sort_keys=True), seed=int(recipe["seed"]),
+                              dataset=full.dataset, split="train", options=full.options, license=license,
+                              paper=f"{family.paper}, {family.year}, {family.url}"),
+        metrics=WeightsMetrics(top1=result.accuracy, per_class_accuracy=result.per_class_accuracy, loss=result.loss,
+                               num_examples=result.num_examples, params=int(model.count_params()),
+                               flops=2 * count_macs(model),
+                               eval_command=_eval_command(arch, tag, full.dataset, full.input_shape, info.image_shape)),
+        published_top1=published_top1,
+        published_source=published_source,
+        sample_predictions=predict_samples(model, model_input, full.dataset),
+        notes=notes,
+    )
+    if make_default:
+        for other in siblings:
+            if other.default:
+                _write_metadata(target, dataclasses.replace(other, default=False))
+    _write_metadata(target, meta)
+    _clear_cache()
+    return meta
+
+
+def _read_dir_entries(directory: Path, arch: str, *, exclude: str) -> list[PretrainedWeights]:
+    found = []
+    for path in sorted(directory.glob(f"{arch}.*.json")):
+        meta = PretrainedWeights.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        if meta.arch == arch and meta.name != exclude:
+            found.append(meta)
+    return found
+
+
+def metadata_text(meta: PretrainedWeights) -> str:
+    """``meta`` as the JSON text of its ``.json`` file (indented, keys in field order)."""
+    return json.dumps(meta.to_dict(), indent=1, ensure_ascii=False) + "\n"
+
+
+def _write_metadata(directory: Path, meta: PretrainedWeights) -> Path:
+    path = directory / f"{meta.name}.json"
+    tmp = directory / f".{meta.name}.json.tmp-{os.getpid()}"
+    tmp.write_text(metadata_text(meta), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
