@@ -58,11 +58,11 @@ __all__ = [
     "family_sweep",
     "main",
     "matmul_rate",
-    "targets",
-    "write_markdown",
     "measure_candidates",
     "measure_loop",
     "measure_plain",
+    "targets",
+    "write_markdown",
 ]
 
 DEFAULT_JSON = os.path.join(ROOT, "benchmarks", "results", "train_throughput.json")

@@ -404,10 +404,6 @@ def _clear_cache() -> None:
     _registry._model_info.cache_clear()  # its cards list the pretrained tags
 
 
-def _natural_key(name: str):
-    return [int(tok) if tok.isdigit() else tok for tok in re.split(r"(\d+)", name)]
-
-
 def tags(arch: str) -> tuple[str, ...]:
     """The tags of ``arch``'s pretrained weights, the default first; ``()`` when none ship."""
     found = [m for m in _entries().values() if m.arch == arch]
@@ -426,6 +422,8 @@ def list_pretrained(include: str | Sequence[str] = "*") -> list[str]:
     """
     patterns = (include,) if isinstance(include, str) else tuple(include)
     names = [n for n in _entries() if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+    from zoo._registry import _natural_key
+
     return sorted(names, key=_natural_key)
 
 
