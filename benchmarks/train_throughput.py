@@ -701,8 +701,9 @@ def write_markdown(results: dict[str, Any], path: str) -> None:
         "",
         "## ResNet-20 against the fp32 matmul rate",
         "",
-        f"A chain of {mm['chain']} dependent {mm['n']}x{mm['n']} float32 matmuls per `tf.function` call, "
-        f"{len(mm['rounds_gflops'])} calls before and after the comparison: median **{mm['median_gflops']:.1f}** "
+        f"A chain of {mm['chain']} dependent {mm['n']}x{mm['n']} float32 matmuls per `tf.function` call, timed "
+        f"{len(mm['rounds_gflops']) // 2} times before the comparison and as many after: median "
+        f"**{mm['median_gflops']:.1f}** "
         f"GFLOP/s (best {mm['best_gflops']:.1f}; others kept a median of "
         f"{statistics.median(mm['rounds_others_cpu'] or [0.0]):.2f} cores busy).",
         "",
@@ -737,9 +738,10 @@ def write_markdown(results: dict[str, Any], path: str) -> None:
             "## Every family's small configuration at 28x28x1",
             "",
             "Per family, the variant with the fewest parameters (at its default shape) that builds at 28x28x1, "
-            f"trained by the shared loop with the default recipe at batch {BATCH_SIZE}; a few timed steps (more "
-            "for fast models). Parameters and MACs are at 28x28x1 with 10 classes; % of matmul counts training "
-            f"as {TRAINING_FLOPS_FACTOR} x forward FLOPs.",
+            f"trained by the shared loop with the default recipe at batch {BATCH_SIZE}; one round of a few timed "
+            "steps (more for fast models) after 2 warm-up steps. Single rounds vary by up to about 10% even on a "
+            "quiet machine (see the rounds above), so read this table to within that. Parameters and MACs are "
+            f"at 28x28x1 with 10 classes; % of matmul counts training as {TRAINING_FLOPS_FACTOR} x forward FLOPs.",
             "",
             "| model | family | params | MACs | images/s | CPU | others | % of matmul | timed steps |",
             "| ----- | ------ | -----: | ---: | -------: | --- | -----: | ----------: | ----------: |",
