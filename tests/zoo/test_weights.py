@@ -138,9 +138,9 @@ def test_unknown_or_foreign_names_list_what_is_accepted():
     with pytest.raises(ValueError, match=r"no pretrained weights 'resnet20.imagenet'.*Tags of 'resnet20': DEFAULT, "
                                          r"'fashion_mnist' / 'resnet20.fashion_mnist'"):
         zoo.create_model("resnet20", weights="resnet20.imagenet")
-    with pytest.raises(ValueError, match=r"cannot load weights='imagenet' for 'resnet20'. Accepted: 'DEFAULT' "
+    with pytest.raises(ValueError, match=r"cannot load weights='cifar10' for 'resnet20'. Accepted: 'DEFAULT' "
                                          r"\(fashion_mnist\), 'fashion_mnist', None, a path"):
-        zoo.create_model("resnet20", weights="imagenet")
+        zoo.create_model("resnet20", weights="cifar10")
     with pytest.raises(ValueError, match=r"weights='resnet20.fashion_mnist' are for 'resnet20', not 'resnet32'"):
         zoo.create_model("resnet32", weights=FM)
     with pytest.raises(ValueError, match=r"'resnet32' ships no pretrained weights.*Models with pretrained weights: "
