@@ -85,10 +85,12 @@ class FitResult:
 # -- files, written atomically ----------------------------------------------------------------------
 
 
-def _write_json(path: str, data: Any) -> None:
+def write_json(path: str, data: Any) -> None:
+    """Writes JSON to a temporary name and renames it: a reader never sees half a file."""
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "w") as f:
         json.dump(data, f, indent=1, sort_keys=True)
+        f.write("\n")
     os.replace(tmp, path)
 
 
@@ -340,7 +342,7 @@ def fit(
             raise ValueError(f"{out_dir!r} holds a run of a different recipe (changed: {', '.join(changed)}); "
                              "resume with the same recipe (more epochs allowed) or use a new out_dir")
     if chief:
-        _write_json(recipe_path, recipe.to_dict())
+        write_json(recipe_path, recipe.to_dict())
 
     from tensorflow.python.framework import config as tf_config  # disable_op_determinism is not public
 
@@ -421,7 +423,7 @@ def _fit(model, train, *, recipe, val, out_dir, strategy, callbacks, verbose, ch
             if chief:
                 _save_weights(model, os.path.join(out_dir, BEST_WEIGHTS))
         if chief:
-            _write_json(state_path, {"history": history, "best_val_accuracy": best,
+            write_json(state_path, {"history": history, "best_val_accuracy": best,
                                      "step": int(model.optimizer.iterations.numpy())})
     if chief:
         _save_weights(model, os.path.join(out_dir, FINAL_WEIGHTS))

@@ -120,6 +120,20 @@ def _optimizer_trajectories(
     return paths
 
 
+def _figure(figsize: tuple[float, float], dpi: float = 100.0):
+    """A bare Figure with an Agg canvas: no display needed, the process-wide backend left alone."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as err:  # matplotlib is in the dev extra
+        raise ImportError(
+            "training.plots needs matplotlib: pip install 'keras-zoo[dev]' (or pip install matplotlib)"
+        ) from err
+    fig = Figure(figsize=figsize, dpi=dpi)
+    FigureCanvasAgg(fig)
+    return fig
+
+
 def optimizer_paths(
     path: str | os.PathLike,
     *,
@@ -156,14 +170,6 @@ def optimizer_paths(
     spec = _get_surface(surface)
     paths = _optimizer_trajectories(surface=surface, steps=steps, learning_rates=learning_rates, start=start)
     rates = {**spec.learning_rates, **(learning_rates or {})}
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError as err:  # matplotlib is in the dev extra
-        raise ImportError(
-            "optimizer_paths needs matplotlib: pip install matplotlib (or the dev extra: pip install -e '.[dev]')"
-        ) from err
-
     xs = np.linspace(*spec.xlim, 300)
     ys = np.linspace(*spec.ylim, 300)
     grid_x, grid_y = np.meshgrid(xs, ys)
@@ -172,8 +178,7 @@ def optimizer_paths(
     floor = loss.min()
     levels = floor + np.geomspace(1e-3, loss.max() - floor, 25)
 
-    fig = Figure(figsize=(10.5, 6), dpi=120)
-    FigureCanvasAgg(fig)
+    fig = _figure((10.5, 6), dpi=120)
     ax = fig.add_subplot()
     ax.contourf(grid_x, grid_y, loss, levels=levels, cmap="Greys", alpha=0.35)
     ax.contour(grid_x, grid_y, loss, levels=levels, colors="grey", linewidths=0.5, alpha=0.7, linestyles="solid")
@@ -205,19 +210,6 @@ def optimizer_paths(
 # -- evaluation plots: confusion matrix and training curves ------------------------------------------
 # Drawn on a bare ``matplotlib.figure.Figure`` with an Agg canvas rather than through pyplot: no
 # display is needed, and the process-wide backend (a notebook's inline one, say) is left alone.
-
-
-def _results_figure(figsize: tuple[float, float]):
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError as err:  # matplotlib is in the dev extra
-        raise ImportError(
-            "training.plots needs matplotlib: pip install 'keras-zoo[dev]' (or pip install matplotlib)"
-        ) from err
-    fig = Figure(figsize=figsize)
-    FigureCanvasAgg(fig)
-    return fig
 
 
 def _save_png(fig, path) -> "pathlib.Path":
@@ -289,7 +281,7 @@ def confusion_matrix_png(
         accuracy = float(np.trace(counts) / counts.sum())
 
     side = min(max(5.0, 0.55 * n + 2.5), 16.0)
-    fig = _results_figure((side + 1.0, side))
+    fig = _figure((side + 1.0, side))
     ax = fig.add_subplot()
     vmax = 1.0 if normalize else max(float(values.max()), 1.0)
     image = ax.imshow(values, cmap="Blues", vmin=0.0, vmax=vmax, interpolation="nearest")
@@ -398,7 +390,7 @@ def training_curves_png(history_or_csv_path, path):
         accuracy_key = next((k for k in sorted(history) if k.endswith("accuracy") and not k.startswith("val_")), None)
     panels = [("loss", "Loss")] + ([(accuracy_key, "Accuracy")] if accuracy_key else [])
 
-    fig = _results_figure((5.5 * len(panels), 4.2))
+    fig = _figure((5.5 * len(panels), 4.2))
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     marker = "o" if count <= 30 else None
     for ax, (key, label) in zip(axes, panels):

@@ -36,7 +36,8 @@ import tf_keras as keras
 
 from training.data import DatasetInfo, list_datasets, load_dataset
 from training.evaluation import EvalResult, evaluate
-from training.loop import BEST_WEIGHTS, CHECKPOINT_DIR, FINAL_WEIGHTS, RECIPE_FILE, STATE_FILE, FitResult, fit
+from training.loop import (BEST_WEIGHTS, CHECKPOINT_DIR, FINAL_WEIGHTS, RECIPE_FILE, STATE_FILE, FitResult, fit,
+                           write_json)
 from training.recipes import Recipe
 
 __all__ = [
@@ -314,7 +315,7 @@ def train_run(
     model = build_model(spec)
 
     os.makedirs(out_dir, exist_ok=True)
-    _write_json(os.path.join(out_dir, RUN_FILE), spec.to_dict())
+    write_json(os.path.join(out_dir, RUN_FILE), spec.to_dict())
     if command is not None:
         with open(os.path.join(out_dir, COMMAND_FILE), "a") as f:
             f.write(command.rstrip("\n") + "\n")
@@ -463,7 +464,7 @@ def _write_report(result: EvalResult, out_dir: str, *, about: Mapping[str, Any],
 
     os.makedirs(out_dir, exist_ok=True)
     files = {"eval": os.path.join(out_dir, EVAL_FILE)}
-    _write_json(files["eval"], {**about, **result.to_dict()})
+    write_json(files["eval"], {**about, **result.to_dict()})
     title = f"{about['model']} on {about['dataset']} {about['split']} (accuracy {result.accuracy:.1%})"
     files["confusion_matrix"] = str(confusion_matrix_png(result, os.path.join(out_dir, CONFUSION_PNG), title=title))
     if history:
@@ -471,14 +472,6 @@ def _write_report(result: EvalResult, out_dir: str, *, about: Mapping[str, Any],
         curves = {k: [float(logs.get(k, math.nan)) for logs in history] for k in keys}
         files["curves"] = str(training_curves_png(curves, os.path.join(out_dir, CURVES_PNG)))
     return files
-
-
-def _write_json(path: str, data: Any) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
 
 
 def _read_json(path: str) -> Any:
