@@ -19,6 +19,7 @@ _EXPORTS = {
     "FitResult": "training.loop",
     "TrainingDiverged": "training.loop",
     "fit": "training.loop",
+    "steps_per_epoch": "training.loop",
     "DatasetInfo": "training.data",
     "load_dataset": "training.data",
     "Augment": "training.augment",

@@ -38,7 +38,7 @@ import tf_keras as keras
 
 from training.recipes import Recipe, make_schedule
 
-__all__ = ["FitResult", "TrainingDiverged", "fit"]
+__all__ = ["FitResult", "TrainingDiverged", "fit", "steps_per_epoch"]
 
 CHECKPOINT_DIR = "checkpoints"
 STATE_FILE = "state.json"
@@ -128,6 +128,16 @@ def _steps_in(dataset: tf.data.Dataset) -> int:
                          f"{'infinite' if steps == tf.data.INFINITE_CARDINALITY else 'unknown'}); "
                          "use .take(n) or .apply(tf.data.experimental.assert_cardinality(n))")
     return steps
+
+
+def steps_per_epoch(train: DataSource, recipe: Recipe) -> int:
+    """Batches per epoch of ``train`` as `fit` will read it by ``recipe`` (e.g. for a pruning schedule).
+
+    Example:
+        >>> steps_per_epoch("digits", Recipe(batch_size=128))  # doctest: +SKIP
+        12
+    """
+    return _steps_in(_epoch_source(train, "train", recipe, recipe.augment)(0))
 
 
 def _label_every_output(model: keras.Model, dataset: tf.data.Dataset) -> tf.data.Dataset:

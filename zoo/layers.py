@@ -191,6 +191,18 @@ class GroupedConv2D(keras.layers.Conv2D):
         if self.padding not in ("same", "valid"):
             raise ValueError(f"GroupedConv2D padding must be 'same' or 'valid'; received {self.padding!r}")
 
+    # TFMOT's pruning and clustering accept custom layers that name their prunable weights; its
+    # registries only know the stock Conv2D class, not subclasses (`export.cluster` registers this
+    # class as a ClusterableLayer).
+    def get_prunable_weights(self):
+        return [self.kernel]
+
+    def get_clusterable_weights(self):
+        return [("kernel", self.kernel)]
+
+    def get_clusterable_algorithm(self, weight_name):
+        return None  # TFMOT's default lookup, as for Conv2D
+
     def _jit_compiled_convolution_op(self, inputs, kernel):
         # tf_keras sends grouped convolutions through XLA (its b/213173659): a compilation per
         # shape, about a second each. TF 2.21's oneDNN CPU kernels run them natively.

@@ -31,7 +31,7 @@ convolution (same padding) and the three max-pools pad ``same``, so 32x32 and 28
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Optional
 
 import tf_keras as keras
 
@@ -57,9 +57,12 @@ _FC_UNITS = {"imagenet": 4096, "small": 1024}
 _MIN_IMAGENET_INPUT = 63  # 11x11/4 conv (pad 2) and three unpadded 3x3/2 max-pools
 
 
-def alexnet_features(x, *, layout: str, stem: str, local_response_norm: bool):
+def alexnet_features(x, *, layout: str, stem: str, local_response_norm: bool, widths: tuple[int, ...] | None = None):
     """conv1..conv5 with their ReLUs, LRN after relu1 and relu2, and pool1, pool2 and pool5."""
-    for i, (filters, groups) in enumerate(_LAYOUTS[layout], start=1):
+    spec = _LAYOUTS[layout]
+    if widths is not None:
+        spec = tuple((w, g) for w, (_, g) in zip(widths, spec))
+    for i, (filters, groups) in enumerate(spec, start=1):
         if i == 1:
             kernel, strides, padding = (11, 4, 2) if stem == "imagenet" else (5, 1, "same")
         else:
@@ -76,11 +79,11 @@ def alexnet_features(x, *, layout: str, stem: str, local_response_norm: bool):
 
 
 def _classifier(x, *, layout: str, stem: str, num_classes: int, classifier_activation: str | None,
-                dropout: float):
+                dropout: float, fc_units: int | None = None):
     if stem == "imagenet" and tuple(x.shape[1:3]) != (_POOL5_SIZE, _POOL5_SIZE):
         x = AdaptiveAveragePooling2D(_POOL5_SIZE, name="adaptive_pool")(x)
     x = layers.Flatten(name="head_flatten")(x)
-    units = _FC_UNITS[stem]
+    units = fc_units or _FC_UNITS[stem]
     if layout == "torchvision":  # dropout on the inputs of fc6 and fc7
         x = layers.Dropout(dropout, name="pool5_dropout")(x)
     x = layers.Activation("relu", name="fc6_relu")(layers.Dense(units, name="fc6")(x))
@@ -102,6 +105,8 @@ def _create_alexnet(
     layout: Layout = "torchvision",
     local_response_norm: bool = True,
     dropout: float = 0.5,
+    widths: Optional[tuple[int, ...]] = None,
+    fc_units: Optional[int] = None,
     stem: Literal["auto", "imagenet", "small"] = "auto",
 ):
     """Builds an AlexNet; see the module docstring for the variants.
@@ -111,12 +116,22 @@ def _create_alexnet(
             grouped convolutions, 96-256-384-384-256).
         local_response_norm: LRN after the first two ReLUs (the paper's; torchvision has none).
         dropout: dropout rate of the classifier.
+        widths: channels of conv1..conv5 instead of the layout's (grouped layers keep their groups,
+            so each width must divide by them); ``None`` keeps the layout's.
+        fc_units: units of fc6 and fc7 (default 4096, or 1024 with the small stem).
         stem: ``"auto"``, ``"imagenet"`` or ``"small"``.
     """
     if layout not in _LAYOUTS:
         raise ValueError(f"layout must be one of {tuple(_LAYOUTS)}; received {layout!r}")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1); received {dropout!r}")
+    if widths is not None:
+        groups = tuple(g for _, g in _LAYOUTS[layout])
+        if len(widths) != 5 or any(w < 1 or w % g for w, g in zip(widths, groups)):
+            raise ValueError(f"widths must be five positive channel counts, each divisible by the {layout} layout's "
+                             f"groups {groups}; received {widths!r}")
+    if fc_units is not None and fc_units < 1:
+        raise ValueError(f"fc_units must be a positive number of units; received {fc_units!r}")
     stem = resolve_stem(stem, input_shape, family="alexnet")
     if stem == "imagenet" and min(input_shape[:2]) < _MIN_IMAGENET_INPUT:
         raise ValueError(
@@ -124,10 +139,10 @@ def _create_alexnet(
             f"received input_shape={tuple(input_shape)}. Use stem='small' (or 'auto') for small images."
         )
     inputs = image_input(input_shape)
-    x = alexnet_features(inputs, layout=layout, stem=stem, local_response_norm=local_response_norm)
+    x = alexnet_features(inputs, layout=layout, stem=stem, local_response_norm=local_response_norm, widths=widths)
     if include_top:
         x = _classifier(x, layout=layout, stem=stem, num_classes=num_classes,
-                        classifier_activation=classifier_activation, dropout=dropout)
+                        classifier_activation=classifier_activation, dropout=dropout, fc_units=fc_units)
     else:
         x = pool_features(x, pooling)
     return keras.Model(inputs, x, name=name)

@@ -73,9 +73,15 @@ def _basic_conv(x, filters: int, kernel_size: int, *, name: str, strides: int = 
     return layers.Activation("relu", name=f"{name}_relu")(x)
 
 
-def _inception(x, spec, *, branch3_kernel: int):
+def _scaled(channels: int, width_multiplier: float) -> int:
+    """``channels`` times the multiplier, rounded, at least 8."""
+    return channels if width_multiplier == 1.0 else max(8, int(round(channels * width_multiplier)))
+
+
+def _inception(x, spec, *, branch3_kernel: int, width_multiplier: float = 1.0):
     """Four parallel branches concatenated: 1x1 | 1x1-3x3 | 1x1-"5x5" | 3x3 max pool-1x1."""
-    block, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj = spec
+    block, *channels = spec
+    ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj = (_scaled(c, width_multiplier) for c in channels)
     p = f"inception{block}"
     b1 = _basic_conv(x, ch1x1, 1, name=f"{p}_branch1")
     b2 = _basic_conv(x, ch3x3red, 1, name=f"{p}_branch2a")
@@ -87,12 +93,13 @@ def _inception(x, spec, *, branch3_kernel: int):
     return layers.Concatenate(axis=-1, name=f"{p}_concat")([b1, b2, b3, b4])
 
 
-def _aux_classifier(x, *, name: str, num_classes: int, classifier_activation: str | None, dropout: float):
+def _aux_classifier(x, *, name: str, num_classes: int, classifier_activation: str | None, dropout: float,
+                    width_multiplier: float = 1.0):
     """InceptionAux: adaptive average pool to 4x4 -> 1x1 conv 128 -> fc 1024 -> dropout -> fc."""
     x = AdaptiveAveragePooling2D(4, name=f"{name}_pool")(x)
-    x = _basic_conv(x, 128, 1, name=f"{name}_conv")
+    x = _basic_conv(x, _scaled(128, width_multiplier), 1, name=f"{name}_conv")
     x = layers.Flatten(name=f"{name}_flatten")(x)
-    x = layers.Dense(1024, name=f"{name}_fc1")(x)
+    x = layers.Dense(_scaled(1024, width_multiplier), name=f"{name}_fc1")(x)
     x = layers.Activation("relu", name=f"{name}_fc1_relu")(x)
     x = layers.Dropout(dropout, name=f"{name}_dropout")(x)
     return layers.Dense(num_classes, activation=classifier_activation, name=f"{name}_predictions")(x)
@@ -110,6 +117,7 @@ def _create_googlenet(
     branch3_kernel: Literal[3, 5] = 5,
     dropout: float = 0.2,
     aux_dropout: float = 0.7,
+    width_multiplier: float = 1.0,
     stem: Literal["auto", "imagenet", "small"] = "auto",
 ):
     """Builds GoogLeNet.
@@ -120,12 +128,17 @@ def _create_googlenet(
             torchvision.
         dropout: dropout before the final fc (torchvision 0.2, paper 0.4).
         aux_dropout: dropout in the auxiliary classifiers (0.7 in the paper and torchvision).
+        width_multiplier: scales the channels of every convolution in the stem and the inception
+            blocks and the auxiliary heads' conv and fc (rounded, at least 8). 1.0 is the paper's network.
         stem: ``"imagenet"`` (7x7/2 conv and max pools), ``"small"`` (one 3x3 conv 192, stride 1) or
             ``"auto"`` (small under 64 px).
 
     Raises:
-        ValueError: for a ``branch3_kernel``, dropout rate or ``stem`` outside the accepted values.
+        ValueError: for a ``branch3_kernel``, dropout rate, ``width_multiplier`` or ``stem`` outside the
+            accepted values.
     """
+    if not width_multiplier > 0.0:
+        raise ValueError(f"width_multiplier must be positive; received {width_multiplier!r}")
     if branch3_kernel not in (3, 5):
         raise ValueError(f"branch3_kernel must be 3 (torchvision) or 5 (paper); received {branch3_kernel!r}")
     for key, rate in (("dropout", dropout), ("aux_dropout", aux_dropout)):
@@ -135,22 +148,22 @@ def _create_googlenet(
 
     inputs = image_input(input_shape)
     if stem == "imagenet":
-        x = _basic_conv(inputs, 64, 7, strides=2, name="conv1")
+        x = _basic_conv(inputs, _scaled(64, width_multiplier), 7, strides=2, name="conv1")
         x = pool_ceil_mode(x, 3, 2, kind="max", name="maxpool1")
-        x = _basic_conv(x, 64, 1, name="conv2")
-        x = _basic_conv(x, 192, 3, name="conv3")
+        x = _basic_conv(x, _scaled(64, width_multiplier), 1, name="conv2")
+        x = _basic_conv(x, _scaled(192, width_multiplier), 3, name="conv3")
         x = pool_ceil_mode(x, 3, 2, kind="max", name="maxpool2")
     else:
-        x = _basic_conv(inputs, 192, 3, name="stem")
+        x = _basic_conv(inputs, _scaled(192, width_multiplier), 3, name="stem")
 
     for spec in INCEPTION_3:
-        x = _inception(x, spec, branch3_kernel=branch3_kernel)
+        x = _inception(x, spec, branch3_kernel=branch3_kernel, width_multiplier=width_multiplier)
     x = pool_ceil_mode(x, 3, 2, kind="max", name="maxpool3")
 
     with_aux = aux_logits and include_top
     aux_outputs = []
     for spec in INCEPTION_4:
-        x = _inception(x, spec, branch3_kernel=branch3_kernel)
+        x = _inception(x, spec, branch3_kernel=branch3_kernel, width_multiplier=width_multiplier)
         if with_aux and spec[0] in ("4a", "4d"):
             aux_outputs.append(
                 _aux_classifier(
@@ -159,11 +172,12 @@ def _create_googlenet(
                     num_classes=num_classes,
                     classifier_activation=classifier_activation,
                     dropout=aux_dropout,
+                    width_multiplier=width_multiplier,
                 )
             )
     x = pool_ceil_mode(x, 2, 2, kind="max", name="maxpool4")
     for spec in INCEPTION_5:
-        x = _inception(x, spec, branch3_kernel=branch3_kernel)
+        x = _inception(x, spec, branch3_kernel=branch3_kernel, width_multiplier=width_multiplier)
 
     if include_top:
         x = classifier(x, num_classes=num_classes, classifier_activation=classifier_activation, dropout=dropout)

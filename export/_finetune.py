@@ -1,0 +1,39 @@
+"""Fine-tuning a wrapped (pruned, clustered, quantization-aware) model with the shared loop."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Sequence
+
+import tf_keras as keras
+
+__all__ = ["finetune_wrapped", "wrap_layers"]
+
+
+def finetune_wrapped(model: keras.Model, train, *, recipe, out_dir: str | os.PathLike | None,
+                     callbacks: Sequence[keras.callbacks.Callback] = (), verbose="auto") -> keras.Model:
+    """Trains ``model`` (TFMOT wrappers included) with `training.fit` and returns the trained model.
+
+    ``out_dir`` holds the run (checkpoints, so an interrupted fine-tuning resumes); None uses a
+    temporary directory that is removed afterwards.
+    """
+    from training import fit
+
+    if out_dir is None:
+        with tempfile.TemporaryDirectory(prefix="zoo-export-") as tmp:
+            return fit(model, train, recipe=recipe, out_dir=tmp, callbacks=list(callbacks), verbose=verbose).model
+    return fit(model, train, recipe=recipe, out_dir=out_dir, callbacks=list(callbacks), verbose=verbose).model
+
+
+def wrap_layers(model: keras.Model, wrap, *, what: str) -> keras.Model:
+    """Clones the functional ``model``, replacing each layer by ``wrap(layer)`` (which may return the layer).
+
+    Raises:
+        ValueError: ``model`` is not functional or Sequential (TFMOT clones only those).
+    """
+    if not isinstance(model, keras.Model) or not (model._is_graph_network or isinstance(model, keras.Sequential)):
+        raise ValueError(f"{what} needs a functional or Sequential tf_keras model; received "
+                         f"{type(model).__module__}.{type(model).__name__} (subclassed models cannot be cloned)")
+    clone = keras.models.clone_model(model, clone_function=wrap)
+    return clone

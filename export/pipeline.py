@@ -1,0 +1,321 @@
+"""Compression plans end to end: transform, fine-tune, convert, verify, measure.
+
+A `Plan` names one variant (``prune=0.8, cluster=16, quantize="qat"``); `compress` applies it to a
+float Keras model in the documented order (low rank → prune → cluster → QAT, each fine-tuned with the
+shared loop and stripped), and `export_variant` converts the result to TFLite, checks it against the
+float source on labelled images (`export.tflite.check_parity`, failing past the tolerance) and measures
+file size, gzip'd size, latency at batch 1 and throughput at batch 64. ``zoo export`` and
+``benchmarks/compression.py`` are thin layers over these.
+
+    >>> result = export_variant(model, Plan("int8", quantize="int8"), data=data, out_dir="out")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import tf_keras as keras
+
+from export import tflite
+
+__all__ = ["ExportData", "Plan", "STANDARD_PLANS", "VariantResult", "compress", "export_variant", "finetune_recipe",
+           "load_export_data"]
+
+QUANTIZE = ("none", "fp16", "dynamic", "int8", "qat")
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """One compressed variant.
+
+    Attributes:
+        name: the variant's name (file ``<name>.tflite``).
+        prune: final sparsity of magnitude pruning (polynomial decay), or None.
+        m_by_n: structured sparsity instead, e.g. ``(2, 4)``.
+        cluster: clusters per kernel (weight sharing), or None.
+        low_rank: SVD energy to keep in the Dense layers, or None.
+        quantize: ``"none"`` (float32), ``"fp16"``, ``"dynamic"``, ``"int8"`` (post-training,
+            full integer) or ``"qat"`` (quantization-aware training, then int8).
+    """
+
+    name: str
+    prune: float | None = None
+    m_by_n: tuple[int, int] | None = None
+    cluster: int | None = None
+    low_rank: float | None = None
+    quantize: str = "none"
+
+    def __post_init__(self):
+        if self.quantize not in QUANTIZE:
+            raise ValueError(f"unknown quantize {self.quantize!r}; accepted: {', '.join(QUANTIZE)}")
+        if self.prune is not None and not 0.0 < self.prune < 1.0:
+            raise ValueError(f"prune must be a sparsity in (0, 1); received {self.prune!r}")
+        if self.prune is not None and self.m_by_n is not None:
+            raise ValueError("give prune (a sparsity) or m_by_n (structured), not both")
+        if self.cluster is not None and (not isinstance(self.cluster, int) or self.cluster < 2):
+            raise ValueError(f"cluster must be an int >= 2; received {self.cluster!r}")
+        if self.low_rank is not None and not 0.0 < self.low_rank <= 1.0:
+            raise ValueError(f"low_rank must be an energy in (0, 1]; received {self.low_rank!r}")
+
+    @property
+    def trains(self) -> bool:
+        """Whether the plan fine-tunes (everything but post-training conversion does)."""
+        return any(v is not None for v in (self.prune, self.m_by_n, self.cluster, self.low_rank)) or \
+            self.quantize == "qat"
+
+    @property
+    def tflite_quantization(self) -> str:
+        return "int8" if self.quantize == "qat" else self.quantize
+
+    def describe(self) -> str:
+        parts = []
+        if self.low_rank is not None:
+            parts.append(f"low-rank Dense (energy {self.low_rank})")
+        if self.prune is not None:
+            parts.append(f"prune {self.prune:.0%}")
+        if self.m_by_n is not None:
+            parts.append(f"{self.m_by_n[0]}:{self.m_by_n[1]} sparsity")
+        if self.cluster is not None:
+            parts.append(f"{self.cluster} clusters")
+        parts.append({"none": "float32", "fp16": "FP16", "dynamic": "dynamic-range int8", "int8": "PTQ int8",
+                      "qat": "QAT int8"}[self.quantize])
+        return " + ".join(parts)
+
+
+STANDARD_PLANS = (
+    Plan("float32"),
+    Plan("fp16", quantize="fp16"),
+    Plan("dynamic", quantize="dynamic"),
+    Plan("int8", quantize="int8"),
+    Plan("qat_int8", quantize="qat"),
+    Plan("pruned", prune=0.8),
+    Plan("clustered", cluster=16),
+    Plan("pruned_int8", prune=0.8, quantize="int8"),
+    Plan("pruned_clustered_qat_int8", prune=0.8, cluster=16, quantize="qat"),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportData:
+    """What export needs besides the model.
+
+    Attributes:
+        train: fine-tuning data: a dataset name (normalized batches by the recipe) or an
+            ``epoch -> tf.data.Dataset`` function.
+        representative: raw-pixel training images for int8 calibration (a few hundred).
+        test_images, test_labels: raw-pixel labelled images for the parity check and accuracy.
+        mean, std, scale: the model's input normalization, ``(x * scale - mean) / std``.
+    """
+
+    train: Any
+    representative: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    scale: float = 1 / 255
+
+
+def load_export_data(dataset: str, *, representative: int = 256, test_limit: int | None = None,
+                     input_shape: tuple[int, int] | None = None, **dataset_options) -> ExportData:
+    """`ExportData` from a `training.load_dataset` name (the test split for parity, the train split's
+    first ``representative`` images for calibration)."""
+    from training import load_dataset
+
+    def raw(split: str, limit: int | None):
+        data, info = load_dataset(dataset, split, batch_size=1024, normalize=False, shuffle=False, limit=limit,
+                                  image_size=input_shape, **dataset_options)
+        images, labels = zip(*((x.numpy(), y.numpy()) for x, y in data))
+        # load_dataset yields [0, 1] values; the exported models take raw [0, 255] pixels
+        return np.round(np.concatenate(images) * 255.0), np.concatenate(labels), info
+
+    rep, _, info = raw("train", representative)
+    test_images, test_labels, _ = raw("test", test_limit)
+    return ExportData(train=dataset, representative=rep.astype(np.float32), test_images=test_images.astype(np.float32),
+                      test_labels=test_labels, mean=tuple(info.mean), std=tuple(info.std))
+
+
+def finetune_recipe(**changes):
+    """The default fine-tuning recipe of compressed models: Adam at 1e-4, one epoch, flips."""
+    from training import Recipe
+
+    defaults = dict(optimizer="adam", learning_rate=1e-4, epochs=1, batch_size=128, augment="flip",
+                    checkpoint_every=100)
+    return Recipe(**{**defaults, **changes})
+
+
+def _limited(train, recipe, steps: int | None):
+    if steps is None:
+        return train
+    if isinstance(train, str):
+        from training import load_dataset
+
+        def epoch_data(epoch: int):
+            return load_dataset(train, "train", batch_size=recipe.batch_size, augment=recipe.augment,
+                                seed=recipe.seed, epoch=epoch)[0].take(steps)
+
+        return epoch_data
+    return lambda epoch: train(epoch).take(steps)
+
+
+def compress(model: keras.Model, plan: Plan, *, train=None, recipe=None, finetune_steps: int | None = None,
+             work_dir: str | os.PathLike | None = None, verbose=0) -> keras.Model:
+    """Applies ``plan``'s transforms to a float functional model, fine-tuning after each.
+
+    Returns the stripped Keras model (quantization-aware for ``quantize="qat"``); the input is not changed.
+    """
+    from export import cluster, low_rank, prune, quantize
+
+    if not plan.trains:
+        return model
+    if train is None:
+        raise ValueError(f"plan {plan.name!r} ({plan.describe()}) fine-tunes: pass train data")
+    recipe = recipe or finetune_recipe()
+    from training import steps_per_epoch
+
+    data = _limited(train, recipe, finetune_steps)
+    steps = steps_per_epoch(data, recipe) * recipe.epochs
+    work = Path(work_dir) if work_dir else None
+
+    def run_dir(stage: str):
+        return None if work is None else work / stage
+
+    m = model
+    if plan.low_rank is not None:
+        dense = tuple(l.name for l in m.layers if type(l) is keras.layers.Dense)
+        if dense:
+            m, _ = low_rank.low_rank(m, energy=plan.low_rank, layers=dense)
+            from training import fit
+
+            with tempfile.TemporaryDirectory() as tmp:
+                m = fit(m, data, recipe=recipe, out_dir=run_dir("low_rank") or tmp, verbose=verbose).model
+    if plan.prune is not None or plan.m_by_n is not None:
+        wrapped = prune.prune(m, sparsity=plan.prune or 0.5, m_by_n=plan.m_by_n, schedule="polynomial",
+                              end_step=max(2, int(0.7 * steps)), frequency=max(1, steps // 20))
+        m = prune.strip(prune.finetune_pruned(wrapped, data, recipe=recipe, out_dir=run_dir("prune"), verbose=verbose))
+    if plan.cluster is not None:
+        wrapped = cluster.cluster(m, clusters=plan.cluster, preserve_sparsity=plan.prune is not None or
+                                  plan.m_by_n is not None)
+        m = cluster.strip(cluster.finetune_clustered(wrapped, data, recipe=recipe, out_dir=run_dir("cluster"),
+                                                     verbose=verbose))
+    if plan.quantize == "qat":
+        sparse, shared = plan.prune is not None or plan.m_by_n is not None, plan.cluster is not None
+        preserve = {(True, True): "sparsity_clusters", (True, False): "sparsity", (False, True): "clusters"}.get(
+            (sparse, shared), "none")
+        m = quantize.finetune_quantized(quantize.quantize_aware(m, preserve=preserve), data, recipe=recipe,
+                                        out_dir=run_dir("qat"), verbose=verbose)
+    return m
+
+
+@dataclasses.dataclass(frozen=True)
+class VariantResult:
+    """One exported variant, measured."""
+
+    name: str
+    description: str
+    file: str
+    size_bytes: int
+    gzip_bytes: int
+    float32_weight_bytes: int
+    conversion: tflite.ParityReport  # the TFLite model against the Keras model it was converted from
+    parity: tflite.ParityReport  # the TFLite model against the original float model
+    latency_ms_batch1: float
+    images_per_s_batch64: float
+
+    @property
+    def compression(self) -> float:
+        """float32 weights over the gzip'd ``.tflite``."""
+        return self.float32_weight_bytes / self.gzip_bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["compression"] = self.compression
+        out["accuracy_change_pt"] = self.parity.accuracy_change
+        return out
+
+
+def float32_weight_bytes(model: keras.Model) -> int:
+    """Bytes of the model's weights as float32 (what a float32 SavedModel's variables hold)."""
+    return int(sum(4 * int(np.prod(w.shape)) for w in model.weights))
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def export_variant(
+    model: keras.Model,
+    plan: Plan,
+    *,
+    data: ExportData,
+    out_dir: str | os.PathLike,
+    recipe=None,
+    finetune_steps: int | None = None,
+    max_accuracy_drop: float | None = 0.5,
+    min_conversion_agreement: float = 0.98,
+    latency_runs: int = 50,
+    verbose=0,
+) -> VariantResult:
+    """Compresses ``model`` by ``plan``, converts it, verifies it and writes ``<out_dir>/<name>.tflite``.
+
+    Args:
+        model: the float source (normalized input, logits out; auxiliary outputs are dropped).
+        plan: the variant.
+        data: fine-tuning, calibration and test data (`ExportData`).
+        out_dir: where the ``.tflite`` (written atomically) and fine-tuning runs go.
+        recipe: the fine-tuning recipe (default `finetune_recipe`).
+        finetune_steps: limit each fine-tuning stage to this many steps per epoch.
+        max_accuracy_drop: fail when test accuracy falls by more than this many points against the
+            float source (None: report only).
+        min_conversion_agreement: fail when the TFLite model agrees with the Keras model it was
+            converted from on fewer test images than this fraction.
+        latency_runs: interpreter runs per latency median.
+
+    Raises:
+        export.tflite.ParityError: a tolerance is exceeded (nothing is written).
+    """
+    from zoo import strip_training_outputs
+
+    model = strip_training_outputs(model)
+    out = Path(out_dir)
+    norm = dict(mean=data.mean, std=data.std, scale=data.scale)
+    reference = tflite.with_preprocessing(model, **norm)
+    compressed = compress(model, plan, train=data.train, recipe=recipe, finetune_steps=finetune_steps,
+                          work_dir=out / "runs" / plan.name, verbose=verbose)
+    pixels = tflite.with_preprocessing(compressed, **norm) if compressed is not model else reference
+    flat = tflite.convert(pixels, quantize=plan.tflite_quantization,
+                          representative_images=data.representative if plan.quantize == "int8" else None)
+    converted = tflite.TFLiteModel(flat)
+    conversion = tflite.check_parity(converted, pixels, data.test_images, data.test_labels, max_accuracy_drop=None,
+                                     min_top1_agreement=min_conversion_agreement)
+    parity = tflite.check_parity(converted, reference, data.test_images, data.test_labels,
+                                 max_accuracy_drop=max_accuracy_drop)
+    one = data.test_images[:1]
+    batch = np.resize(data.test_images, (64, *data.test_images.shape[1:]))
+    latency = converted.latency(one, runs=latency_runs)
+    throughput = 64 / converted.latency(batch, runs=max(5, latency_runs // 5), warmup=2)
+    path = out / f"{plan.name}.tflite"
+    _write_atomic(path, flat)
+    return VariantResult(
+        name=plan.name, description=plan.describe(), file=str(path), size_bytes=len(flat),
+        gzip_bytes=tflite.gzip_size(flat), float32_weight_bytes=float32_weight_bytes(model),
+        conversion=conversion, parity=parity, latency_ms_batch1=1000 * latency, images_per_s_batch64=throughput)
+
+
+def export_all(model: keras.Model, plans: Sequence[Plan], **kwargs) -> list[VariantResult]:
+    """`export_variant` for each plan, in order."""
+    return [export_variant(model, plan, **kwargs) for plan in plans]

@@ -1,0 +1,157 @@
+"""Magnitude pruning with TFMOT: constant or polynomial-decay schedules, per-layer targets, 2:4 sparsity.
+
+Order of operations: `prune` (wraps every prunable kernel) → fine-tune (`finetune_pruned` runs the
+shared loop with TFMOT's ``UpdatePruningStep``) → `strip` (plain layers, zeros in the kernels) →
+optionally `export.cluster` with ``preserve_sparsity`` → `export.tflite.convert`. Zeros only shrink
+the download: count them with `sparsity` and the gzip'd size.
+
+    >>> pruned = prune(model, sparsity=0.8, schedule="polynomial", end_step=2000)  # doctest: +SKIP
+    >>> model = strip(finetune_pruned(pruned, "fashion_mnist", recipe=recipe, out_dir="runs/p"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from typing import Mapping
+
+import numpy as np
+import tf_keras as keras
+
+from export._finetune import finetune_wrapped, wrap_layers
+
+__all__ = ["SCHEDULES", "finetune_pruned", "prune", "prunable_layers", "sparsity", "strip"]
+
+SCHEDULES = ("constant", "polynomial")
+
+
+def _tfmot():
+    import tensorflow_model_optimization as tfmot
+
+    return tfmot
+
+
+def prunable_layers(model: keras.Model) -> list[str]:
+    """Names of the layers whose kernels `prune` would prune (stock Keras layers TFMOT knows, and
+    layers with ``get_prunable_weights`` such as `zoo.layers.GroupedConv2D`), in model order."""
+    from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry
+
+    names = []
+    for layer in model.layers:
+        if hasattr(layer, "get_prunable_weights"):
+            names.append(layer.name)
+        elif prune_registry.PruneRegistry.supports(layer) and prune_registry.PruneRegistry._weight_names(layer):
+            names.append(layer.name)
+    return names
+
+
+def _schedule(kind: str, target: float, *, begin_step: int, end_step: int, frequency: int):
+    sparsity = _tfmot().sparsity.keras
+    if kind == "constant":
+        return sparsity.ConstantSparsity(target, begin_step=begin_step, end_step=end_step, frequency=frequency)
+    return sparsity.PolynomialDecay(0.0, target, begin_step=begin_step, end_step=end_step, frequency=frequency)
+
+
+def prune(
+    model: keras.Model,
+    *,
+    sparsity: float = 0.8,
+    schedule: str = "polynomial",
+    per_layer: Mapping[str, float] | None = None,
+    m_by_n: tuple[int, int] | None = None,
+    begin_step: int = 0,
+    end_step: int = 1000,
+    frequency: int = 50,
+    skip: tuple[str, ...] = (),
+) -> keras.Model:
+    """Wraps the prunable layers of a functional model for magnitude pruning (weights copied).
+
+    Args:
+        model: a functional ``tf_keras`` model.
+        sparsity: the final fraction of zeros in each pruned kernel.
+        schedule: ``"constant"`` (prune to ``sparsity`` at ``begin_step`` and hold) or
+            ``"polynomial"`` (0 to ``sparsity`` along a cubic between ``begin_step`` and ``end_step``).
+        per_layer: overrides ``sparsity`` for layers whose names match these glob patterns (first
+            match wins); a value of 0 leaves the layer dense.
+        m_by_n: structured sparsity instead of a fraction, e.g. ``(2, 4)``: in every block of 4
+            consecutive input weights 2 are zero (hardware 2:4). Only Conv2D and Dense kernels.
+        begin_step, end_step, frequency: when the masks are updated, in optimizer steps.
+        skip: glob patterns of layers to leave dense (e.g. ``("predictions",)``).
+
+    Returns:
+        The wrapped model; fine-tune it with `finetune_pruned`, then `strip` it.
+
+    Raises:
+        ValueError: a bad sparsity, schedule or pattern that matches nothing, or a model TFMOT cannot clone.
+    """
+    tfmot = _tfmot()
+    if not 0.0 <= sparsity < 1.0:
+        raise ValueError(f"sparsity must be in [0, 1); received {sparsity!r}")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown pruning schedule {schedule!r}; accepted: {', '.join(SCHEDULES)}")
+    if not 0 <= begin_step < end_step or frequency < 1:
+        raise ValueError(f"need 0 <= begin_step < end_step and frequency >= 1; received begin_step={begin_step}, "
+                         f"end_step={end_step}, frequency={frequency}")
+    if m_by_n is not None and (len(m_by_n) != 2 or not 0 < m_by_n[0] < m_by_n[1]):
+        raise ValueError(f"m_by_n must be (m, n) with 0 < m < n, e.g. (2, 4); received {m_by_n!r}")
+    per_layer = dict(per_layer or {})
+    candidates = prunable_layers(model)
+    for pattern in [*per_layer, *skip]:
+        if not any(fnmatch.fnmatchcase(n, pattern) for n in candidates):
+            raise ValueError(f"pattern {pattern!r} matches no prunable layer of {model.name!r}; prunable layers: "
+                             f"{', '.join(candidates[:12])}{' ...' if len(candidates) > 12 else ''}")
+    for pattern, value in per_layer.items():
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"per_layer sparsity for {pattern!r} must be in [0, 1); received {value!r}")
+    prunable = set(candidates)
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+
+    def target_of(name: str) -> float:
+        if any(fnmatch.fnmatchcase(name, p) for p in skip):
+            return 0.0
+        return next((v for p, v in per_layer.items() if fnmatch.fnmatchcase(name, p)), sparsity)
+
+    def wrap(layer):
+        if layer.name not in prunable:
+            return layer
+        target = target_of(layer.name)
+        if m_by_n is not None:
+            if target == 0.0 or not isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
+                return layer
+            return tfmot.sparsity.keras.prune_low_magnitude(layer, sparsity_m_by_n=tuple(m_by_n))
+        if target == 0.0:
+            return layer
+        return tfmot.sparsity.keras.prune_low_magnitude(
+            layer, pruning_schedule=_schedule(schedule, target, begin_step=begin_step, end_step=end_step,
+                                              frequency=frequency))
+
+    return wrap_layers(copy, wrap, what="pruning")
+
+
+def finetune_pruned(model: keras.Model, train, *, recipe, out_dir: str | os.PathLike | None = None,
+                    verbose="auto") -> keras.Model:
+    """Fine-tunes a `prune`d model with the shared loop (masks updated every step); returns it wrapped."""
+    return finetune_wrapped(model, train, recipe=recipe, out_dir=out_dir, verbose=verbose,
+                            callbacks=[_tfmot().sparsity.keras.UpdatePruningStep()])
+
+
+def strip(model: keras.Model) -> keras.Model:
+    """Removes the pruning wrappers (the inverse of `prune`), keeping the pruned weights."""
+    return _tfmot().sparsity.keras.strip_pruning(model)
+
+
+def sparsity(model: keras.Model) -> dict[str, float]:
+    """Fraction of zeros in each kernel (Dense and convolution kernels), by layer name, plus ``"total"``."""
+    zeros = total = 0
+    result = {}
+    for layer in model.layers:
+        kernels = [w for w in layer.weights if w.name.split("/")[-1].split(":")[0] in ("kernel", "depthwise_kernel")]
+        if not kernels:
+            continue
+        values = np.concatenate([np.ravel(k.numpy()) for k in kernels])
+        result[layer.name] = float(np.mean(values == 0))
+        zeros += int(np.sum(values == 0))
+        total += values.size
+    result["total"] = zeros / total if total else 0.0
+    return result

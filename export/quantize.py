@@ -1,0 +1,220 @@
+"""Quantization-aware training (QAT, int8) with TFMOT, including the zoo's own layers.
+
+Order of operations: (optionally prune / cluster, stripped) → `quantize_aware` (fake-quant wrappers;
+with ``preserve="sparsity"``, ``"clusters"`` or ``"sparsity_clusters"`` TFMOT's collaborative schemes
+keep the zeros / shared values) → fine-tune (`finetune_quantized`) → `export.tflite.convert(...,
+quantize="int8")`, which needs no representative data for a QAT model. There is no strip: the
+converter consumes the wrappers. Post-training quantization (int8, dynamic range, FP16) needs no
+training and lives in `export.tflite.convert`.
+
+TFMOT's 8-bit registry knows stock layers only. The zoo's layers get a `QuantizeConfig` here:
+`zoo.layers.GroupedConv2D` quantizes its kernel like a convolution; layers without weights that compute
+new values (LRN, stochastic depth, FractalNet's join, adaptive pooling, a batch norm that does not follow
+a convolution) quantize their output; layers that only move or mask values (3-D zero padding, the
+drop-path sampler) pass through. Any other layer TFMOT does not know raises `UnsupportedLayerError`
+naming it.
+
+    >>> qat = quantize_aware(model)  # doctest: +SKIP
+    >>> qat = finetune_quantized(qat, "fashion_mnist", recipe=recipe)  # doctest: +SKIP
+    >>> flat = export.tflite.convert(qat, quantize="int8")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+
+import tf_keras as keras
+
+from export._finetune import finetune_wrapped, wrap_layers
+
+__all__ = ["PRESERVE", "UnsupportedLayerError", "finetune_quantized", "quantize_aware", "quantize_scope"]
+
+PRESERVE = ("none", "sparsity", "clusters", "sparsity_clusters")
+
+
+class UnsupportedLayerError(ValueError):
+    """A layer that neither TFMOT nor this module knows how to quantize."""
+
+
+def _configs():
+    """The QuantizeConfig classes (built on first use: importing TFMOT is slow)."""
+    global _CONFIGS
+    if _CONFIGS is not None:
+        return _CONFIGS
+    import tensorflow_model_optimization as tfmot
+
+    quantizers = tfmot.quantization.keras.quantizers
+
+    class OutputQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
+        """No weights; fake-quantizes the output (a new range of values)."""
+
+        def get_weights_and_quantizers(self, layer):
+            return []
+
+        def get_activations_and_quantizers(self, layer):
+            return []
+
+        def set_quantize_weights(self, layer, quantize_weights):
+            pass
+
+        def set_quantize_activations(self, layer, quantize_activations):
+            pass
+
+        def get_output_quantizers(self, layer):
+            return [quantizers.MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False, narrow_range=False)]
+
+        def get_config(self):
+            return {}
+
+    class PassThroughQuantizeConfig(OutputQuantizeConfig):
+        """Moves or masks values without changing their range: nothing to quantize."""
+
+        def get_output_quantizers(self, layer):
+            return []
+
+    class GroupedConvQuantizeConfig(OutputQuantizeConfig):
+        """A grouped convolution: int8 symmetric kernel (per tensor), as TFMOT's Conv2D without per-axis."""
+
+        def get_weights_and_quantizers(self, layer):
+            return [(layer.kernel, quantizers.LastValueQuantizer(num_bits=8, per_axis=False, symmetric=True,
+                                                                 narrow_range=True))]
+
+        def set_quantize_weights(self, layer, quantize_weights):
+            layer.kernel = quantize_weights[0]
+
+        def get_output_quantizers(self, layer):
+            return []  # the following BN / activation / add quantizes
+
+    _CONFIGS = {
+        "OutputQuantizeConfig": OutputQuantizeConfig,
+        "PassThroughQuantizeConfig": PassThroughQuantizeConfig,
+        "GroupedConvQuantizeConfig": GroupedConvQuantizeConfig,
+    }
+    return _CONFIGS
+
+
+_CONFIGS = None
+
+# Zoo layer class name -> the config it gets.
+_ZOO_LAYERS = {
+    "GroupedConv2D": "GroupedConvQuantizeConfig",
+    "LocalResponseNormalization": "OutputQuantizeConfig",
+    "StochasticDepth": "OutputQuantizeConfig",
+    "AdaptiveAveragePooling2D": "OutputQuantizeConfig",
+    "FractalJoin": "OutputQuantizeConfig",
+    "GlobalDropPathSampler": "PassThroughQuantizeConfig",
+}
+# Stock layers TFMOT's default registry leaves out.
+_STOCK_LAYERS = {
+    "ZeroPadding3D": "PassThroughQuantizeConfig",
+    "BatchNormalization": "OutputQuantizeConfig",  # only when no convolution precedes it (else TFMOT folds it)
+}
+_FOLDS_INTO = ("Conv2D", "DepthwiseConv2D", "Dense")
+
+
+def _custom_objects() -> dict:
+    from zoo import layers as zoo_layers
+    from zoo.models.fractalnet import fractalnet
+
+    objects = dict(_configs())
+    for name in _ZOO_LAYERS:
+        cls = getattr(zoo_layers, name, None) or getattr(fractalnet, name, None)
+        if cls is not None:
+            objects[name] = cls
+    return objects
+
+
+def quantize_scope():
+    """A scope in which QAT models with the zoo's layers load and clone (``tf_keras.models.load_model``)."""
+    import tensorflow_model_optimization as tfmot
+
+    return tfmot.quantization.keras.quantize_scope(_custom_objects())
+
+
+def _folds(bn) -> bool:
+    """Whether TFMOT folds this batch norm into the layer before it: a linear Conv2D, DepthwiseConv2D
+    or Dense whose only consumer it is (TFMOT's ``*BatchNormQuantize`` patterns)."""
+    nodes = bn._inbound_nodes
+    inbound = nodes[0].inbound_layers if nodes else None
+    if isinstance(inbound, (list, tuple)):
+        inbound = inbound[0] if len(inbound) == 1 else None
+    return (inbound is not None and type(inbound).__name__ in _FOLDS_INTO
+            and inbound.get_config().get("activation") == "linear" and len(inbound._outbound_nodes) == 1)
+
+
+def quantize_aware(model: keras.Model, *, preserve: str = "none") -> keras.Model:
+    """The QAT version of a functional model (fake-quant int8 weights and activations; weights copied).
+
+    Args:
+        model: a functional ``tf_keras`` model (stripped of pruning/clustering wrappers).
+        preserve: ``"none"``, ``"sparsity"`` (keep a pruned model's zeros, PQAT), ``"clusters"``
+            (keep a clustered model's shared values, CQAT) or ``"sparsity_clusters"`` (both, PCQAT).
+
+    Returns:
+        The quantization-aware model; fine-tune it with `finetune_quantized`.
+
+    Raises:
+        UnsupportedLayerError: a layer with no quantization rule, named with its class.
+        ValueError: an unknown ``preserve`` or a model TFMOT cannot clone.
+    """
+    import tensorflow_model_optimization as tfmot
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_registry,
+    )
+
+    if preserve not in PRESERVE:
+        raise ValueError(f"unknown preserve {preserve!r}; accepted: {', '.join(PRESERVE)}")
+    configs = _configs()
+    registry = default_8bit_quantize_registry.Default8BitQuantizeRegistry()
+    annotate = tfmot.quantization.keras.quantize_annotate_layer
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+
+    def rule(layer) -> str | None:
+        kind = type(layer).__name__
+        if kind in _ZOO_LAYERS:
+            return _ZOO_LAYERS[kind]
+        if kind == "BatchNormalization":
+            return None if _folds(layer) else _STOCK_LAYERS[kind]
+        if kind in _STOCK_LAYERS:
+            return _STOCK_LAYERS[kind]
+        return None
+
+    unsupported = []
+    for layer in copy.layers:
+        if isinstance(layer, keras.layers.InputLayer) or rule(layer):
+            continue
+        if type(layer).__name__ == "BatchNormalization":
+            continue  # folded into the preceding convolution by quantize_apply
+        if not registry.supports(layer):
+            unsupported.append(f"{layer.name} ({type(layer).__module__}.{type(layer).__name__})")
+    if unsupported:
+        raise UnsupportedLayerError(
+            f"cannot quantize {len(unsupported)} layer(s) of {model.name!r}: {', '.join(unsupported[:8])}. "
+            "Accepted: stock Keras layers TFMOT's 8-bit scheme supports and the zoo's layers "
+            f"({', '.join(sorted(_ZOO_LAYERS))}); give other layers a tfmot QuantizeConfig with "
+            "tfmot.quantization.keras.quantize_annotate_layer")
+
+    def wrap(layer):
+        if isinstance(layer, keras.layers.InputLayer):
+            return layer
+        name = rule(layer)
+        return annotate(layer, quantize_config=configs[name]()) if name else annotate(layer)
+
+    annotated = wrap_layers(copy, wrap, what="quantization-aware training")
+    scheme = None
+    if preserve == "sparsity":
+        scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
+    elif preserve in ("clusters", "sparsity_clusters"):
+        scheme = tfmot.experimental.combine.Default8BitClusterPreserveQuantizeScheme(
+            preserve_sparsity=preserve == "sparsity_clusters")
+    with quantize_scope():
+        return tfmot.quantization.keras.quantize_apply(annotated, scheme) if scheme else \
+            tfmot.quantization.keras.quantize_apply(annotated)
+
+
+def finetune_quantized(model: keras.Model, train, *, recipe, out_dir: str | os.PathLike | None = None,
+                       verbose="auto") -> keras.Model:
+    """Fine-tunes a `quantize_aware` model with the shared loop; convert it with ``quantize="int8"``."""
+    with quantize_scope():
+        return finetune_wrapped(model, train, recipe=recipe, out_dir=out_dir, verbose=verbose)
