@@ -55,6 +55,8 @@ class Plan:
             raise ValueError(f"unknown quantize {self.quantize!r}; accepted: {', '.join(QUANTIZE)}")
         if self.prune is not None and not 0.0 < self.prune < 1.0:
             raise ValueError(f"prune must be a sparsity in (0, 1); received {self.prune!r}")
+        if self.m_by_n is not None and (len(self.m_by_n) != 2 or not 0 < self.m_by_n[0] < self.m_by_n[1]):
+            raise ValueError(f"m_by_n must be (m, n) with 0 < m < n, e.g. (2, 4); received {self.m_by_n!r}")
         if self.prune is not None and self.m_by_n is not None:
             raise ValueError("give prune (a sparsity) or m_by_n (structured), not both")
         if self.cluster is not None and (not isinstance(self.cluster, int) or self.cluster < 2):

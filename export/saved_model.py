@@ -54,7 +54,7 @@ class _Serving(tf.Module):
         self.mean = tf.constant(np.asarray(mean, np.float32))
         self.std = tf.constant(np.asarray(std, np.float32))
         self.scale = tf.constant(np.float32(scale))
-        self.class_names = tf.constant(list(class_names), tf.string)
+        self.class_names = tf.Variable(list(class_names), dtype=tf.string, trainable=False, name="class_names")
 
     def _serve(self, images):
         x = (tf.cast(images, tf.float32) * self.scale - self.mean) / self.std

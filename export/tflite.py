@@ -82,7 +82,7 @@ def select_ops(model: keras.Model) -> list[str]:
         converter.convert()
     except Exception as error:  # ConverterError; its text names the ops
         text = str(error)
-        ops = sorted(set(re.findall(r"'(?:tf|tfl)\.(\w+)'", text)) | set(re.findall(r"\btf\.(\w+)\b", text)))
+        ops = sorted(set(re.findall(r"\btf\.([A-Z]\w*)", text)))  # TF op names are CamelCase
         return ops or [text.strip().splitlines()[0] if text.strip() else type(error).__name__]
     return []
 

@@ -9,6 +9,7 @@
           --train-layers last:4 --epochs 3 --out runs/r20-digits
     $ zoo publish runs/r20 --tag fashion_mnist --default
     $ zoo eval resnet20 --weights resnet20.fashion_mnist --dataset fashion_mnist
+    $ zoo export resnet20 --prune 0.8 --cluster 16 --quantize qat --out exports/r20
 
 Thin by design: each subcommand parses its arguments and calls library functions (`zoo.list_models`,
 `zoo.model_info`, `zoo._docs`, `zoo._weights`, `training.runs`). A subcommand is a pair of functions,
@@ -307,6 +308,91 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- zoo export -------------------------------------------------------------------------------------
+
+
+def _m_by_n(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"(\d+):(\d+)", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"expected M:N such as 2:4; received {text!r}")
+    return int(match[1]), int(match[2])
+
+
+def _args_export(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", help="a registered model name (see 'zoo list')")
+    parser.add_argument("--weights", default="DEFAULT", metavar="W",
+                        help="shipped pretrained weights (DEFAULT, a tag, ARCH.TAG) or an .h5 file (default: DEFAULT)")
+    parser.add_argument("--dataset", default="fashion_mnist", metavar="NAME",
+                        help="fine-tuning, calibration and test data (default: fashion_mnist)")
+    parser.add_argument("-o", "--option", dest="options", action="append", type=_key_value, metavar="KEY=VALUE",
+                        help="an architecture option for an .h5 file's model (pretrained weights apply theirs)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="where the .tflite files and export.json go")
+    parser.add_argument("--prune", type=float, metavar="S", help="magnitude pruning to sparsity S, e.g. 0.8")
+    parser.add_argument("--m-by-n", type=_m_by_n, metavar="M:N", help="structured sparsity instead, e.g. 2:4")
+    parser.add_argument("--cluster", type=int, metavar="K", help="weight sharing: K clusters per kernel, e.g. 16")
+    parser.add_argument("--low-rank", type=float, metavar="E", help="truncated SVD of Dense layers keeping energy E")
+    parser.add_argument("--quantize", default="none", choices=("none", "fp16", "dynamic", "int8", "qat"),
+                        help="TFLite quantization: post-training fp16, dynamic range or full int8, or QAT int8")
+    parser.add_argument("--all", action="store_true",
+                        help="every standard variant (float32, fp16, dynamic, int8, QAT, pruned, clustered, combined)")
+    parser.add_argument("--saved-model", action="store_true", help="also write the float SavedModel (serving signature)")
+    parser.add_argument("--finetune-steps", type=int, metavar="N", help="limit each fine-tuning stage to N steps")
+    parser.add_argument("--test-limit", type=int, metavar="N", help="check parity on the first N test images only")
+    parser.add_argument("--max-accuracy-drop", type=float, default=0.5, metavar="PT",
+                        help="fail when test accuracy falls by more than PT points (default: 0.5)")
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    import json
+
+    from export import pipeline, tflite
+
+    if args.all and any(v is not None for v in (args.prune, args.m_by_n, args.cluster, args.low_rank)):
+        return _fail("--all exports the standard variants; leave out --prune/--m-by-n/--cluster/--low-rank")
+    for flag, value, ok in (("--finetune-steps", args.finetune_steps, lambda v: v >= 1),
+                            ("--test-limit", args.test_limit, lambda v: v >= 1)):
+        if value is not None and not ok(value):
+            return _fail(f"{flag} must be a positive integer; received {value}")
+    if args.all:
+        plans = pipeline.STANDARD_PLANS
+    else:
+        parts = [p for p, v in (("pruned", args.prune or args.m_by_n), ("clustered", args.cluster),
+                                ("lowrank", args.low_rank)) if v] + ([args.quantize] if args.quantize != "none" else [])
+        plans = (pipeline.Plan("_".join(parts) or "float32", prune=args.prune, m_by_n=args.m_by_n,
+                               cluster=args.cluster, low_rank=args.low_rank, quantize=args.quantize),)
+    model = zoo.create_model(args.name, weights=args.weights, **_options(args.options))
+    shape = tuple(model.input_shape[1:])
+    data = pipeline.load_export_data(args.dataset, test_limit=args.test_limit, input_shape=shape[:2])
+    results, failures = [], []
+    for plan in plans:
+        try:
+            result = pipeline.export_variant(model, plan, data=data, out_dir=args.out,
+                                             finetune_steps=args.finetune_steps,
+                                             max_accuracy_drop=args.max_accuracy_drop)
+        except tflite.ParityError as error:
+            failures.append(f"{plan.name}: {error}")
+            print(f"{plan.name:28s} FAILED {error}", file=sys.stderr)
+            continue
+        results.append(result)
+        print(f"{plan.name:28s} {result.gzip_bytes:>10,} B gzip'd  {result.compression:6.1f}x  "
+              f"{result.parity.summary()}  {result.latency_ms_batch1:.3f} ms/img")
+    if args.saved_model:
+        from export.saved_model import export_saved_model
+
+        path = export_saved_model(zoo.strip_training_outputs(model), Path(args.out) / "saved_model", mean=data.mean,
+                                  std=data.std, scale=data.scale, metadata={"weights": args.weights, "model": args.name})
+        print(f"wrote {path}")
+    report = {"model": args.name, "weights": args.weights, "dataset": args.dataset,
+              "variants": [r.to_dict() for r in results], "failures": failures}
+    out = Path(args.out) / "export.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    from training.loop import write_json
+
+    write_json(str(out), report)
+    print(f"wrote {out}")
+    return 1 if failures else 0
+
+
 # -- the command table ------------------------------------------------------------------------------
 
 
@@ -331,6 +417,8 @@ COMMANDS: dict[str, Command] = {
                         _cmd_finetune),
     "publish": Command("publish a finished training run as pretrained weights (re-evaluated, sha256, metadata)",
                        _args_publish, _cmd_publish),
+    "export": Command("compress and convert a model to TFLite (prune, cluster, quantize), verified against the float "
+                      "model", _args_export, _cmd_export),
 }
 
 _EPILOG = """\
@@ -343,6 +431,7 @@ examples:
   zoo eval resnet20 --weights runs/r20/final_weights.h5 --dataset fashion_mnist
   zoo publish runs/r20 --tag fashion_mnist --default
   zoo eval resnet20 --weights resnet20.fashion_mnist --dataset fashion_mnist
+  zoo export resnet20 --prune 0.8 --cluster 16 --quantize qat --out exports/r20
 
 exit codes: 0 ok; 1 nothing matched, docs --check found a stale file, or training diverged;
 2 bad name, option, value, file or directory"""

@@ -1,0 +1,89 @@
+"""Plans end to end (transform, fine-tune, convert, verify, measure) and the `zoo export` command."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import _data
+from export import pipeline, tflite
+
+
+@pytest.fixture(scope="module")
+def data():
+    images, labels = _data.pixels(128, seed=7)
+    return pipeline.ExportData(train=lambda epoch: _data.train_data(epoch, steps=3), representative=images[:32],
+                               test_images=images, test_labels=labels, mean=_data.MEAN, std=_data.STD)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    return _data.trained_model()
+
+
+def test_a_combined_plan_is_compressed_converted_verified_and_measured(trained, data, tmp_path):
+    plan = pipeline.Plan("deep", prune=0.5, cluster=8, quantize="qat")
+    result = pipeline.export_variant(trained, plan, data=data, out_dir=tmp_path, max_accuracy_drop=5.0,
+                                     latency_runs=3)
+    flat = (tmp_path / "deep.tflite").read_bytes()
+    assert result.size_bytes == len(flat) and result.gzip_bytes == tflite.gzip_size(flat)
+    assert result.float32_weight_bytes == 4 * sum(int(np.prod(w.shape)) for w in trained.weights)
+    assert result.compression > 4  # int8 alone is 4x; zeros and 8 shared values compress further
+    assert result.conversion.top1_agreement >= 0.98 and result.parity.float_accuracy > 0.9
+    assert result.latency_ms_batch1 > 0 and result.images_per_s_batch64 > 0
+    assert result.description == "prune 50% + 8 clusters + QAT int8"
+    assert (tmp_path / "runs" / "deep" / "prune" / "recipe.json").exists()  # fine-tuned by the shared loop
+
+
+def test_a_failed_parity_check_writes_nothing(data, tmp_path):
+    untrained = _data.model()
+    broken = pipeline.ExportData(train=data.train, representative=data.representative, test_images=data.test_images,
+                                 test_labels=(data.test_labels + 1) % _data.CLASSES, mean=data.mean, std=data.std)
+    pruned = pipeline.Plan("p", prune=0.9)
+    with pytest.raises(tflite.ParityError):
+        # labels shifted: the pruned untrained model's accuracy and the float one's differ at random;
+        # insist on an impossible agreement instead, so the check must fail
+        pipeline.export_variant(untrained, pruned, data=broken, out_dir=tmp_path, max_accuracy_drop=None,
+                                min_conversion_agreement=1.01, latency_runs=1)
+    assert not (tmp_path / "p.tflite").exists()
+
+
+def test_plans_validate_their_values():
+    with pytest.raises(ValueError, match="unknown quantize 'int4'; accepted: none, fp16, dynamic, int8, qat"):
+        pipeline.Plan("x", quantize="int4")
+    with pytest.raises(ValueError, match=r"prune must be a sparsity in \(0, 1\); received 1.5"):
+        pipeline.Plan("x", prune=1.5)
+    with pytest.raises(ValueError, match=r"m_by_n must be \(m, n\) with 0 < m < n"):
+        pipeline.Plan("x", m_by_n=(4, 2))
+    with pytest.raises(ValueError, match="fine-tunes: pass train data"):
+        pipeline.compress(_data.model(), pipeline.Plan("x", cluster=4))
+    assert [p.name for p in pipeline.STANDARD_PLANS][:5] == ["float32", "fp16", "dynamic", "int8", "qat_int8"]
+
+
+def _zoo(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "zoo.cli", *args], capture_output=True, text=True, cwd=cwd)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--prune", "1.5"], "prune must be a sparsity in (0, 1); received 1.5"),
+    (["--m-by-n", "2-4"], "expected M:N such as 2:4"),
+    (["--all", "--cluster", "8"], "--all exports the standard variants"),
+    (["--quantize", "int4"], "invalid choice: 'int4'"),
+    (["--finetune-steps", "0"], "--finetune-steps must be a positive integer"),
+])
+def test_cli_rejects_bad_arguments_in_one_line(args, message, tmp_path):
+    done = _zoo("export", "resnet20", "--out", str(tmp_path / "out"), *args, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(("zoo: error:", "zoo export: error:")) and message in last
+
+
+def test_cli_exports_pretrained_weights(tmp_path):
+    done = _zoo("export", "resnet20", "--weights", "fashion_mnist", "--dataset", "synthetic", "--quantize", "dynamic",
+                "--test-limit", "64", "--max-accuracy-drop", "100", "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads((tmp_path / "out" / "export.json").read_text())
+    assert [v["name"] for v in report["variants"]] == ["dynamic"]
+    assert (tmp_path / "out" / "dynamic.tflite").stat().st_size == report["variants"][0]["size_bytes"]

@@ -1,0 +1,47 @@
+"""SavedModel export: raw-image serving signatures, metadata, atomic replacement."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import _data
+from export import saved_model
+
+
+def test_serving_signatures_take_raw_pixels_and_match_keras(tmp_path):
+    model = _data.trained_model(epochs=1)
+    names = ["top-left", "top-right", "bottom-left", "bottom-right"]
+    path = saved_model.export_saved_model(model, tmp_path / "sm", mean=_data.MEAN, std=_data.STD, class_names=names,
+                                          metadata={"weights": "tiny.test", "sha256": "0" * 64})
+    images, _ = _data.pixels(16)
+    expected = tf.nn.softmax(model.predict(_data.normalized(images), verbose=0)).numpy()
+    served = tf.saved_model.load(str(path))
+    for name, dtype in (("serving_default", tf.uint8), ("serving_float", tf.float32)):
+        out = served.signatures[name](images=tf.constant(images, dtype))
+        np.testing.assert_allclose(out["probabilities"].numpy(), expected, atol=1e-5)
+        np.testing.assert_array_equal(out["class_ids"].numpy(), expected.argmax(-1))
+    assert [n.decode() for n in served.class_names.numpy()] == names
+    about = saved_model.read_metadata(path)
+    assert about["class_names"] == names and about["weights"] == "tiny.test"
+    assert about["input"]["mean"] == list(_data.MEAN) and about["input"]["shape"] == list(_data.SHAPE)
+
+
+def test_export_replaces_atomically_and_leaves_no_temporaries(tmp_path):
+    model = _data.model()
+    for _ in range(2):
+        saved_model.export_saved_model(model, tmp_path / "sm", mean=_data.MEAN, std=_data.STD)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sm"]
+    assert json.loads((tmp_path / "sm" / saved_model.METADATA_FILE).read_text())["class_names"] == ["0", "1", "2", "3"]
+
+
+def test_bad_metadata_is_refused(tmp_path):
+    model = _data.model()
+    with pytest.raises(ValueError, match=r"class_names must have one entry per class \(4\); received 2"):
+        saved_model.export_saved_model(model, tmp_path / "sm", mean=_data.MEAN, std=_data.STD, class_names=["a", "b"])
+    with pytest.raises(ValueError, match="one value per input channel"):
+        saved_model.export_saved_model(model, tmp_path / "sm", mean=(0.1, 0.2), std=(1.0, 1.0))
+    assert not (tmp_path / "sm").exists()
+    with pytest.raises(FileNotFoundError, match="not a zoo SavedModel export"):
+        saved_model.read_metadata(tmp_path)

@@ -1,0 +1,84 @@
+"""Conversion to TFLite, the LiteRT interpreter wrapper, parity checks and the TF Select report."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+import _data
+from export import tflite
+
+
+@pytest.fixture(scope="module")
+def trained():
+    return tflite.with_preprocessing(_data.trained_model(), mean=_data.MEAN, std=_data.STD)
+
+
+@pytest.fixture(scope="module")
+def test_set():
+    return _data.pixels(256, seed=7)
+
+
+def test_with_preprocessing_equals_normalizing_outside(trained):
+    images, _ = _data.pixels(8)
+    inner = trained.layers[-1]
+    np.testing.assert_allclose(trained.predict(images, verbose=0),
+                               inner.predict(_data.normalized(images), verbose=0), atol=1e-5)
+
+
+@pytest.mark.parametrize("quantize,max_diff", [("none", 1e-4), ("fp16", 0.1), ("dynamic", 1.0), ("int8", 3.0)])
+def test_every_quantization_converts_and_agrees_with_the_float_model(trained, test_set, quantize, max_diff):
+    images, labels = test_set
+    flat = tflite.convert(trained, quantize=quantize, representative_images=images[:64])
+    model = tflite.TFLiteModel(flat)
+    report = tflite.check_parity(model, trained, images, labels, max_accuracy_drop=2.0, min_top1_agreement=0.97,
+                                 max_abs_diff=max_diff)
+    assert report.float_accuracy > 0.9  # a model that learned, so agreement means something
+    assert report.examples == 256
+    if quantize in ("dynamic", "int8"):
+        assert len(flat) < 0.4 * len(tflite.convert(trained))
+
+
+def test_int8_with_integer_io_takes_uint8_pixels(trained, test_set):
+    images, labels = test_set
+    model = tflite.TFLiteModel(tflite.convert(trained, quantize="int8", representative_images=images[:64],
+                                              integer_io=True))
+    assert model.input_dtype == np.uint8
+    report = tflite.check_parity(model, trained, images.astype(np.uint8), labels, min_top1_agreement=0.97)
+    assert report.accuracy > 0.9
+
+
+def test_parity_check_fails_loudly_past_tolerance(trained, test_set):
+    images, labels = test_set
+    other = tflite.TFLiteModel(tflite.convert(tflite.with_preprocessing(_data.model(), mean=_data.MEAN, std=_data.STD)))
+    with pytest.raises(tflite.ParityError, match=r"accuracy fell .* top-1 agreement"):
+        tflite.check_parity(other, trained, images, labels, max_accuracy_drop=0.5)
+
+
+def test_int8_without_representative_data_is_refused(trained):
+    with pytest.raises(ValueError, match="representative_images"):
+        tflite.convert(trained, quantize="int8")
+    with pytest.raises(ValueError, match="unknown quantization 'int4'.*none, fp16, dynamic, int8"):
+        tflite.convert(trained, quantize="int4")
+
+
+def _det_model():
+    inputs = keras.Input((4, 4, 1))
+    return keras.Model(inputs, keras.layers.Lambda(lambda t: tf.linalg.det(t[..., 0]))(inputs))
+
+
+def test_ops_needing_tf_select_are_named_before_conversion():
+    assert tflite.select_ops(_data.model()) == []
+    assert tflite.select_ops(_det_model()) == ["MatrixDeterminant"]
+    with pytest.raises(ValueError, match="MatrixDeterminant.*allow_select_ops"):
+        tflite.convert(_det_model())
+    assert len(tflite.convert(_det_model(), allow_select_ops=True)) > 0
+
+
+def test_interpreter_resizes_batches_and_measures_latency(trained):
+    model = tflite.TFLiteModel(tflite.convert(trained))
+    images, _ = _data.pixels(70)
+    assert model.predict(images, batch_size=32).shape == (70, _data.CLASSES)
+    assert model.latency(images[:1], runs=3, warmup=1) > 0
+    with pytest.raises(ValueError, match="no images"):
+        model.predict(images[:0])

@@ -1,0 +1,200 @@
+"""Pruning, clustering, quantization-aware training and low rank on tiny models, fine-tuned by the shared loop."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+import _data
+import zoo
+from export import cluster, low_rank, prune, quantize, tflite
+from training import Recipe
+
+RECIPE = Recipe(optimizer="adam", learning_rate=1e-3, epochs=1, batch_size=16, checkpoint_every=3)
+
+
+def _accuracy(model, n=128):
+    images, labels = _data.pixels(n, seed=7)
+    return float(np.mean(model.predict(_data.normalized(images), verbose=0).argmax(-1) == labels))
+
+
+@pytest.fixture(scope="module")
+def trained():
+    return _data.trained_model()
+
+
+# -- pruning ------------------------------------------------------------------------------------------
+
+
+def test_polynomial_pruning_reaches_its_target_and_strips_to_plain_layers(trained, tmp_path):
+    wrapped = prune.prune(trained, sparsity=0.75, schedule="polynomial", end_step=4, frequency=1,
+                          per_layer={"stage1_*": 0.5}, skip=("predictions",))
+    tuned = prune.finetune_pruned(wrapped, _data.train_data, recipe=RECIPE, out_dir=tmp_path, verbose=0)
+    stripped = prune.strip(tuned)
+    assert not any("PruneLowMagnitude" in type(l).__name__ for l in stripped.layers)
+    report = prune.sparsity(stripped)
+    assert report["stage3_block1_1_conv"] == pytest.approx(0.75, abs=0.01)
+    assert report["stage1_block1_1_conv"] == pytest.approx(0.5, abs=0.02)
+    assert report["predictions"] == 0.0
+    assert prune.sparsity(trained)["total"] == 0.0  # the source model is untouched
+
+
+def test_constant_pruning_of_grouped_convolutions(tmp_path):
+    model = zoo.create_model("resnext29_8x64d", input_shape=(12, 12, 1), num_classes=4, cardinality=4,
+                             bottleneck_width=4, stage_widths=(16, 16, 16), stage_depths=(1, 1, 1))
+    assert "stage1_block1_2_conv" in prune.prunable_layers(model)  # a GroupedConv2D
+    wrapped = prune.prune(model, sparsity=0.5, schedule="constant", end_step=10, frequency=1)
+    stripped = prune.strip(prune.finetune_pruned(wrapped, _data.train_data, recipe=RECIPE, out_dir=tmp_path,
+                                                 verbose=0))
+    assert prune.sparsity(stripped)["stage1_block1_2_conv"] == pytest.approx(0.5, abs=0.02)
+
+
+def test_two_by_four_sparsity_zeroes_two_of_every_four_input_weights(trained, tmp_path):
+    wrapped = prune.prune(trained, m_by_n=(2, 4), skip=("stem_conv",))  # one input channel: no block of 4
+    stripped = prune.strip(prune.finetune_pruned(wrapped, _data.train_data, recipe=RECIPE, out_dir=tmp_path,
+                                                 verbose=0))
+    kernel = stripped.get_layer("stage2_block1_2_conv").kernel.numpy()  # (3, 3, in, out), in divisible by 4
+    blocks = np.moveaxis(kernel, 2, -1).reshape(-1, 4)
+    assert np.all(np.sum(blocks == 0, axis=1) >= 2)
+
+
+def test_pruning_errors_name_what_is_accepted(trained):
+    with pytest.raises(ValueError, match="unknown pruning schedule 'cubic'; accepted: constant, polynomial"):
+        prune.prune(trained, schedule="cubic")
+    with pytest.raises(ValueError, match=r"sparsity must be in \[0, 1\); received 1.0"):
+        prune.prune(trained, sparsity=1.0)
+    with pytest.raises(ValueError, match=r"pattern .fc\*. matches no prunable layer.*predictions"):
+        prune.prune(trained, per_layer={"fc*": 0.5})
+
+
+# -- clustering ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("init", ["kmeans++", "linear", "density", "random"])
+def test_clustering_leaves_at_most_k_values_per_kernel(trained, init):
+    stripped = cluster.strip(cluster.cluster(trained, clusters=4, init=init))
+    values = cluster.distinct_values(stripped)
+    assert max(values.values()) <= 4 and values["predictions"] <= 4
+
+
+def test_sparsity_preserving_clustering_keeps_the_zeros(trained, tmp_path):
+    pruned = prune.strip(prune.finetune_pruned(prune.prune(trained, sparsity=0.6, schedule="constant", end_step=10,
+                                                           frequency=1),
+                                               _data.train_data, recipe=RECIPE, out_dir=tmp_path / "p", verbose=0))
+    zeros = pruned.get_layer("stage3_block1_2_conv").kernel.numpy() == 0
+    wrapped = cluster.cluster(pruned, clusters=8, preserve_sparsity=True)
+    clustered = cluster.strip(cluster.finetune_clustered(wrapped, _data.train_data, recipe=RECIPE,
+                                                         out_dir=tmp_path / "c", verbose=0))
+    kernel = clustered.get_layer("stage3_block1_2_conv").kernel.numpy()
+    assert np.all(kernel[zeros] == 0)
+    assert np.unique(kernel).size <= 8
+
+
+def test_clustering_grouped_convolutions_and_errors():
+    model = zoo.create_model("alexnet_2012", input_shape=(12, 12, 1), num_classes=4, widths=(8, 8, 8, 8, 8),
+                             fc_units=16)
+    stripped = cluster.strip(cluster.cluster(model, clusters=3))
+    assert cluster.distinct_values(stripped)["conv2"] <= 3  # a GroupedConv2D (two towers)
+    with pytest.raises(ValueError, match="unknown centroid initialization 'kmeans'; accepted: kmeans\\+\\+, linear"):
+        cluster.cluster(model, init="kmeans")
+    with pytest.raises(ValueError, match="clusters must be an int >= 2; received 1"):
+        cluster.cluster(model, clusters=1)
+
+
+# -- quantization-aware training ----------------------------------------------------------------------
+
+
+def test_qat_finetunes_and_converts_to_int8_close_to_the_float_model(trained, tmp_path):
+    qat = quantize.finetune_quantized(quantize.quantize_aware(trained), _data.train_data,
+                                      recipe=Recipe(optimizer="adam", learning_rate=1e-4, epochs=1, batch_size=16),
+                                      out_dir=tmp_path, verbose=0)
+    flat = tflite.convert(qat, quantize="int8")  # no representative data: the ranges were learned
+    reference = tflite.with_preprocessing(trained, mean=_data.MEAN, std=_data.STD)
+    converted = tflite.TFLiteModel(tflite.convert(tflite.with_preprocessing(qat, mean=_data.MEAN, std=_data.STD),
+                                                  quantize="int8"))
+    images, labels = _data.pixels(128, seed=7)
+    report = tflite.check_parity(converted, reference, images, labels, max_accuracy_drop=2.0)
+    assert report.accuracy > 0.9 and len(flat) > 0
+
+
+@pytest.mark.parametrize("name,options", [
+    ("alexnet_2012", dict(widths=(8, 8, 8, 8, 8), fc_units=16)),  # LRN, grouped convolutions
+    ("stochastic_depth_resnet110", dict(stage_depths=(1, 1, 1))),  # StochasticDepth, zero-padding shortcut
+    ("fractalnet20", dict(channels=(8, 8, 8, 8, 8))),  # FractalJoin, the drop-path sampler
+    ("densenet_bc100_k12", dict(block_config=(1, 1, 1))),  # pre-activation BN after concatenation
+])
+def test_zoo_layers_quantize_and_convert(name, options):
+    model = zoo.create_model(name, input_shape=(12, 12, 1), num_classes=4, **options)
+    qat = quantize.quantize_aware(model)
+    images, _ = _data.pixels(4)
+    flat = tflite.TFLiteModel(tflite.convert(qat, quantize="int8"))
+    assert flat.predict(_data.normalized(images)).shape == (4, 4)
+
+
+class _Custom(keras.layers.Layer):
+    def call(self, x):
+        return tf.sin(x)
+
+
+def test_a_layer_without_a_quantization_rule_is_named():
+    inputs = keras.Input((4, 4, 1))
+    x = keras.layers.Conv2D(2, 3, name="conv")(inputs)
+    model = keras.Model(inputs, _Custom(name="sine")(x))
+    with pytest.raises(quantize.UnsupportedLayerError, match=r"sine \(.*_Custom\).*QuantizeConfig"):
+        quantize.quantize_aware(model)
+    with pytest.raises(ValueError, match="unknown preserve 'zeros'; accepted: none, sparsity, clusters"):
+        quantize.quantize_aware(_data.model(), preserve="zeros")
+
+
+@pytest.mark.parametrize("preserve", ["sparsity", "clusters", "sparsity_clusters"])
+def test_collaborative_qat_keeps_zeros_and_shared_values(trained, preserve):
+    model = trained
+    if "sparsity" in preserve:
+        model = prune.strip(prune.prune(model, sparsity=0.5, schedule="constant", end_step=10))
+        model.get_layer("stage2_block1_2_conv").kernel.assign(
+            tf.where(tf.abs(model.get_layer("stage2_block1_2_conv").kernel) < 0.02, 0.0,
+                     model.get_layer("stage2_block1_2_conv").kernel))
+    if "clusters" in preserve:
+        model = cluster.strip(cluster.cluster(model, clusters=8, preserve_sparsity="sparsity" in preserve))
+    qat = quantize.quantize_aware(model, preserve=preserve)
+    assert len(tflite.convert(qat, quantize="int8")) > 0
+
+
+# -- low rank -----------------------------------------------------------------------------------------
+
+
+def _rank_k(shape, k, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=(shape[0], k)) @ rng.normal(size=(k, shape[1]))).astype(np.float32) / k
+
+
+def test_low_rank_is_exact_on_low_rank_kernels():
+    inputs = keras.Input((10, 10, 6))
+    x = keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu", name="conv")(inputs)
+    x = keras.layers.Conv2D(12, 1, name="pointwise")(x)
+    x = keras.layers.Flatten()(x)
+    outputs = keras.layers.Dense(40, activation="relu", name="fc")(x)
+    model = keras.Model(inputs, outputs)
+    conv = _rank_k((3 * 6, 3 * 16), 2).reshape(3, 6, 3, 16).transpose(0, 2, 1, 3)  # (kh, cin) x (kw, cout) rank 2
+    model.get_layer("conv").kernel.assign(conv)
+    model.get_layer("pointwise").kernel.assign(_rank_k((16, 12), 3).reshape(1, 1, 16, 12))
+    model.get_layer("fc").kernel.assign(_rank_k((300, 40), 4))
+    x = np.random.default_rng(1).normal(size=(3, 10, 10, 6)).astype(np.float32)
+    small, report = low_rank.low_rank(model, energy=0.999999)
+    assert {(f.layer, f.kind, f.rank) for f in report} == {("conv", "separable", 2), ("pointwise", "conv1x1", 3),
+                                                           ("fc", "dense", 4)}
+    assert small.count_params() < model.count_params()
+    np.testing.assert_allclose(small.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-4, atol=1e-4)
+    assert small.get_layer("conv_lowrank").kernel.shape == (3, 1, 6, 2)
+
+
+def test_low_rank_by_rank_on_a_zoo_model_and_its_errors():
+    model = zoo.create_model("alexnet_2012", input_shape=(28, 28, 1), num_classes=10, widths=(48, 128, 192, 192, 128),
+                             fc_units=256)
+    small, report = low_rank.low_rank(model, rank=16, layers=("fc6", "fc7"))
+    assert [f.layer for f in report] == ["fc6", "fc7"]
+    assert small.count_params() == model.count_params() - sum(f.params_before - f.params_after for f in report)
+    with pytest.raises(ValueError, match="exactly one of rank and energy"):
+        low_rank.low_rank(model, rank=4, energy=0.9)
+    with pytest.raises(ValueError, match="pattern 'fc9' matches no Dense or Conv2D layer"):
+        low_rank.low_rank(model, rank=4, layers=("fc9",))
