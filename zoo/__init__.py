@@ -35,12 +35,15 @@ from zoo._registry import (  # noqa: E402  (the environment must be set first)
     model_info,
     strip_training_outputs,
 )
+from zoo._predict import Prediction, Predictor, predict  # noqa: E402  (TensorFlow loads on first use)
 from zoo._weights import PretrainedWeights, get_weights_info, list_pretrained  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ModelInfo",
+    "Prediction",
+    "Predictor",
     "PretrainedWeights",
     "create_model",
     "get_weights_info",
@@ -48,5 +51,6 @@ __all__ = [
     "list_models",
     "list_pretrained",
     "model_info",
+    "predict",
     "strip_training_outputs",
 ]

@@ -1,104 +1,119 @@
-"""``make demo``: train a small zoo CNN on real Fashion-MNIST, evaluate it on the full test set, draw the results.
+"""``make demo``: load the default pretrained model, evaluate it on Fashion-MNIST, show its predictions.
 
-    $ python -m zoo.demo [--out DIR]
+    $ python -m zoo.demo [--weights ARCH.TAG] [--out DIR]
 
-A ResNet with two basic blocks per stage (`resnet20` with ``stage_depths=(2, 2, 2)``, ResNet-14,
-173K parameters) trains for a few epochs with momentum SGD and a cosine schedule with warmup, about
-four minutes on two CPU cores, and reaches about 90% test accuracy. The run goes through
-`training.runs.train_run`, the same code as ``zoo train``; its directory (``demo_out/`` by default)
-ends up with ``eval.json``, ``confusion_matrix.png``, ``curves.png`` and the weights.
-
-Running it again: an unfinished demo run of the same recipe (one that was interrupted) resumes from
-its last checkpoint; anything else in the directory that is a run (a finished demo, another
-recipe) is deleted and training starts fresh, so the demo always shows a whole training run.
-
-The pretrained-weights issue will replace the training here with loading published weights.
+No training: the weights ship in the package (``zoo/weights/``, sha256-checked on load). The model
+runs through `zoo.Predictor`, the package's fast path (the float32 model with its normalization,
+converted once to TFLite and run by the LiteRT interpreter), on the real Fashion-MNIST test set, or,
+when no Fashion-MNIST source is installed, on the 100 sample images shipped with the package (the
+demo says which). It prints the accuracy (and the accuracy recorded in the weights' metadata), a few
+predictions, and writes ``samples.png`` (images with predicted and true labels) and
+``confusion_matrix.png`` to ``demo_out/``. About a minute on two cores, most of it TensorFlow's start.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 import time
+
+import numpy as np
 
 import zoo
 
 OUT_DIR = "demo_out"
+DEFAULT_WEIGHTS = "resnet20.fashion_mnist"
 
 
-def _demo_run():
-    from training.recipes import Recipe, Schedule
-    from training.runs import RunSpec
+def _test_set(meta):
+    """Raw test images and labels: the full test split, or the package's sample; and where they came from."""
+    from training.data import load_dataset
 
-    spec = RunSpec(model="resnet20", dataset="fashion_mnist", options={"stage_depths": (2, 2, 2)})
-    recipe = Recipe(optimizer="momentum", learning_rate=0.1, schedule=Schedule(kind="cosine", warmup_epochs=0.3),
-                    epochs=3, batch_size=128, seed=0)
-    return spec, recipe
+    try:
+        data, info = load_dataset(meta.provenance.dataset, "test", batch_size=2048, normalize=False, shuffle=False)
+    except (OSError, ValueError, ImportError) as err:  # no source: the error lists those tried
+        from zoo._weights import sample_images
+
+        images, labels = sample_images(meta.provenance.dataset)
+        print(f"The {meta.provenance.dataset} test set is not available here ({err}).\nEvaluating on the "
+              f"{len(labels)} sample test images shipped in the package instead (10 per class).\n")
+        return np.asarray(images, np.float32), np.asarray(labels), "the package's sample"
+    images, labels = zip(*((x.numpy(), y.numpy()) for x, y in data))
+    return np.round(np.concatenate(images) * 255.0), np.concatenate(labels), f"{info.source}, the full test split"
 
 
-def _prepare(out_dir: str, spec, recipe) -> bool:
-    """Whether to resume the run in ``out_dir``; clears a run that is finished or of another recipe."""
-    from training import runs
+def samples_png(images, labels, predicted, probabilities, class_names, path, *, count: int = 24) -> str:
+    """A grid of ``count`` images titled with the predicted label (its probability) and the true one."""
+    from training.plots import _figure
 
-    saved = runs.saved_run(out_dir)
-    if (saved is not None and not saved.finished and saved.recipe == recipe and saved.spec is not None
-            and saved.spec.to_dict() == spec.resolve().to_dict()):
-        print(f"Resuming the interrupted demo run in {out_dir}/ ({saved.describe()}).")
-        return True
-    if saved is not None or os.path.exists(os.path.join(out_dir, runs.RUN_FILE)):
-        why = "finished" if saved is not None and saved.finished else "of another recipe or unfinished"
-        print(f"Starting fresh: removing the previous demo run in {out_dir}/ ({why}).")
-        shutil.rmtree(out_dir)
-    return False
+    cols = 8
+    rows = -(-min(count, len(images)) // cols)
+    fig = _figure((cols * 1.6, rows * 1.9))
+    for i in range(min(count, len(images))):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        ax.imshow(np.squeeze(images[i]), cmap="gray_r", vmin=0, vmax=255)
+        ok = predicted[i] == labels[i]
+        ax.set_title(f"{class_names[predicted[i]]} {probabilities[i]:.0%}\n(true: {class_names[labels[i]]})",
+                     fontsize=7, color="black" if ok else "crimson")
+        ax.axis("off")
+    fig.suptitle("Predicted (probability) and true labels; wrong ones in red", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m zoo.demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=OUT_DIR, help=f"the run directory (default: {OUT_DIR})")
+    parser.add_argument("--weights", default=DEFAULT_WEIGHTS, help=f"pretrained weights (default {DEFAULT_WEIGHTS})")
+    parser.add_argument("--out", default=OUT_DIR, help=f"where the PNGs go (default: {OUT_DIR})")
     args = parser.parse_args(argv)
     started = time.perf_counter()
 
     families = zoo.list_families()
-    print(f"keras-zoo {zoo.__version__}: {len(zoo.list_models())} models in {len(families)} families "
-          f"({', '.join(f.name for f in families)}).")
-    print("`zoo list` prints the table with params and FLOPs, `zoo info NAME` a model's card.\n")
+    print(f"keras-zoo {zoo.__version__}: {len(zoo.list_models())} models in {len(families)} families; pretrained "
+          f"weights for {len(zoo.list_pretrained())}: {', '.join(zoo.list_pretrained())}.")
+    print("`zoo list --pretrained` prints them with params and FLOPs; docs/pretrained.md has each one's recipe.\n")
 
-    from training import runs
-
-    spec, recipe = _demo_run()
     try:
-        resume = _prepare(args.out, spec, recipe)
-        from training.data import load_dataset
-
-        train_info = load_dataset(spec.dataset, "train", batch_size=recipe.batch_size)[1]
-        test_info = load_dataset(spec.dataset, "test", batch_size=recipe.batch_size)[1]
-    except (OSError, ValueError) as err:  # no Fashion-MNIST source: the error lists those tried
+        meta = zoo.get_weights_info(args.weights)
+    except ValueError as err:
         print(f"demo: error: {err}", file=sys.stderr)
-        return 1
+        return 2
+    predictor = zoo.Predictor.from_pretrained(meta.name)
+    print(f"Loaded {meta.name}: {meta.metrics.params:,} params, {meta.source.size_bytes / 1e6:.2f} MB, sha256 "
+          f"{meta.source.sha256[:16]}... verified; trained by `{meta.provenance.command}`.")
+    print(f"Running on the fast path: TFLite float32 in the LiteRT interpreter ({predictor.backend}).\n")
 
-    options = ", ".join(f"{k}={v}" for k, v in spec.options.items())
-    params = runs.build_model(spec).count_params()
-    print(f"Training {spec.model} ({options}; {params:,} params) on Fashion-MNIST: {train_info.num_examples} train "
-          f"images, {test_info.num_examples} test, from {train_info.source}.")
-    print(f"Recipe: {recipe.epochs} epochs, optimizer {recipe.optimizer!r}, batch {recipe.batch_size}, learning rate "
-          f"{recipe.learning_rate} ({recipe.schedule.warmup_epochs:g} epochs of warmup, then {recipe.schedule.kind} "
-          "decay); validation on the test set after each epoch.\n")
-    train_start = time.perf_counter()
-    run = runs.train_run(spec, recipe=recipe, out_dir=args.out, resume=resume, command="python -m zoo.demo")
-    trained = time.perf_counter() - train_start
+    images, labels, source = _test_set(meta)
+    start = time.perf_counter()
+    result = predictor(images, batch_size=256)
+    seconds = time.perf_counter() - start
+    accuracy = float(np.mean(result.class_ids == labels))
+    names = meta.head.class_names
+    print(f"Test accuracy on {len(labels):,} images ({source}): {accuracy:.2%}  "
+          f"({len(labels) / seconds:,.0f} images/s)")
+    if len(labels) == meta.metrics.num_examples:
+        print(f"The weights' metadata records {meta.metrics.top1:.2%} on the same images (zoo eval, Keras float32).")
+    print("\nA few predictions:")
+    for i in range(8):
+        mark = "" if result.class_ids[i] == labels[i] else "   <- wrong"
+        print(f"  image {i}: {result.labels[i]:<12s} ({result.probabilities[i].max():.1%})  true: {names[labels[i]]}"
+              f"{mark}")
 
-    print(f"\nFinal model on the full Fashion-MNIST test set: {run.evaluation.summary()}")
-    print(runs.per_class_table(run.evaluation))
-    print(f"\nTraining and evaluation took {trained / 60:.1f} min; the demo {(time.perf_counter() - started) / 60:.1f} "
-          "min in all.")
-    print(f"Confusion matrix: {run.files['confusion_matrix']}")
-    print(f"Training curves:  {run.files['curves']}")
-    print(f"Weights and logs: {args.out}/ (final_weights.h5; TensorBoard: tensorboard --logdir {args.out}/logs)")
-    options = " ".join(f"-o '{k}={str(v).replace(' ', '')}'" for k, v in spec.options.items())
-    print(f"Evaluate again:   zoo eval {spec.model} --weights {run.files['final_weights']} --dataset {spec.dataset} "
-          f"{options}")
+    from training.plots import confusion_matrix_png
+
+    os.makedirs(args.out, exist_ok=True)
+    matrix = np.zeros((len(names), len(names)), np.int64)
+    np.add.at(matrix, (labels, result.class_ids), 1)
+    confusion = confusion_matrix_png(matrix, os.path.join(args.out, "confusion_matrix.png"), class_names=names,
+                                     title=f"{meta.name} on {source}")
+    samples = samples_png(images, labels, result.class_ids, result.probabilities.max(-1), names,
+                          os.path.join(args.out, "samples.png"))
+    print(f"\nWrote {samples} and {confusion}.")
+    print(f"Evaluate with Keras: zoo eval {meta.arch} --weights {meta.name} --dataset {meta.provenance.dataset}")
+    print(f"Export for devices:  zoo export {meta.arch} --weights {meta.name} --quantize int8 --out exports/{meta.arch}")
+    print(f"The demo took {time.perf_counter() - started:.0f} s.")
     return 0
 
 

@@ -10,6 +10,7 @@ import shutil
 
 import pytest
 
+import zoo
 from zoo.cli import _key_value, main
 
 TINY = ["resnet20", "--dataset", "digits", "-o", "stage_depths=(1,1,1)", "--limit", "256",
@@ -172,20 +173,20 @@ def test_help_lists_the_training_commands(capsys):
     assert all(f"    {command} " in out for command in ("train", "eval", "finetune"))
 
 
-def test_demo_resumes_only_an_unfinished_run_of_its_recipe(run, tmp_path, capsys):
-    from training.runs import saved_run
-    from zoo.demo import _prepare
+def test_demo_evaluates_the_shipped_sample_when_the_dataset_is_missing(tmp_path, capsys, monkeypatch):
+    import training.data
+    from zoo import demo
+    from zoo._weights import sample_images
 
-    source, _, _ = run
-    saved = saved_run(source)
-    out = tmp_path / "demo"
-    shutil.copytree(source, out)
-    assert _prepare(str(out), saved.spec, saved.recipe.replace(epochs=2)) is False  # finished at 1: fresh
-    assert not out.exists() and "Starting fresh" in capsys.readouterr().out
+    def missing(*args, **kwargs):
+        raise FileNotFoundError("no Fashion-MNIST source (tried: test)")
 
-    shutil.copytree(source, out)
-    longer = saved.recipe.replace(epochs=2)
-    (out / "recipe.json").write_text(json.dumps(longer.to_dict()))  # as if interrupted after epoch 1 of 2
-    assert _prepare(str(out), saved.spec, longer) is True and (out / "final_weights.h5").exists()
-    assert _prepare(str(out), saved.spec, longer.replace(learning_rate=0.2)) is False  # another recipe
-    assert not out.exists()
+    monkeypatch.setattr(training.data, "load_dataset", missing)
+    assert demo.main(["--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    meta = zoo.get_weights_info(demo.DEFAULT_WEIGHTS)
+    _, labels = sample_images("fashion_mnist")
+    expected = sum(int(p == t) for p, t in zip(meta.sample_predictions, labels)) / len(labels)
+    assert "not available here (no Fashion-MNIST source" in out and "100 sample test images" in out
+    assert f"Test accuracy on 100 images (the package's sample): {expected:.2%}" in out
+    assert (tmp_path / "samples.png").stat().st_size > 10_000 and (tmp_path / "confusion_matrix.png").exists()

@@ -1,0 +1,36 @@
+"""zoo.Predictor: raw images in, the float model's predictions out, on the fast paths."""
+
+import numpy as np
+import pytest
+
+import zoo
+from zoo._weights import sample_images
+
+
+@pytest.fixture(scope="module")
+def samples():
+    return sample_images("fashion_mnist")
+
+
+@pytest.mark.parametrize("backend", ["tflite", "function"])
+def test_predictor_matches_the_keras_model_on_raw_images(samples, backend):
+    images, labels = samples
+    meta = zoo.get_weights_info("resnet20.fashion_mnist")
+    model = zoo.create_model("resnet20", weights="fashion_mnist")
+    expected = model.predict(meta.input.normalize(images), verbose=0)
+    predictor = zoo.Predictor.from_pretrained("resnet20.fashion_mnist", backend=backend)
+    np.testing.assert_allclose(predictor.logits(images), expected, atol=1e-4)
+    result = predictor(images[:5])
+    np.testing.assert_array_equal(result.class_ids, expected[:5].argmax(-1))
+    assert result.labels == tuple(meta.head.class_names[i] for i in result.class_ids)
+    np.testing.assert_allclose(result.probabilities.sum(-1), 1.0, rtol=1e-5)
+    assert predictor(images[0]).class_ids.shape == (1,)  # one [28, 28] image
+
+
+def test_predictor_errors_name_what_is_accepted(samples):
+    images, _ = samples
+    with pytest.raises(ValueError, match="unknown backend 'onnx'; accepted: tflite, function"):
+        zoo.Predictor.from_pretrained("resnet20.fashion_mnist", backend="onnx")
+    predictor = zoo.Predictor.from_pretrained("resnet20.fashion_mnist", backend="function")
+    with pytest.raises(ValueError, match=r"images must be \[N, 28, 28, 1\].*received shape \(2, 32, 32\)"):
+        predictor(np.zeros((2, 32, 32), np.uint8))

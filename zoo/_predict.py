@@ -1,0 +1,118 @@
+"""Fast inference: raw images in, probabilities and class names out.
+
+``model.predict`` rebuilds its data pipeline on every call (about 47 ms for one 28x28 image here); a
+`Predictor` converts the model once and then runs it on the fast path:
+
+- ``backend="tflite"`` (default): the float32 model with its normalization, converted to TFLite and
+  run by the LiteRT interpreter (about 0.3 ms per image for ResNet-20), outputs equal to Keras'
+  to float32 rounding;
+- ``backend="function"``: a ``tf.function`` traced once for ``[None, H, W, C]`` inputs (about 2.4 ms).
+
+    >>> predictor = Predictor.from_pretrained("resnet20.fashion_mnist")  # doctest: +SKIP
+    >>> result = predictor(images)  # uint8 [N, 28, 28] or [N, 28, 28, 1]  # doctest: +SKIP
+    >>> result.labels[:3]  # doctest: +SKIP
+    ('Ankle boot', 'Pullover', 'Trouser')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["BACKENDS", "Prediction", "Predictor", "predict"]
+
+BACKENDS = ("tflite", "function")
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+    """What a `Predictor` returns for a batch."""
+
+    probabilities: np.ndarray  # float32 [N, classes]
+    class_ids: np.ndarray  # int64 [N]
+    labels: tuple[str, ...]  # the class names of class_ids
+
+
+class Predictor:
+    """A model ready for fast inference on raw images.
+
+    Args:
+        model: a ``tf_keras`` model with normalized input and logits out (auxiliary outputs are dropped).
+        mean, std, scale: its input normalization, ``(x * scale - mean) / std``.
+        class_names: one name per class (default the class indices as text).
+        backend: ``"tflite"`` or ``"function"`` (see the module docstring).
+        num_threads: interpreter threads for the TFLite backend.
+
+    Raises:
+        ValueError: an unknown backend or normalization that does not fit the model.
+    """
+
+    def __init__(self, model, *, mean: Sequence[float], std: Sequence[float], scale: float = 1 / 255,
+                 class_names: Sequence[str] | None = None, backend: str = "tflite", num_threads: int = 2):
+        import tensorflow as tf
+
+        from export import tflite
+        from zoo._registry import strip_training_outputs
+
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; accepted: {', '.join(BACKENDS)}")
+        model = strip_training_outputs(model)
+        pixels = tflite.with_preprocessing(model, mean=mean, std=std, scale=scale)
+        self.input_shape = tuple(int(d) for d in model.input_shape[1:])
+        classes = int(model.output_shape[-1])
+        self.class_names = tuple(str(i) for i in range(classes)) if class_names is None else tuple(class_names)
+        if len(self.class_names) != classes:
+            raise ValueError(f"class_names must have one entry per class ({classes}); received {len(self.class_names)}")
+        self.backend = backend
+        if backend == "tflite":
+            self._run = tflite.TFLiteModel(tflite.convert(pixels), num_threads=num_threads)
+        else:
+            fn = tf.function(lambda x: pixels(x, training=False),
+                             input_signature=[tf.TensorSpec([None, *self.input_shape], tf.float32)])
+            self._run = lambda x: fn(x).numpy()
+
+    @classmethod
+    def from_pretrained(cls, name: str, *, backend: str = "tflite", **kwargs) -> "Predictor":
+        """A predictor for shipped weights ``arch.tag`` (their normalization and class names applied)."""
+        from zoo._registry import create_model
+        from zoo._weights import get_weights_info
+
+        meta = get_weights_info(name)
+        model = create_model(meta.arch, weights=meta.tag)
+        return cls(model, mean=meta.input.mean, std=meta.input.std, scale=meta.input.scale,
+                   class_names=meta.head.class_names, backend=backend, **kwargs)
+
+    def _images(self, images) -> np.ndarray:
+        x = np.asarray(images)
+        h, w, c = self.input_shape
+        if x.shape == (h, w, c) or (c == 1 and x.shape == (h, w)):  # one image
+            x = x[None]
+        if c == 1 and x.ndim == 3:  # [N, H, W] grayscale
+            x = x[..., None]
+        if tuple(x.shape[1:]) != self.input_shape:
+            raise ValueError(f"images must be [N, {h}, {w}, {c}] raw pixels (or one image, or [N, {h}, {w}] for one "
+                             f"channel); received shape {tuple(np.asarray(images).shape)}")
+        return x.astype(np.float32)
+
+    def logits(self, images, *, batch_size: int = 64) -> np.ndarray:
+        """Logits for raw images."""
+        x = self._images(images)
+        return np.concatenate([self._run(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+
+    def __call__(self, images, *, batch_size: int = 64) -> Prediction:
+        logits = self.logits(images, batch_size=batch_size)
+        z = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        probabilities = (z / z.sum(axis=-1, keepdims=True)).astype(np.float32)
+        ids = probabilities.argmax(-1).astype(np.int64)
+        return Prediction(probabilities=probabilities, class_ids=ids, labels=tuple(self.class_names[i] for i in ids))
+
+
+def predict(name: str, images, *, backend: str = "tflite") -> Prediction:
+    """One-off prediction with shipped weights ``arch.tag`` (build a `Predictor` to reuse it).
+
+    Example:
+        >>> predict("resnet20.fashion_mnist", images).labels  # doctest: +SKIP
+    """
+    return Predictor.from_pretrained(name, backend=backend)(images)
