@@ -224,7 +224,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _args_finetune(parser: argparse.ArgumentParser) -> None:
-    _add_model_args(parser, weights="weights of the source model (an .h5 file or a checkpoint prefix)")
+    _add_model_args(parser, weights="weights of the source model: shipped pretrained weights (DEFAULT, a tag, or "
+                                    "ARCH.TAG), an .h5 file or a checkpoint prefix")
     parser.add_argument("--source-classes", type=int, default=10, metavar="K",
                         help="classes of the source model's head (default: 10)")
     parser.add_argument("--num-classes", type=int, metavar="K", help="classes of the new head (default: the dataset's)")
@@ -235,9 +236,13 @@ def _args_finetune(parser: argparse.ArgumentParser) -> None:
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
     from training.runs import RunSpec
+    from zoo import _weights
 
-    if not (os.path.exists(args.weights) or os.path.exists(f"{args.weights}.index")):
-        return _fail(f"--weights {args.weights}: no such file (nor checkpoint {args.weights}.index)")
+    pretrained = _weights.resolve(args.name, args.weights)
+    if pretrained is None and not (os.path.exists(args.weights) or os.path.exists(f"{args.weights}.index")):
+        tags = _weights.tags(args.name)
+        names = f"; nor pretrained weights of {args.name} ({', '.join(['DEFAULT', *tags])})" if tags else ""
+        return _fail(f"--weights {args.weights}: no such file (nor checkpoint {args.weights}.index){names}")
     return _run(args, RunSpec(model=args.name, dataset=args.dataset, options=_options(args.options),
                               input_shape=args.input_shape and tuple(args.input_shape), limit=args.limit,
                               num_classes=args.num_classes, source_weights=args.weights,
