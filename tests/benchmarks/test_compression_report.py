@@ -1,0 +1,51 @@
+"""benchmarks/compression.py: its summary and markdown from a results dict, and one tiny real variant.
+
+No size or speed assertions on real models: those figures come from running the benchmark.
+"""
+
+import importlib.util
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("compression", os.path.join(ROOT, "benchmarks", "compression.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _variant(name, compression, change):
+    parity = {"examples": 100, "top1_agreement": 0.99, "float_accuracy": 0.9, "accuracy": 0.9 + change / 100,
+              "max_abs_diff": 0.1}
+    return {"name": name, "description": name, "file": f"{name}.tflite", "size_bytes": 1000, "gzip_bytes": 900,
+            "float32_weight_bytes": int(900 * compression), "conversion": parity, "parity": parity,
+            "latency_ms_batch1": 0.3, "images_per_s_batch64": 3000.0, "compression": compression,
+            "accuracy_change_pt": change}
+
+
+def test_summary_picks_the_best_variant_within_half_a_point(bench, tmp_path):
+    results = {"updated": "now", "machine": "test", "models": {
+        "alexnet_2012.fashion_mnist": {"arch": "alexnet_2012", "family": "alexnet", "params": 10, "float_top1": 0.9,
+                                       "test_examples": 100, "finetune_steps": 1, "variants": [
+                                           _variant("int8", 4.0, -0.2), _variant("deep_compression", 40.0, -0.4),
+                                           _variant("pruned", 60.0, -3.0),
+                                           {"name": "x", "description": "x", "error": "ParityError: ..."}]},
+        "resnet20.fashion_mnist": {"arch": "resnet20", "family": "resnet", "params": 10, "float_top1": 0.9,
+                                   "test_examples": 100, "finetune_steps": 1, "variants": [_variant("int8", 4.0, -0.7)]},
+    }, "inference": {"model.predict": 47.0, "tf.function": 2.4, "tflite_fp32": 0.37, "tflite_int8": 0.14}}
+    summary = bench.summarize(results)
+    assert summary["alexnet_2012.fashion_mnist"]["best"]["name"] == "deep_compression"
+    assert summary["alexnet_2012.fashion_mnist"]["ratio_ok"] is True and summary["alexnet_2012.fashion_mnist"]["int8_ok"]
+    assert summary["resnet20.fashion_mnist"]["best"] is None and not summary["resnet20.fashion_mnist"]["int8_ok"]
+    path = tmp_path / "compression.md"
+    bench.write_markdown(results, str(path))
+    text = path.read_text()
+    assert "| `alexnet_2012.fashion_mnist` | 40.0x (`deep_compression`) | -0.40 | 35x | ✓ |" in text
+    assert "2.64x** faster than TFLite float32" in text and "failed: ParityError" in text
