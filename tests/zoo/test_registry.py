@@ -32,7 +32,7 @@ def test_list_models_globs_exclude_and_natural_sort():
         "resnet110", "resnet152"]
     assert zoo.list_models(["vgg1[16]*"], exclude=["*_bn"]) == ["vgg11", "vgg16"]
     assert zoo.list_models("no_such_*") == []
-    assert zoo.list_models(pretrained=True) == ["resnet20"]  # what ships in zoo/weights (tests/zoo/test_weights.py)
+    assert "resnet20" in zoo.list_models(pretrained=True)  # what ships: tests/zoo/test_weights.py
 
 
 def test_unknown_name_names_close_matches():
