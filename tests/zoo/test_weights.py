@@ -52,6 +52,10 @@ def test_what_ships():
     assert get_weights_info(FM).default
 
 
+def test_the_shipped_weights_stay_small_together():
+    assert sum(get_weights_info(n).source.size_bytes for n in SHIPPED) <= 60_000_000
+
+
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_file_matches_its_metadata(name):
     meta = get_weights_info(name)
