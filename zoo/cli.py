@@ -367,6 +367,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
                                cluster=args.cluster, low_rank=args.low_rank, quantize=args.quantize),)
     model = zoo.create_model(args.name, weights=args.weights, **_options(args.options))
     shape = tuple(model.input_shape[1:])
+    select = tflite.select_ops(zoo.strip_training_outputs(model))
+    print(f"TFLite builtins cover every op of {args.name}" if not select else
+          f"{args.name} needs TF Select for: {', '.join(select)} (conversion will fail without allow_select_ops)")
     data = pipeline.load_export_data(args.dataset, test_limit=args.test_limit, input_shape=shape[:2])
     results, failures = [], []
     for plan in plans:
