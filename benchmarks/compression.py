@@ -9,7 +9,7 @@ Issue 5, items 5 and 6. Run from the repository root::
 For each shipped ``arch.tag`` it runs `export.pipeline.export_variant` for the standard plans (float32,
 FP16, dynamic range, PTQ int8, QAT int8, pruned, clustered, pruned + PTQ int8, pruned + clustered + QAT
 int8) and a "deep compression" plan (Han et al. 2016: prune, share weights, quantize; 90% sparsity for
-the dense-heavy AlexNet and VGG models, 80% elsewhere). Each variant is fine-tuned by the shared loop
+the dense-heavy AlexNet and VGG models, 70% elsewhere). Each variant is fine-tuned by the shared loop
 (``--finetune-steps`` per stage), converted, checked against the float model on the Fashion-MNIST test
 set (accuracy change, top-1 agreement, max logit difference), and measured: ``.tflite`` size, gzip'd
 size, compression against the float32 weights, LiteRT latency at batch 1 and throughput at batch 64
@@ -48,12 +48,14 @@ TARGETS = {"int8_drop_pt": 0.5, "dense_heavy_ratio": 35.0, "resnet20_ratio": 10.
 def plans_for(family: str):
     from export.pipeline import STANDARD_PLANS, Plan
 
-    sparsity = 0.9 if family in DENSE_HEAVY else 0.8
+    # The standard plans prune to 80%; the dense-heavy models take 90% (the paper's AlexNet: 89%), the
+    # small convolutional ones a gentler 70%.
+    sparsity = 0.9 if family in DENSE_HEAVY else 0.7
     return (*STANDARD_PLANS, Plan("deep_compression", prune=sparsity, cluster=16, quantize="qat"))
 
 
 def run_model(name: str, *, finetune_steps: int, test_limit: int | None, out_dir: str, latency_runs: int,
-              log=print) -> dict[str, Any]:
+              plans: Sequence[str] | None = None, log=print) -> dict[str, Any]:
     from export import pipeline
 
     meta = zoo.get_weights_info(name)
@@ -62,7 +64,8 @@ def run_model(name: str, *, finetune_steps: int, test_limit: int | None, out_dir
                                      input_shape=tuple(meta.input.shape[:2]))
     family = zoo.model_info(meta.arch).family
     rows = []
-    for plan in plans_for(family):
+    chosen = [p for p in plans_for(family) if plans is None or p.name in plans]
+    for plan in chosen:
         start = time.perf_counter()
         try:
             result = pipeline.export_variant(model, plan, data=data, out_dir=os.path.join(out_dir, name),
@@ -85,7 +88,8 @@ def run_model(name: str, *, finetune_steps: int, test_limit: int | None, out_dir
 
 
 def inference_paths(*, runs: int = 200) -> dict[str, float]:
-    """Milliseconds for one 28x28 image through resnet20.fashion_mnist by each path (medians)."""
+    """Milliseconds for one 28x28 image through resnet20.fashion_mnist by each path: medians over rounds
+    that alternate the paths. The TFLite times include setting the input and reading the output."""
     import numpy as np
     import tensorflow as tf
 
@@ -100,25 +104,28 @@ def inference_paths(*, runs: int = 200) -> dict[str, float]:
     calibration = np.asarray(images, np.float32).reshape(-1, 28, 28, 1)
     raw = calibration[:1]
 
-    def median_ms(fn, n):
-        for _ in range(5):
-            fn()
+    def times_ms(fn, n):
         times = []
         for _ in range(n):
             start = time.perf_counter()
             fn()
-            times.append(time.perf_counter() - start)
-        return 1000 * float(np.median(times))
+            times.append(1000 * (time.perf_counter() - start))
+        return times
 
     fn = tf.function(lambda t: model(t, training=False), input_signature=[tf.TensorSpec([None, 28, 28, 1])])
     fp32 = tflite.TFLiteModel(tflite.convert(pixels))
     int8 = tflite.TFLiteModel(tflite.convert(pixels, quantize="int8", representative_images=calibration))
-    return {
-        "model.predict": median_ms(lambda: model.predict(x, verbose=0), max(10, runs // 10)),
-        "tf.function": median_ms(lambda: fn(x), runs),
-        "tflite_fp32": 1000 * fp32.latency(raw, runs=runs),
-        "tflite_int8": 1000 * int8.latency(raw, runs=runs),
-    }
+    paths = {"model.predict": lambda: model.predict(x, verbose=0), "tf.function": lambda: fn(x),
+             "tflite_fp32": lambda: fp32(raw), "tflite_int8": lambda: int8(raw)}
+    for call in paths.values():  # warm-up: tracing, allocation
+        for _ in range(5):
+            call()
+    samples: dict[str, list[float]] = {name: [] for name in paths}
+    rounds = 10  # alternate the paths, so a noisy moment on the shared machine hits them all
+    for _ in range(rounds):
+        for name, call in paths.items():
+            samples[name] += times_ms(call, max(2, runs // (rounds * (10 if name == "model.predict" else 1))))
+    return {name: float(np.median(t)) for name, t in samples.items()}
 
 
 def summarize(results: dict[str, Any]) -> dict[str, Any]:
@@ -228,6 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--finetune-steps", type=int, default=300, help="fine-tuning steps per stage (default 300)")
     parser.add_argument("--test-limit", type=int, help="test images for the parity checks (default: all)")
     parser.add_argument("--latency-runs", type=int, default=100)
+    parser.add_argument("--plans", nargs="*", help="only these variants (default: all; e.g. int8 deep_compression)")
     parser.add_argument("--quick", action="store_true", help="resnet20 only, 20 steps, 1,000 test images")
     parser.add_argument("--no-inference", action="store_true", help="skip the batch-1 inference paths")
     parser.add_argument("--json", default=DEFAULT_JSON)
@@ -246,7 +254,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in names:
             log(f"{name}:")
             results["models"][name] = run_model(name, finetune_steps=args.finetune_steps, test_limit=args.test_limit,
-                                                out_dir=args.out or tmp, latency_runs=args.latency_runs, log=log)
+                                                out_dir=args.out or tmp, latency_runs=args.latency_runs,
+                                                plans=args.plans, log=log)
     if not args.no_inference:
         results["inference"] = inference_paths(runs=args.latency_runs * 2)
         log("batch-1 paths (ms): " + ", ".join(f"{k} {v:.3f}" for k, v in results["inference"].items()))
