@@ -47,5 +47,6 @@ def test_summary_picks_the_best_variant_within_half_a_point(bench, tmp_path):
     path = tmp_path / "compression.md"
     bench.write_markdown(results, str(path))
     text = path.read_text()
-    assert "| `alexnet_2012.fashion_mnist` | 40.0x (`deep_compression`) | -0.40 | 35x | ✓ |" in text
+    assert "| `alexnet_2012.fashion_mnist` | 40.0x (`deep_compression`) | -0.40 | 35x | ✓ | -0.20 | ✓ | – |" in text
     assert "2.64x** faster than TFLite float32" in text and "failed: ParityError" in text
+    assert summary["alexnet_2012.fashion_mnist"]["int8_speedup"] is None  # no float32 row to compare with
