@@ -1,6 +1,6 @@
 """Quantization-aware training (QAT, int8) with TFMOT, including the zoo's own layers.
 
-Order of operations: (optionally prune / cluster, stripped) → `quantize_aware` (fake-quant wrappers;
+Order of operations: (optionally prune / cluster, stripped) → `quantize_aware` (`fuse_relu`, then fake-quant wrappers;
 with ``preserve="sparsity"``, ``"clusters"`` or ``"sparsity_clusters"`` TFMOT's collaborative schemes
 keep the zeros / shared values) → fine-tune (`finetune_quantized`) → `export.tflite.convert(...,
 quantize="int8")`, which needs no representative data for a QAT model. There is no strip: the
@@ -21,13 +21,14 @@ naming it.
 
 from __future__ import annotations
 
+import copy as copy_module
 import os
 
 import tf_keras as keras
 
 from export._finetune import finetune_wrapped, wrap_layers
 
-__all__ = ["PRESERVE", "UnsupportedLayerError", "finetune_quantized", "quantize_aware", "quantize_scope"]
+__all__ = ["PRESERVE", "UnsupportedLayerError", "finetune_quantized", "fuse_relu", "quantize_aware", "quantize_scope"]
 
 PRESERVE = ("none", "sparsity", "clusters", "sparsity_clusters")
 
@@ -72,12 +73,27 @@ def _configs():
         def get_output_quantizers(self, layer):
             return []
 
+    from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.prune_preserve import (
+        prune_preserve_quantize_registry as prune_preserve,
+    )
+
     class GroupedConvQuantizeConfig(OutputQuantizeConfig):
-        """A grouped convolution: int8 symmetric kernel (per tensor), as TFMOT's Conv2D without per-axis."""
+        """A grouped convolution: int8 symmetric kernel (per tensor), as TFMOT's Conv2D without per-axis.
+
+        With ``preserve_sparsity`` the kernel's zeros stay zero (TFMOT's prune-preserving quantizer);
+        shared values (clusters) are not preserved for this layer.
+        """
+
+        def __init__(self, preserve_sparsity: bool = False):
+            self.preserve_sparsity = preserve_sparsity
 
         def get_weights_and_quantizers(self, layer):
-            return [(layer.kernel, quantizers.LastValueQuantizer(num_bits=8, per_axis=False, symmetric=True,
-                                                                 narrow_range=True))]
+            kind = (prune_preserve.PrunePreserveDefaultWeightsQuantizer if self.preserve_sparsity
+                    else quantizers.LastValueQuantizer)
+            return [(layer.kernel, kind(num_bits=8, per_axis=False, symmetric=True, narrow_range=True))]
+
+        def get_config(self):
+            return {"preserve_sparsity": self.preserve_sparsity}
 
         def set_quantize_weights(self, layer, quantize_weights):
             layer.kernel = quantize_weights[0]
@@ -142,6 +158,55 @@ def _folds(bn) -> bool:
             and inbound.get_config().get("activation") == "linear" and len(inbound._outbound_nodes) == 1)
 
 
+_FUSABLE = ("Conv2D", "DepthwiseConv2D", "Dense")
+
+
+def fuse_relu(model: keras.Model) -> keras.Model:
+    """The same function with each ``Activation("relu")`` / ``ReLU()`` that alone follows a linear Conv2D,
+    DepthwiseConv2D or Dense folded into that layer's ``activation`` (weights copied, names kept).
+
+    Why: TFMOT's 8-bit layout transforms (``LayerReLUQuantize``) give a Conv2D/Dense followed by a separate
+    ReLU layer a no-op quantize config, so its kernel would train and convert unquantized, and the
+    collaborative schemes (PQAT, CQAT) would not preserve its zeros or shared values. The zoo builds
+    non-BN networks (AlexNet, VGG, NiN, SqueezeNet, the classifier heads) that way.
+    """
+    config = copy_module.deepcopy(model.get_config())
+    by_name = {entry["name"]: entry for entry in config["layers"]}
+    consumers: dict[str, int] = {}
+    for entry in config["layers"]:
+        for node in entry["inbound_nodes"]:
+            for inbound in node:
+                consumers[inbound[0]] = consumers.get(inbound[0], 0) + 1
+    outputs = {o[0] for o in config["output_layers"]}
+    renamed: dict[str, str] = {}
+    for entry in config["layers"]:
+        is_relu = (entry["class_name"] == "Activation" and entry["config"].get("activation") == "relu") or (
+            entry["class_name"] == "ReLU" and not any(entry["config"].get(k) for k in ("max_value", "negative_slope",
+                                                                                      "threshold")))
+        if not is_relu or len(entry["inbound_nodes"]) != 1 or len(entry["inbound_nodes"][0]) != 1:
+            continue
+        source = by_name[entry["inbound_nodes"][0][0][0]]
+        if (source["class_name"] in _FUSABLE and source["config"].get("activation") == "linear"
+                and consumers.get(source["name"]) == 1 and source["name"] not in outputs):
+            source["config"]["activation"] = "relu"
+            renamed[entry["name"]] = source["name"]
+    if not renamed:
+        return model
+    config["layers"] = [e for e in config["layers"] if e["name"] not in renamed]
+    for entry in config["layers"]:
+        for node in entry["inbound_nodes"]:
+            for inbound in node:
+                inbound[0] = renamed.get(inbound[0], inbound[0])
+    for output in config["output_layers"]:
+        output[0] = renamed.get(output[0], output[0])
+    custom = {type(layer).__name__: type(layer) for layer in model.layers}
+    fused = keras.Model.from_config(config, custom_objects=custom)
+    for layer in fused.layers:
+        if layer.weights:
+            layer.set_weights(model.get_layer(layer.name).get_weights())
+    return fused
+
+
 def quantize_aware(model: keras.Model, *, preserve: str = "none") -> keras.Model:
     """The QAT version of a functional model (fake-quant int8 weights and activations; weights copied).
 
@@ -167,8 +232,10 @@ def quantize_aware(model: keras.Model, *, preserve: str = "none") -> keras.Model
     configs = _configs()
     registry = default_8bit_quantize_registry.Default8BitQuantizeRegistry()
     annotate = tfmot.quantization.keras.quantize_annotate_layer
-    copy = keras.models.clone_model(model)
-    copy.set_weights(model.get_weights())
+    copy = fuse_relu(model)
+    if copy is model:
+        copy = keras.models.clone_model(model)
+        copy.set_weights(model.get_weights())
 
     def rule(layer) -> str | None:
         kind = type(layer).__name__
@@ -199,6 +266,8 @@ def quantize_aware(model: keras.Model, *, preserve: str = "none") -> keras.Model
         if isinstance(layer, keras.layers.InputLayer):
             return layer
         name = rule(layer)
+        if name == "GroupedConvQuantizeConfig":
+            return annotate(layer, quantize_config=configs[name](preserve_sparsity="sparsity" in preserve))
         return annotate(layer, quantize_config=configs[name]()) if name else annotate(layer)
 
     annotated = wrap_layers(copy, wrap, what="quantization-aware training")

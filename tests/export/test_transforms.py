@@ -198,3 +198,34 @@ def test_low_rank_by_rank_on_a_zoo_model_and_its_errors():
         low_rank.low_rank(model, rank=4, energy=0.9)
     with pytest.raises(ValueError, match="pattern 'fc9' matches no Dense or Conv2D layer"):
         low_rank.low_rank(model, rank=4, layers=("fc9",))
+
+
+def test_fuse_relu_keeps_the_function_and_qat_then_quantizes_those_kernels():
+    model = zoo.create_model("alexnet_2012", input_shape=(12, 12, 1), num_classes=4, widths=(8, 8, 8, 8, 8),
+                             fc_units=16)
+    fused = quantize.fuse_relu(model)
+    assert {"conv1_relu", "conv3_relu", "fc6_relu", "fc7_relu"}.isdisjoint(l.name for l in fused.layers)
+    assert "conv2_relu" in [l.name for l in fused.layers]  # after a GroupedConv2D: left alone
+    images, _ = _data.pixels(4)
+    x = _data.normalized(images)
+    np.testing.assert_allclose(fused.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+    configs = {l.name: type(l.quantize_config).__name__ for l in quantize.quantize_aware(model).layers
+               if hasattr(l, "quantize_config")}
+    assert configs["quant_conv1"] == "Default8BitConvQuantizeConfig"  # not TFMOT's no-op for Conv2D -> ReLU
+
+
+def test_pruning_preserving_qat_keeps_the_zeros_of_every_kernel(tmp_path):
+    model = zoo.create_model("alexnet_2012", input_shape=(12, 12, 1), num_classes=4, widths=(16, 16, 16, 16, 16),
+                             fc_units=32)
+    pruned = prune.strip(prune.prune(model, sparsity=0.8, schedule="constant", end_step=10))
+    for layer in pruned.layers:  # prune now: magnitude masks as TFMOT computes them at its first step
+        if layer.name in prune.prunable_layers(pruned):
+            k = layer.kernel.numpy()
+            k[np.abs(k) < np.quantile(np.abs(k), 0.8)] = 0
+            layer.kernel.assign(k)
+    qat = quantize.finetune_quantized(quantize.quantize_aware(pruned, preserve="sparsity"), _data.train_data,
+                                      recipe=RECIPE, out_dir=tmp_path, verbose=0)
+    kernels = {l.name: w.numpy() for l in qat.layers for w in l.weights if w.name.endswith("/kernel:0")}
+    assert set(kernels) >= {"quant_conv1", "quant_conv2", "quant_fc6"}  # Conv2D, GroupedConv2D, Dense
+    for name, kernel in kernels.items():
+        assert np.mean(kernel == 0) >= 0.79, name
