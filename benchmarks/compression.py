@@ -209,6 +209,7 @@ def write_markdown(results: dict[str, Any], path: str) -> None:
             "",
             f"{model['params']:,} parameters; float top-1 {100 * model['float_top1']:.2f}% (its metadata); "
             f"{model['test_examples']:,} test images; fine-tuning {model['finetune_steps']} steps per stage.",
+            *([ "", f"**Note.** {model['note']}"] if model.get("note") else []),
             "",
             "| variant | what | .tflite | gzip'd | compression | top-1 | change (pt) | agreement | max Δlogit | "
             "ms (batch 1) | img/s (batch 64) |",
