@@ -107,7 +107,6 @@ def low_rank(
             raise ValueError(f"pattern {pattern!r} matches no Dense or Conv2D layer of {model.name!r}; candidates: "
                              f"{', '.join(l.name for l in candidates[:12])}{' ...' if len(candidates) > 12 else ''}")
     config = copy_module.deepcopy(model.get_config())
-    entries = {entry["name"]: entry for entry in config["layers"]}
     weights: dict[str, list[np.ndarray]] = {}
     report: list[Factorization] = []
     new_layers = []
@@ -156,7 +155,6 @@ def low_rank(
         report.append(Factorization(layer=name, kind=kind, rank=r, full_rank=len(s), params_before=int(kernel.size),
                                     params_after=int(w_first.size + w_second.size),
                                     energy=float(np.sum(s[:r] ** 2) / np.sum(s ** 2))))
-    del entries
     config["layers"] = new_layers
     custom = {type(l).__name__: type(l) for l in model.layers}
     new = keras.Model.from_config(config, custom_objects=custom)

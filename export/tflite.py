@@ -315,10 +315,9 @@ def check_parity(
     if len(images) != len(labels) or not len(labels):
         raise ValueError(f"images and labels must be non-empty and of equal length; received {len(images)} "
                          f"and {len(labels)}")
-    ref = np.asarray(reference.predict(images, batch_size=batch_size, verbose=0)
-                     if isinstance(reference, keras.Model) else reference.predict(images, batch_size=batch_size))
-    if isinstance(reference, keras.Model) and isinstance(ref, list):
-        ref = ref[0]
+    ref = (reference.predict(images, batch_size=batch_size, verbose=0) if isinstance(reference, keras.Model)
+           else reference.predict(images, batch_size=batch_size))
+    ref = np.asarray(ref[0] if isinstance(ref, list) else ref)  # auxiliary outputs: compare the main one
     out = np.asarray(converted.predict(images, batch_size=batch_size))
     report = ParityReport(
         examples=len(labels),
