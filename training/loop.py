@@ -31,12 +31,13 @@ import dataclasses
 import json
 import math
 import os
-from typing import Any, Callable, Sequence, Union
+from typing import Callable, Sequence, Union
 
 import tensorflow as tf
 import tf_keras as keras
 
 from training.recipes import Recipe, make_schedule
+from zoo._files import atomic_path, write_json
 
 __all__ = ["FitResult", "TrainingDiverged", "fit", "steps_per_epoch"]
 
@@ -85,19 +86,9 @@ class FitResult:
 # -- files, written atomically ----------------------------------------------------------------------
 
 
-def write_json(path: str, data: Any) -> None:
-    """Writes JSON to a temporary name and renames it: a reader never sees half a file."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
 def _save_weights(model: keras.Model, path: str) -> None:
-    tmp = f"{path[:-3]}.tmp-{os.getpid()}.h5"
-    model.save_weights(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        model.save_weights(tmp)
 
 
 # -- data -------------------------------------------------------------------------------------------

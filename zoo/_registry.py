@@ -553,15 +553,12 @@ def compute_cards() -> dict[str, dict[str, int]]:
 
 def write_cards() -> str:
     """Regenerates the card table shipped in the package (``make docs`` runs this); returns its path."""
-    import json
     import os
 
+    from zoo._files import write_json
+
     path = os.path.join(os.path.dirname(__file__), CARDS_PATH)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(compute_cards(), f, indent=1, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
+    write_json(path, compute_cards())
     _cards.cache_clear()
     _model_info.cache_clear()
     return path

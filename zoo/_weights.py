@@ -41,6 +41,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from zoo._files import atomic_path, write_text
+
 __all__ = [
     "DEFAULT",
     "PUBLISHED_FASHION_MNIST",
@@ -813,9 +815,8 @@ def publish_run(
 
     target.mkdir(parents=True, exist_ok=True)
     h5 = target / f"{name}.h5"
-    tmp = target / f".{name}.h5.tmp-{os.getpid()}"
-    shutil.copyfile(final, tmp)
-    os.replace(tmp, h5)
+    with atomic_path(h5) as tmp:
+        shutil.copyfile(final, tmp)
     siblings = _read_dir_entries(target, arch, exclude=name)
     make_default = default or not any(m.default for m in siblings)
     meta = PretrainedWeights(
@@ -862,7 +863,5 @@ def metadata_text(meta: PretrainedWeights) -> str:
 
 def _write_metadata(directory: Path, meta: PretrainedWeights) -> Path:
     path = directory / f"{meta.name}.json"
-    tmp = directory / f".{meta.name}.json.tmp-{os.getpid()}"
-    tmp.write_text(metadata_text(meta), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, metadata_text(meta))
     return path

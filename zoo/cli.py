@@ -323,6 +323,25 @@ def _m_by_n(text: str) -> tuple[int, int]:
     return int(match[1]), int(match[2])
 
 
+def _glob_sparsity(text: str) -> tuple[str, float]:
+    glob, sep, value = text.rpartition("=")
+    try:
+        if not sep or not glob:
+            raise ValueError
+        return glob, float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected GLOB=SPARSITY such as 'fc*=0.95'; received {text!r}") from None
+
+
+def _stage_epochs(pairs) -> dict[str, int]:
+    out = {}
+    for stage, value in pairs or ():
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"--epochs {stage}=N needs a whole number of epochs; received {value!r}")
+        out[stage] = value
+    return out
+
+
 def _args_export(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", help="a registered model name (see 'zoo list')")
     parser.add_argument("--weights", default="DEFAULT", metavar="W",
@@ -338,8 +357,15 @@ def _args_export(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--low-rank", type=float, metavar="E", help="truncated SVD of Dense layers keeping energy E")
     parser.add_argument("--quantize", default="none", choices=("none", "fp16", "dynamic", "int8", "qat"),
                         help="TFLite quantization: post-training fp16, dynamic range or full int8, or QAT int8")
+    parser.add_argument("--prune-layer", dest="prune_layers", action="append", type=_glob_sparsity, metavar="GLOB=S",
+                        help="a per-layer sparsity overriding --prune for layers matching GLOB, e.g. 'fc*=0.97'")
+    parser.add_argument("--epochs", dest="stage_epochs", action="append", type=_key_value, metavar="STAGE=N",
+                        help="fine-tuning epochs of a stage (low_rank, prune, cluster, qat), e.g. prune=3 (default 1)")
+    parser.add_argument("--deep-compression", action="store_true",
+                        help="the model family's deep-compression plan (prune, 16 clusters, QAT int8; see docs/export.md)")
     parser.add_argument("--all", action="store_true",
-                        help="every standard variant (float32, fp16, dynamic, int8, QAT, pruned, clustered, combined)")
+                        help="every standard variant (float32, fp16, dynamic, int8, QAT, pruned, clustered, combined) "
+                             "and the deep-compression plan")
     parser.add_argument("--saved-model", action="store_true", help="also write the float SavedModel (serving signature)")
     parser.add_argument("--finetune-steps", type=int, metavar="N", help="limit each fine-tuning stage to N steps")
     parser.add_argument("--test-limit", type=int, metavar="N", help="check parity on the first N test images only")
@@ -348,23 +374,34 @@ def _args_export(parser: argparse.ArgumentParser) -> None:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    import json
-
     from export import pipeline, tflite
 
-    if args.all and any(v is not None for v in (args.prune, args.m_by_n, args.cluster, args.low_rank)):
-        return _fail("--all exports the standard variants; leave out --prune/--m-by-n/--cluster/--low-rank")
+    custom = any(v for v in (args.prune, args.m_by_n, args.cluster, args.low_rank, args.prune_layers,
+                             args.stage_epochs)) or args.quantize != "none"
+    if (args.all or args.deep_compression) and custom:
+        flag = "--all" if args.all else "--deep-compression"
+        return _fail(f"{flag} exports preset variants; leave out --prune/--prune-layer/--m-by-n/--cluster/--low-rank/"
+                     "--quantize/--epochs")
+    if args.prune_layers and args.prune is None:
+        return _fail("--prune-layer refines --prune; give --prune too (e.g. --prune 0.8 --prune-layer 'fc*=0.95')")
     for flag, value, ok in (("--finetune-steps", args.finetune_steps, lambda v: v >= 1),
                             ("--test-limit", args.test_limit, lambda v: v >= 1)):
         if value is not None and not ok(value):
             return _fail(f"{flag} must be a positive integer; received {value}")
-    if args.all:
-        plans = pipeline.STANDARD_PLANS
+    family = zoo.model_info(args.name).family
+    if args.all or args.deep_compression:
+        deep = (pipeline.deep_compression_plan(family),)
+        plans = (*pipeline.STANDARD_PLANS, *deep) if args.all else deep
     else:
         parts = [p for p, v in (("pruned", args.prune or args.m_by_n), ("clustered", args.cluster),
                                 ("lowrank", args.low_rank)) if v] + ([args.quantize] if args.quantize != "none" else [])
-        plans = (pipeline.Plan("_".join(parts) or "float32", prune=args.prune, m_by_n=args.m_by_n,
-                               cluster=args.cluster, low_rank=args.low_rank, quantize=args.quantize),)
+        try:
+            prune_layers = tuple(args.prune_layers or ())
+            plans = (pipeline.Plan("_".join(parts) or "float32", prune=args.prune, m_by_n=args.m_by_n,
+                                   cluster=args.cluster, low_rank=args.low_rank, quantize=args.quantize,
+                                   prune_layers=prune_layers, epochs=_stage_epochs(args.stage_epochs)),)
+        except (TypeError, ValueError) as error:
+            return _fail(str(error))
     model = zoo.create_model(args.name, weights=args.weights, **_options(args.options))
     shape = tuple(model.input_shape[1:])
     select = tflite.select_ops(zoo.strip_training_outputs(model))
@@ -394,9 +431,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
               "variants": [r.to_dict() for r in results], "failures": failures}
     out = Path(args.out) / "export.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    from training.loop import write_json
+    from zoo._files import write_json
 
-    write_json(str(out), report)
+    write_json(out, report)
     print(f"wrote {out}")
     return 1 if failures else 0
 

@@ -50,3 +50,25 @@ def test_summary_picks_the_best_variant_within_half_a_point(bench, tmp_path):
     assert "| `alexnet_2012.fashion_mnist` | 40.0x (`deep_compression`) | -0.40 | 35x | ✓ | -0.20 | ✓ | – |" in text
     assert "2.64x** faster than TFLite float32" in text and "failed: ParityError" in text
     assert summary["alexnet_2012.fashion_mnist"]["int8_speedup"] is None  # no float32 row to compare with
+
+
+def test_a_partial_run_replaces_its_variants_and_keeps_the_others(bench):
+    old = {"arch": "resnet20", "family": "resnet", "params": 10, "float_top1": 0.9, "test_examples": 100,
+           "note": "kept", "variants": [_variant("deep_compression", 9.0, -1.0), _variant("float32", 1.0, 0.0),
+                                        _variant("int8", 4.0, -0.2)]}
+    new = {**{k: v for k, v in old.items() if k != "note"}, "test_examples": 10_000,
+           "variants": [_variant("deep_compression", 12.0, -0.3)]}
+    merged = bench.merge_model(old, new)
+    assert [(v["name"], v["compression"]) for v in merged["variants"]] == [
+        ("float32", 1.0), ("int8", 4.0), ("deep_compression", 12.0)]  # in plan order
+    assert merged["note"] == "kept" and merged["test_examples"] == 10_000
+    assert bench.merge_model(None, new) is new
+
+
+def test_the_fine_tuning_column_says_what_each_stage_trained(bench):
+    deep = bench.plans_for("alexnet")[-1]
+    assert deep.describe() == "prune 85% (fc6: 97%, fc7: 97%) + 16 clusters + QAT int8"
+    assert bench.finetune_label(deep, None) == "epochs: prune 3, cluster 1, qat 1 (full epochs)"
+    standard = {p.name: p for p in bench.plans_for("resnet")}
+    assert bench.finetune_label(standard["pruned"], 300) == "epochs: prune 1 (300 steps)"
+    assert bench.finetune_label(standard["int8"], 300) == "none"

@@ -47,6 +47,8 @@ def test_measure_loop_and_plain_fit_report_a_measurement(bench):
     images = rng.normal(size=(5 * BATCH, *SHAPE)).astype("float32")
     labels = rng.integers(0, CLASSES, 5 * BATCH).astype("int32")
     _check(bench.measure_plain(_tiny(bench), images, labels, steps=2, warmup=2, batch_size=BATCH), "fit", 2)
+    _check(bench.measure_ceiling(_tiny(bench), steps=3, warmup=1, batch_size=BATCH, input_shape=SHAPE,
+                                 num_classes=CLASSES), "ceiling", 3)
 
 
 def test_a_compile_option_candidate_runs_and_short_data_is_an_error(bench):
@@ -80,8 +82,9 @@ def test_results_render_as_the_docs_page(bench, tmp_path):
         return lambda: bench.Measurement(runner=name, images_per_second=rate, cpu_utilisation=1.9, others_cpu=0.01,
                                          steps=4, seconds=1.0, batch_size=BATCH)
 
-    cmp_ = bench.compare({"loop": run("loop", 900.0), "fit": run("fit", 800.0)}, rounds=2, log=lambda m: None)
-    cmp_["ratio"] = 900.0 / 800.0
+    cmp_ = bench.compare({"loop": run("loop", 900.0), "fit": run("fit", 800.0), "ceiling": run("ceiling", 1000.0)},
+                         rounds=2, log=lambda m: None)
+    cmp_["ratio"], cmp_["ceiling_ratio"] = 900.0 / 800.0, 0.9
     results = {
         "mode": "quick", "elapsed_seconds": 60.0, "data": "synthetic (synthetic)", "rounds": 2, "steps": 4,
         "warmup": 2, "model": "resnet20", "input_shape": [28, 28, 1], "batch_size": BATCH,
@@ -106,7 +109,8 @@ def test_results_render_as_the_docs_page(bench, tmp_path):
     path = tmp_path / "train_throughput.md"
     bench.write_markdown(results, str(path))
     text = path.read_text()
-    for expected in ("## Targets", "| 1.125 | ✓ |", "steps_per_execution=8", "failed: E: x", "test CPU",
+    for expected in ("## Targets", "| 1.125 | ✓ |", "| 1 | 900.0 | 1.90 | 800.0 | 1.90 | 1000.0 | 1.90 |",
+                     "The loop runs at **0.900** of it and plain `fit` at 0.800", "steps_per_execution=8", "failed: E: x", "test CPU",
                      "| `resnet20` | resnet | 270,810 | 30.8M |"):
         assert expected in text, expected
     json.dumps(results)

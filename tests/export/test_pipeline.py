@@ -60,6 +60,29 @@ def test_plans_validate_their_values():
     with pytest.raises(ValueError, match="fine-tunes: pass train data"):
         pipeline.compress(_data.model(), pipeline.Plan("x", cluster=4))
     assert [p.name for p in pipeline.STANDARD_PLANS][:5] == ["float32", "fp16", "dynamic", "int8", "qat_int8"]
+    with pytest.raises(ValueError, match="unknown fine-tuning stage 'pruning' in epochs; accepted: low_rank, prune"):
+        pipeline.Plan("x", prune=0.5, epochs={"pruning": 2})
+    with pytest.raises(ValueError, match=r"epochs\['prune'\] must be an int >= 1; received 0"):
+        pipeline.Plan("x", prune=0.5, epochs={"prune": 0})
+    with pytest.raises(ValueError, match="prune_layers .* refine prune: give prune too"):
+        pipeline.Plan("x", prune_layers=(("dense*", 0.9),))
+    with pytest.raises(ValueError, match=r"sparsities must be in \[0, 1\); received \[\('d', 1.0\)\]"):
+        pipeline.Plan("x", prune=0.5, prune_layers=(("d", 1.0),))
+
+
+def test_per_layer_sparsity_and_stage_epochs_reach_the_transforms(tmp_path):
+    from export import prune
+
+    model = _data.model()
+    conv = [l.name for l in model.layers if type(l).__name__ == "Conv2D"]
+    dense = [l.name for l in model.layers if type(l).__name__ == "Dense"]
+    plan = pipeline.Plan("p", prune=0.5, prune_layers=((dense[0], 0.9),), epochs={"prune": 2})
+    assert plan.describe() == f"prune 50% ({dense[0]}: 90%) + float32"
+    out = pipeline.compress(model, plan, train=lambda epoch: _data.train_data(epoch, steps=10), work_dir=tmp_path)
+    zeros = prune.sparsity(out)
+    assert zeros[dense[0]] == pytest.approx(0.9, abs=0.01) and zeros[conv[0]] == pytest.approx(0.5, abs=0.02)
+    state = json.loads((tmp_path / "prune" / "state.json").read_text())
+    assert state["step"] == 20 and len(state["history"]) == 2  # two epochs of 10 steps
 
 
 def _zoo(*args, cwd):
@@ -69,7 +92,12 @@ def _zoo(*args, cwd):
 @pytest.mark.parametrize("args,message", [
     (["--prune", "1.5"], "prune must be a sparsity in (0, 1); received 1.5"),
     (["--m-by-n", "2-4"], "expected M:N such as 2:4"),
-    (["--all", "--cluster", "8"], "--all exports the standard variants"),
+    (["--all", "--cluster", "8"], "--all exports preset variants; leave out --prune"),
+    (["--deep-compression", "--quantize", "int8"], "--deep-compression exports preset variants"),
+    (["--prune-layer", "fc*=0.9"], "--prune-layer refines --prune; give --prune too"),
+    (["--prune", "0.5", "--prune-layer", "fc*"], "expected GLOB=SPARSITY such as 'fc*=0.95'; received 'fc*'"),
+    (["--prune", "0.5", "--epochs", "pruning=2"], "unknown fine-tuning stage 'pruning' in epochs"),
+    (["--prune", "0.5", "--epochs", "prune=two"], "--epochs prune=N needs a whole number of epochs; received 'two'"),
     (["--quantize", "int4"], "invalid choice: 'int4'"),
     (["--finetune-steps", "0"], "--finetune-steps must be a positive integer"),
 ])
@@ -82,8 +110,12 @@ def test_cli_rejects_bad_arguments_in_one_line(args, message, tmp_path):
 
 def test_cli_exports_pretrained_weights(tmp_path):
     done = _zoo("export", "resnet20", "--weights", "fashion_mnist", "--dataset", "synthetic", "--quantize", "dynamic",
+                "--prune", "0.5", "--prune-layer", "stage3*=0.9", "--epochs", "prune=2", "--finetune-steps", "2",
                 "--test-limit", "64", "--max-accuracy-drop", "100", "--out", str(tmp_path / "out"), cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads((tmp_path / "out" / "export.json").read_text())
-    assert [v["name"] for v in report["variants"]] == ["dynamic"]
-    assert (tmp_path / "out" / "dynamic.tflite").stat().st_size == report["variants"][0]["size_bytes"]
+    assert [(v["name"], v["description"]) for v in report["variants"]] == [
+        ("pruned_dynamic", "prune 50% (stage3*: 90%) + dynamic-range int8")]
+    assert (tmp_path / "out" / "pruned_dynamic.tflite").stat().st_size == report["variants"][0]["size_bytes"]
+    state = json.loads((tmp_path / "out" / "runs" / "pruned_dynamic" / "prune" / "state.json").read_text())
+    assert state["step"] == 4  # two epochs of two steps

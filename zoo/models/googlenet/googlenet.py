@@ -41,7 +41,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-import tensorflow as tf
 import tf_keras as keras
 
 from zoo._registry import register_family

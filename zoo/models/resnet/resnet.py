@@ -32,7 +32,7 @@ import tf_keras as keras
 
 from zoo._registry import Published, register_family
 from zoo.layers import StochasticDepth
-from zoo.models._common import bn, conv, conv_bn_act, head, image_input, pool_features, resolve_stem
+from zoo.models._common import bn, conv, conv_bn_act, head, image_input, resolve_stem
 
 layers = keras.layers
 

@@ -24,7 +24,7 @@ import tf_keras as keras
 
 from zoo._registry import Published, register_family
 from zoo.models._common import bn, conv, head, image_input, resolve_stem
-from zoo.models.resnet.resnet import _create_resnet, resnet_stem
+from zoo.models.resnet.resnet import _create_resnet
 
 layers = keras.layers
 

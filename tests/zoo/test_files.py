@@ -1,0 +1,35 @@
+"""Atomic writes (`zoo._files`): the target holds the old content or the new, never a part."""
+
+import json
+import os
+
+import pytest
+
+from zoo import _files
+
+
+def test_a_write_replaces_the_target_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "sub" / "state.json"
+    _files.write_json(target, {"step": 1})
+    _files.write_json(target, {"step": 2})
+    assert json.loads(target.read_text()) == {"step": 2} and target.read_text().endswith("\n")
+    assert os.listdir(target.parent) == ["state.json"]
+
+
+def test_a_failed_write_keeps_the_old_file_and_removes_the_temporary(tmp_path):
+    target = tmp_path / "weights.h5"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError, match="killed mid-write"):
+        with _files.atomic_path(target) as tmp:
+            assert tmp.endswith(".h5") and os.path.dirname(tmp) == str(tmp_path)  # h5 writers check the suffix
+            with open(tmp, "wb") as f:
+                f.write(b"half")
+            raise RuntimeError("killed mid-write")
+    assert target.read_bytes() == b"old" and os.listdir(tmp_path) == ["weights.h5"]
+
+
+def test_bytes_and_text(tmp_path):
+    _files.write_bytes(tmp_path / "m.tflite", b"\x00\x01")
+    _files.write_text(tmp_path / "m.json", "é\n")
+    assert (tmp_path / "m.tflite").read_bytes() == b"\x00\x01"
+    assert (tmp_path / "m.json").read_text(encoding="utf-8") == "é\n"
