@@ -39,15 +39,19 @@ def test_summary_picks_the_best_variant_within_half_a_point(bench, tmp_path):
                                            {"name": "x", "description": "x", "error": "ParityError: ..."}]},
         "resnet20.fashion_mnist": {"arch": "resnet20", "family": "resnet", "params": 10, "float_top1": 0.9,
                                    "test_examples": 100, "finetune_steps": 1, "variants": [_variant("int8", 4.0, -0.7)]},
+        "googlenet.fashion_mnist": {"arch": "googlenet", "family": "googlenet", "params": 10, "float_top1": 0.9,
+                                    "test_examples": 100, "variants": [_variant("int8", 4.0, -0.7),
+                                                                       _variant("qat_int8", 4.0, -0.1)]},
     }, "inference": {"model.predict": 47.0, "tf.function": 2.4, "tflite_fp32": 0.37, "tflite_int8": 0.14}}
     summary = bench.summarize(results)
     assert summary["alexnet_2012.fashion_mnist"]["best"]["name"] == "deep_compression"
     assert summary["alexnet_2012.fashion_mnist"]["ratio_ok"] is True and summary["alexnet_2012.fashion_mnist"]["int8_ok"]
     assert summary["resnet20.fashion_mnist"]["best"] is None and not summary["resnet20.fashion_mnist"]["int8_ok"]
+    assert summary["googlenet.fashion_mnist"]["int8_ok"]  # QAT recovered what post-training quantization lost
     path = tmp_path / "compression.md"
     bench.write_markdown(results, str(path))
     text = path.read_text()
-    assert "| `alexnet_2012.fashion_mnist` | 40.0x (`deep_compression`) | -0.40 | 35x | ✓ | -0.20 | ✓ | – |" in text
+    assert "| `alexnet_2012.fashion_mnist` | 40.0x (`deep_compression`) | -0.40 | 35x | ✓ | -0.20 | – | ✓ | – |" in text
     assert "2.64x** faster than TFLite float32" in text and "failed: ParityError" in text
     assert summary["alexnet_2012.fashion_mnist"]["int8_speedup"] is None  # no float32 row to compare with
 
