@@ -89,6 +89,12 @@ class Plan:
             if not isinstance(n, int) or isinstance(n, bool) or n < 1:
                 raise ValueError(f"epochs[{stage!r}] must be an int >= 1; received {n!r}")
 
+    def sparsity_of(self, layer_name: str) -> float:
+        """The pruning target of a layer: the first matching ``prune_layers`` glob, else ``prune``."""
+        import fnmatch
+
+        return next((v for g, v in self.prune_layers if fnmatch.fnmatchcase(layer_name, g)), self.prune or 0.0)
+
     @property
     def trains(self) -> bool:
         """Whether the plan fine-tunes (everything but post-training conversion does)."""
@@ -253,6 +259,8 @@ def compress(model: keras.Model, plan: Plan, *, train=None, recipe=None, finetun
         wrapped = prune.prune(m, sparsity=plan.prune or 0.5, per_layer=dict(plan.prune_layers) or None,
                               m_by_n=plan.m_by_n, schedule="polynomial", end_step=max(2, int(0.7 * steps)),
                               frequency=max(1, steps // 20))
+        if plan.prune is not None:  # fewer connections, less dropout (Deep Compression's retraining rule)
+            prune.scale_dropout(wrapped, {name: plan.sparsity_of(name) for name in prune.prunable_layers(m)})
         m = prune.strip(prune.finetune_pruned(wrapped, data, recipe=recipes["prune"], out_dir=run_dir("prune"),
                                               verbose=verbose))
     if plan.cluster is not None:

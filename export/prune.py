@@ -20,7 +20,7 @@ import tf_keras as keras
 
 from export._finetune import finetune_wrapped, wrap_layers
 
-__all__ = ["SCHEDULES", "finetune_pruned", "prune", "prunable_layers", "sparsity", "strip"]
+__all__ = ["SCHEDULES", "finetune_pruned", "prune", "prunable_layers", "scale_dropout", "sparsity", "strip"]
 
 SCHEDULES = ("constant", "polynomial")
 
@@ -127,6 +127,51 @@ def prune(
                                               frequency=frequency))
 
     return wrap_layers(copy, wrap, what="pruning")
+
+
+def _kernel_layer(layer) -> bool:
+    inner = getattr(layer, "layer", layer)  # through TFMOT's wrappers
+    return hasattr(inner, "kernel") or hasattr(inner, "get_prunable_weights")
+
+
+def scale_dropout(model: keras.Model, sparsity_of: Mapping[str, float]) -> dict[str, tuple[float, float]]:
+    """Lowers dropout in front of pruned layers by Deep Compression's rule, in place.
+
+    Han et al. (2015, "Learning both Weights and Connections"): a pruned layer has fewer connections
+    to drop, so retraining uses ``D_r = D_o * sqrt(C_r / C_o)``, the original dropout rate times the
+    square root of the fraction of connections kept. Here each ``Dropout`` is matched with the first
+    layer with a kernel that its output reaches (through activations, pooling, reshapes); with that
+    layer's sparsity ``s`` the rate becomes ``rate * sqrt(1 - s)``. Call before the model is traced
+    (before fine-tuning); the rate is kept by `strip` and by later clones.
+
+    Args:
+        model: a functional model, plain or wrapped for pruning.
+        sparsity_of: final sparsity by layer name (layers not in it count as dense).
+
+    Returns:
+        ``{dropout layer name: (old rate, new rate)}`` for the layers changed.
+    """
+    changed = {}
+    for layer in model.layers:
+        if not isinstance(layer, keras.layers.Dropout):
+            continue
+        frontier, target = [layer], None
+        while frontier and target is None:
+            nxt = []
+            for current in frontier:
+                for node in current._outbound_nodes:
+                    consumer = node.outbound_layer
+                    if _kernel_layer(consumer):
+                        target = target or consumer
+                    else:
+                        nxt.append(consumer)
+            frontier = nxt
+        kept = 1.0 - sparsity_of.get(target.name, 0.0) if target is not None else 1.0
+        if kept < 1.0 and layer.rate > 0:
+            old = layer.rate
+            layer.rate = old * float(np.sqrt(kept))
+            changed[layer.name] = (old, layer.rate)
+    return changed
 
 
 def finetune_pruned(model: keras.Model, train, *, recipe, out_dir: str | os.PathLike | None = None,
