@@ -10,7 +10,7 @@ For each shipped ``arch.tag`` it runs `export.pipeline.export_variant` for the s
 FP16, dynamic range, PTQ int8, QAT int8, pruned, clustered, pruned + PTQ int8, pruned + clustered + QAT
 int8) and a "deep compression" plan (Han et al. 2016: prune, share weights, quantize; `export.pipeline.deep_compression_plan`).
 Each variant is fine-tuned by the shared loop (the standard plans one epoch per stage cut to
-``--finetune-steps``; deep compression full epochs, three for pruning), converted, checked against the
+``--finetune-steps``; deep compression full epochs, five for pruning), converted, checked against the
 float model on the Fashion-MNIST test set (accuracy change, top-1 agreement, max logit difference), and
 measured: ``.tflite`` size, gzip'd size, compression against the float32 weights, LiteRT latency at
 batch 1 and throughput at batch 64 with 2 threads (medians). Results merge into the JSON by model and

@@ -140,8 +140,8 @@ def deep_compression_plan(family: str) -> Plan:
     The paper prunes hardest where the weights are (its AlexNet: 89% overall, the large dense layers
     91-96%). Here: AlexNet's two large dense layers to 97% and the rest to 85% (93% of the weights);
     VGG, whose weights sit in its convolutions at these widths, 93% throughout; every other family,
-    small and convolutional, 80%. Then 16 shared values per kernel and QAT int8. Pruning ramps up over
-    three epochs of fine-tuning, clustering and QAT take one each.
+    small and convolutional, 80%. Then 16 shared values per kernel and QAT int8. Pruning takes five
+    epochs of fine-tuning (the sparsity ramps up over the first 70%), clustering and QAT one each.
 
     Example:
         >>> deep_compression_plan("vgg").describe()
@@ -154,7 +154,7 @@ def deep_compression_plan(family: str) -> Plan:
     else:
         sparsity, layers = 0.8, ()
     return Plan("deep_compression", prune=sparsity, prune_layers=layers, cluster=16, quantize="qat",
-                epochs={"prune": 3})
+                epochs={"prune": 5})
 
 
 @dataclasses.dataclass(frozen=True)
