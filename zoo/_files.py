@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
+import uuid
 from typing import Any, Iterator
 
 __all__ = ["atomic_path", "write_bytes", "write_json", "write_text"]
@@ -31,8 +31,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     directory, name = os.path.split(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     stem, suffix = os.path.splitext(name)
-    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".tmp{suffix}", dir=directory)
-    os.close(fd)
+    # A fresh name the writer creates itself, so the file gets the usual permissions (mkstemp's are 0600).
+    tmp = os.path.join(directory, f".{stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp{suffix}")
     try:
         yield tmp
         os.replace(tmp, path)

@@ -14,6 +14,9 @@ def test_a_write_replaces_the_target_and_leaves_no_temporary(tmp_path):
     _files.write_json(target, {"step": 2})
     assert json.loads(target.read_text()) == {"step": 2} and target.read_text().endswith("\n")
     assert os.listdir(target.parent) == ["state.json"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # like open(), not mkstemp's 0600
 
 
 def test_a_failed_write_keeps_the_old_file_and_removes_the_temporary(tmp_path):
