@@ -32,6 +32,7 @@ __all__ = [
     "check_parity",
     "convert",
     "gzip_size",
+    "predictions",
     "select_ops",
     "with_preprocessing",
 ]
@@ -283,6 +284,16 @@ class ParityReport:
                 f"max |logit diff| {self.max_abs_diff:.4g}  ({self.examples} images)")
 
 
+def predictions(model, images: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
+    """A model's main output on ``images``: a Keras model, a `TFLiteModel` (anything with ``predict``),
+    or outputs already computed (an array, returned as is)."""
+    if isinstance(model, np.ndarray):
+        return model
+    out = (model.predict(images, batch_size=batch_size, verbose=0) if isinstance(model, keras.Model)
+           else model.predict(images, batch_size=batch_size))
+    return np.asarray(out[0] if isinstance(out, list) else out)  # auxiliary outputs: the main one
+
+
 def check_parity(
     converted,
     reference,
@@ -297,8 +308,8 @@ def check_parity(
     """Compares ``converted`` (a `TFLiteModel` or anything with ``predict``) with ``reference`` (Keras).
 
     Args:
-        converted: the converted model.
-        reference: the float model it came from (same inputs).
+        converted: the converted model, or its outputs on ``images`` already computed (an array).
+        reference: the float model it came from (same inputs), or its outputs on ``images``.
         images, labels: labelled inputs, e.g. the test set.
         max_accuracy_drop: fail when accuracy falls by more than this many points (None: no check).
         min_top1_agreement: fail when the two agree on fewer images than this fraction.
@@ -315,10 +326,11 @@ def check_parity(
     if len(images) != len(labels) or not len(labels):
         raise ValueError(f"images and labels must be non-empty and of equal length; received {len(images)} "
                          f"and {len(labels)}")
-    ref = (reference.predict(images, batch_size=batch_size, verbose=0) if isinstance(reference, keras.Model)
-           else reference.predict(images, batch_size=batch_size))
-    ref = np.asarray(ref[0] if isinstance(ref, list) else ref)  # auxiliary outputs: compare the main one
-    out = np.asarray(converted.predict(images, batch_size=batch_size))
+    ref = predictions(reference, images, batch_size=batch_size)
+    out = predictions(converted, images, batch_size=batch_size)
+    if ref.shape != out.shape or len(out) != len(labels):
+        raise ValueError(f"outputs of shapes {ref.shape} (reference) and {out.shape} (converted) for "
+                         f"{len(labels)} labels; expected one row of class scores per image in both")
     report = ParityReport(
         examples=len(labels),
         top1_agreement=float(np.mean(ref.argmax(-1) == out.argmax(-1))),

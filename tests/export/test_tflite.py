@@ -53,6 +53,12 @@ def test_parity_check_fails_loudly_past_tolerance(trained, test_set):
     other = tflite.TFLiteModel(tflite.convert(tflite.with_preprocessing(_data.model(), mean=_data.MEAN, std=_data.STD)))
     with pytest.raises(tflite.ParityError, match=r"accuracy fell .* top-1 agreement"):
         tflite.check_parity(other, trained, images, labels, max_accuracy_drop=0.5)
+    # outputs computed once can be compared again without running either model
+    out, ref = tflite.predictions(other, images), tflite.predictions(trained, images)
+    report = tflite.check_parity(out, ref, images, labels, max_accuracy_drop=None)
+    assert report == tflite.check_parity(other, trained, images, labels, max_accuracy_drop=None)
+    with pytest.raises(ValueError, match=r"outputs of shapes .* \(reference\) and .* \(converted\) for"):
+        tflite.check_parity(out[:-1], ref, images, labels, max_accuracy_drop=None)
 
 
 def test_int8_without_representative_data_is_refused(trained):
