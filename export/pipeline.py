@@ -354,12 +354,12 @@ def export_variant(
     converted = tflite.TFLiteModel(flat)
     # Each model runs over the test images once: the TFLite outputs serve both checks, and after a
     # post-training conversion the source and the float reference are the same model.
-    out = tflite.predictions(converted, data.test_images)
+    outputs = tflite.predictions(converted, data.test_images)
     source = tflite.predictions(pixels, data.test_images)
-    conversion = tflite.check_parity(out, source, data.test_images, data.test_labels, max_accuracy_drop=None,
+    conversion = tflite.check_parity(outputs, source, data.test_images, data.test_labels, max_accuracy_drop=None,
                                      min_top1_agreement=min_conversion_agreement)
     expected = source if pixels is reference else tflite.predictions(reference, data.test_images)
-    parity = tflite.check_parity(out, expected, data.test_images, data.test_labels, max_accuracy_drop=max_accuracy_drop)
+    parity = tflite.check_parity(outputs, expected, data.test_images, data.test_labels, max_accuracy_drop=max_accuracy_drop)
     one = data.test_images[:1]
     batch = np.resize(data.test_images, (64, *data.test_images.shape[1:]))
     latency = converted.latency(one, runs=latency_runs)
