@@ -13,6 +13,7 @@ file size, gzip'd size, latency at batch 1 and throughput at batch 64. ``zoo exp
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import os
 import tempfile
 from pathlib import Path
@@ -91,8 +92,6 @@ class Plan:
 
     def sparsity_of(self, layer_name: str) -> float:
         """The pruning target of a layer: the first matching ``prune_layers`` glob, else ``prune``."""
-        import fnmatch
-
         return next((v for g, v in self.prune_layers if fnmatch.fnmatchcase(layer_name, g)), self.prune or 0.0)
 
     @property
