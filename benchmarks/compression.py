@@ -236,24 +236,25 @@ def write_markdown(results: dict[str, Any], path: str) -> None:
             "",
             f"## `{name}`",
             "",
-            f"{model['params']:,} parameters; float top-1 {100 * model['float_top1']:.2f}% (its metadata); "
-            f"{model['test_examples']:,} test images. Fine-tuning: Adam 1e-4, flips, batch 128; each stage's epochs "
-            "(optionally cut to a number of steps) are in the last column.",
+            f"{model['params']:,} parameters; float top-1 {100 * model['float_top1']:.2f}% (its metadata, on the "
+            "10,000 test images; a variant checked on fewer says so in its *images* column). Fine-tuning: Adam 1e-4, "
+            "flips, batch 128; each stage's epochs (optionally cut to a number of steps) are in the last column.",
             *([ "", f"**Note.** {model['note']}"] if model.get("note") else []),
             "",
-            "| variant | what | .tflite | gzip'd | compression | top-1 | change (pt) | agreement | max Δlogit | "
-            "ms (batch 1) | img/s (batch 64) | fine-tuning |",
-            "| ------- | ---- | ------: | -----: | ----------: | ----: | ----------: | --------: | ---------: | "
-            "-----------: | ---------------: | ----------- |",
+            "| variant | what | .tflite | gzip'd | compression | images | top-1 | change (pt) | agreement | "
+            "max Δlogit | ms (batch 1) | img/s (batch 64) | fine-tuning |",
+            "| ------- | ---- | ------: | -----: | ----------: | -----: | ----: | ----------: | --------: | "
+            "---------: | -----------: | ---------------: | ----------- |",
         ]
         for v in model["variants"]:
             if "error" in v:
-                lines.append(f"| `{v['name']}` | {v['description']} | failed: {v['error'][:120]} | | | | | | | | | |")
+                lines.append(f"| `{v['name']}` | {v['description']} | failed: {v['error'][:120]} | | | | | | | | | | |")
                 continue
             p = v["parity"]
             lines.append(
                 f"| `{v['name']}` | {v['description']} | {_mb(v['size_bytes'])} | {_mb(v['gzip_bytes'])} | "
-                f"{v['compression']:.1f}x | {100 * p['accuracy']:.2f}% | {v['accuracy_change_pt']:+.2f} | "
+                f"{v['compression']:.1f}x | {p['examples']:,} | {100 * p['accuracy']:.2f}% | "
+                f"{v['accuracy_change_pt']:+.2f} | "
                 f"{100 * p['top1_agreement']:.2f}% | {p['max_abs_diff']:.3g} | {v['latency_ms_batch1']:.3f} | "
                 f"{v['images_per_s_batch64']:.0f} | {v.get('finetune', '')} |")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
