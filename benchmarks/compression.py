@@ -86,7 +86,8 @@ def run_model(name: str, *, finetune_steps: int, test_limit: int | None, out_dir
                                              latency_runs=latency_runs)
         except Exception as error:  # report and go on: one variant must not hide the others
             log(f"  {plan.name:26s} FAILED: {type(error).__name__}: {str(error)[:300]}")
-            rows.append({"name": plan.name, "description": plan.describe(), "error": f"{type(error).__name__}: {error}"})
+            rows.append({"name": plan.name, "description": plan.describe(), "error": f"{type(error).__name__}: {error}",
+                         "finetune": finetune_label(plan, steps)})
             continue
         row = result.to_dict()
         row["seconds"] = time.perf_counter() - start
@@ -197,6 +198,11 @@ def write_markdown(results: dict[str, Any], path: str) -> None:
         "test set. *Compression* is the float32 weights' bytes over the gzip'd `.tflite` (the download). Latency "
         "is the median of many interpreter calls at batch 1, throughput at batch 64, 2 threads.",
         "",
+        "Read the *fine-tuning* column with each row. A variant fine-tuned for a few dozen steps per stage is a "
+        "smoke budget: it shows that the family goes through the transform, the conversion and the checks, and "
+        "the accuracy it loses is the budget's (pruning ramps to its sparsity with almost no steps left to "
+        "recover). The `deep_compression` rows, fine-tuned for full epochs, show what the methods do.",
+        "",
         "## Targets (issue 5)",
         "",
         "| model | best compression at ≤ 0.5 pt loss | its accuracy change | target | met | PTQ int8 change "
@@ -248,7 +254,8 @@ def write_markdown(results: dict[str, Any], path: str) -> None:
         ]
         for v in model["variants"]:
             if "error" in v:
-                lines.append(f"| `{v['name']}` | {v['description']} | failed: {v['error'][:120]} | | | | | | | | | | |")
+                lines.append(f"| `{v['name']}` | {v['description']} | failed: {v['error'][:160]} | | | | | | | | | | "
+                             f"{v.get('finetune', '')} |")
                 continue
             p = v["parity"]
             lines.append(
