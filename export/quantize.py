@@ -123,6 +123,9 @@ _ZOO_LAYERS = {
 # Stock layers TFMOT's default registry leaves out.
 _STOCK_LAYERS = {
     "ZeroPadding3D": "PassThroughQuantizeConfig",
+    # TFLite's int8 AVERAGE_POOL_2D keeps its input's scale; TFMOT's own config gives the output a
+    # range of its own, which the converter rejects ("violate the same scale constraint", DenseNet).
+    "AveragePooling2D": "PassThroughQuantizeConfig",
     "BatchNormalization": "OutputQuantizeConfig",  # only when no convolution precedes it (else TFMOT folds it)
 }
 _FOLDS_INTO = ("Conv2D", "DepthwiseConv2D", "Dense")
