@@ -37,6 +37,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 import zoo  # noqa: E402  (sets TF_USE_LEGACY_KERAS=1 before TensorFlow loads)
+from zoo._files import write_json, write_text  # noqa: E402
 
 DEFAULT_JSON = os.path.join(ROOT, "benchmarks", "results", "compression.json")
 DEFAULT_DOCS = os.path.join(ROOT, "docs", "compression.md")
@@ -57,11 +58,8 @@ def finetune_label(plan, finetune_steps: int | None) -> str:
     """How a variant was fine-tuned, for the tables."""
     if not plan.trains:
         return "none"
-    stages = [s for s, on in (("low_rank", plan.low_rank is not None),
-                              ("prune", plan.prune is not None or plan.m_by_n is not None),
-                              ("cluster", plan.cluster is not None), ("qat", plan.quantize == "qat")) if on]
     per_epoch = "full epochs" if finetune_steps is None else f"{finetune_steps} steps"
-    epochs = [f"{s} {plan.epochs.get(s, 1)}" for s in stages]
+    epochs = [f"{s} {plan.epochs.get(s, 1)}" for s in plan.stages]
     return f"epochs: {', '.join(epochs)} ({per_epoch})"
 
 
@@ -264,9 +262,7 @@ def write_markdown(results: dict[str, Any], path: str) -> None:
                 f"{v['accuracy_change_pt']:+.2f} | "
                 f"{100 * p['top1_agreement']:.2f}% | {p['max_abs_diff']:.3g} | {v['latency_ms_batch1']:.3f} | "
                 f"{v['images_per_s_batch64']:.0f} | {v.get('finetune', '')} |")
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")
 
 
 def _machine() -> str:
@@ -305,17 +301,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="compression-") as tmp:
         for name in names:
             log(f"{name}:")
-            results["models"][name] = merge_model(results["models"].get(name), run_model(name, finetune_steps=args.finetune_steps, test_limit=args.test_limit,
-                                                out_dir=args.out or tmp, latency_runs=args.latency_runs,
-                                                plans=args.plans, log=log))
+            new = run_model(name, finetune_steps=args.finetune_steps, test_limit=args.test_limit,
+                            out_dir=args.out or tmp, latency_runs=args.latency_runs, plans=args.plans, log=log)
+            results["models"][name] = merge_model(results["models"].get(name), new)
     if not args.no_inference:
         results["inference"] = inference_paths(runs=args.latency_runs * 2)
         log("batch-1 paths (ms): " + ", ".join(f"{k} {v:.3f}" for k, v in results["inference"].items()))
     results["updated"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     results["machine"] = _machine()
-    from zoo._files import write_json
-
-    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     write_json(args.json, results)
     write_markdown(results, args.docs)
     for name, s in summarize(results).items():

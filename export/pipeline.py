@@ -13,7 +13,6 @@ file size, gzip'd size, latency at batch 1 and throughput at batch 64. ``zoo exp
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
 import os
 import tempfile
 from pathlib import Path
@@ -90,15 +89,17 @@ class Plan:
             if not isinstance(n, int) or isinstance(n, bool) or n < 1:
                 raise ValueError(f"epochs[{stage!r}] must be an int >= 1; received {n!r}")
 
-    def sparsity_of(self, layer_name: str) -> float:
-        """The pruning target of a layer: the first matching ``prune_layers`` glob, else ``prune``."""
-        return next((v for g, v in self.prune_layers if fnmatch.fnmatchcase(layer_name, g)), self.prune or 0.0)
+    @property
+    def stages(self) -> tuple[str, ...]:
+        """The fine-tuning stages the plan runs, in `STAGES` order (none for post-training conversion)."""
+        on = {"low_rank": self.low_rank is not None, "prune": self.prune is not None or self.m_by_n is not None,
+              "cluster": self.cluster is not None, "qat": self.quantize == "qat"}
+        return tuple(stage for stage in STAGES if on[stage])
 
     @property
     def trains(self) -> bool:
         """Whether the plan fine-tunes (everything but post-training conversion does)."""
-        return any(v is not None for v in (self.prune, self.m_by_n, self.cluster, self.low_rank)) or \
-            self.quantize == "qat"
+        return bool(self.stages)
 
     @property
     def tflite_quantization(self) -> str:
@@ -243,7 +244,7 @@ def compress(model: keras.Model, plan: Plan, *, train=None, recipe=None, finetun
         return None if work is None else work / stage
 
     m = model
-    if plan.low_rank is not None:
+    if "low_rank" in plan.stages:
         dense = tuple(l.name for l in m.layers if type(l) is keras.layers.Dense)
         if dense:
             m, _ = low_rank.low_rank(m, energy=plan.low_rank, layers=dense)
@@ -252,23 +253,20 @@ def compress(model: keras.Model, plan: Plan, *, train=None, recipe=None, finetun
             with tempfile.TemporaryDirectory() as tmp:
                 m = fit(m, data, recipe=recipes["low_rank"], out_dir=run_dir("low_rank") or tmp,
                         verbose=verbose).model
-    if plan.prune is not None or plan.m_by_n is not None:
+    if "prune" in plan.stages:
         # The sparsity ramps up over the first 70% of the stage; the rest recovers at the final masks.
         steps = steps_per_epoch(data, recipes["prune"]) * recipes["prune"].epochs
         wrapped = prune.prune(m, sparsity=plan.prune or 0.5, per_layer=dict(plan.prune_layers) or None,
                               m_by_n=plan.m_by_n, schedule="polynomial", end_step=max(2, int(0.7 * steps)),
-                              frequency=max(1, steps // 20))
-        if plan.prune is not None:  # fewer connections, less dropout (Deep Compression's retraining rule)
-            prune.scale_dropout(wrapped, {name: plan.sparsity_of(name) for name in prune.prunable_layers(m)})
+                              frequency=max(1, steps // 20), lower_dropout=True)
         m = prune.strip(prune.finetune_pruned(wrapped, data, recipe=recipes["prune"], out_dir=run_dir("prune"),
                                               verbose=verbose))
-    if plan.cluster is not None:
-        wrapped = cluster.cluster(m, clusters=plan.cluster, preserve_sparsity=plan.prune is not None or
-                                  plan.m_by_n is not None)
+    if "cluster" in plan.stages:
+        wrapped = cluster.cluster(m, clusters=plan.cluster, preserve_sparsity="prune" in plan.stages)
         m = cluster.strip(cluster.finetune_clustered(wrapped, data, recipe=recipes["cluster"],
                                                      out_dir=run_dir("cluster"), verbose=verbose))
-    if plan.quantize == "qat":
-        sparse, shared = plan.prune is not None or plan.m_by_n is not None, plan.cluster is not None
+    if "qat" in plan.stages:
+        sparse, shared = "prune" in plan.stages, "cluster" in plan.stages
         preserve = {(True, True): "sparsity_clusters", (True, False): "sparsity", (False, True): "clusters"}.get(
             (sparse, shared), "none")
         m = quantize.finetune_quantized(quantize.quantize_aware(m, preserve=preserve), data, recipe=recipes["qat"],

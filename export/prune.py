@@ -63,6 +63,7 @@ def prune(
     end_step: int = 1000,
     frequency: int = 50,
     skip: tuple[str, ...] = (),
+    lower_dropout: bool = False,
 ) -> keras.Model:
     """Wraps the prunable layers of a functional model for magnitude pruning (weights copied).
 
@@ -77,6 +78,8 @@ def prune(
             consecutive input weights 2 are zero (hardware 2:4). Only Conv2D and Dense kernels.
         begin_step, end_step, frequency: when the masks are updated, in optimizer steps.
         skip: glob patterns of layers to leave dense (e.g. ``("predictions",)``).
+        lower_dropout: lower the dropout in front of each pruned layer by Deep Compression's rule
+            (`scale_dropout`, with each layer's target sparsity); not with ``m_by_n``.
 
     Returns:
         The wrapped model; fine-tune it with `finetune_pruned`, then `strip` it.
@@ -126,7 +129,10 @@ def prune(
             layer, pruning_schedule=_schedule(schedule, target, begin_step=begin_step, end_step=end_step,
                                               frequency=frequency))
 
-    return wrap_layers(copy, wrap, what="pruning")
+    wrapped = wrap_layers(copy, wrap, what="pruning")
+    if lower_dropout and m_by_n is None:
+        scale_dropout(wrapped, {name: target_of(name) for name in prunable})
+    return wrapped
 
 
 def _kernel_layer(layer) -> bool:

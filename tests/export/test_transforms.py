@@ -59,18 +59,23 @@ def test_two_by_four_sparsity_zeroes_two_of_every_four_input_weights(trained, tm
 
 
 def test_dropout_before_a_pruned_layer_is_lowered_by_the_square_root_of_what_is_kept():
-    inputs = keras.Input((8,))
-    x = keras.layers.Dense(16, name="fc1")(inputs)
-    x = keras.layers.Dropout(0.5, name="drop1")(x)
-    x = keras.layers.ReLU()(x)  # the path to the next kernel may pass through activations
-    x = keras.layers.Dense(16, name="fc2")(x)
-    x = keras.layers.Dropout(0.4, name="drop2")(x)
-    outputs = keras.layers.Dense(4, name="out")(x)
-    wrapped = prune.prune(keras.Model(inputs, outputs), sparsity=0.75, per_layer={"out": 0.0})
+    def model():
+        inputs = keras.Input((8,))
+        x = keras.layers.Dense(16, name="fc1")(inputs)
+        x = keras.layers.Dropout(0.5, name="drop1")(x)
+        x = keras.layers.ReLU()(x)  # the path to the next kernel may pass through activations
+        x = keras.layers.Dense(16, name="fc2")(x)
+        x = keras.layers.Dropout(0.4, name="drop2")(x)
+        return keras.Model(inputs, keras.layers.Dense(4, name="out")(x))
+
+    wrapped = prune.prune(model(), sparsity=0.75, per_layer={"out": 0.0})
     changed = prune.scale_dropout(wrapped, {"fc1": 0.75, "fc2": 0.96, "out": 0.0})
     assert changed == {"drop1": (0.5, pytest.approx(0.5 * 0.2))}  # drop1 feeds fc2 (4% kept); out is dense
     assert [l.rate for l in prune.strip(wrapped).layers if isinstance(l, keras.layers.Dropout)] == [
         pytest.approx(0.1), 0.4]
+    # the same from prune itself, with each layer's own target
+    lowered = prune.prune(model(), sparsity=0.75, per_layer={"fc2": 0.96, "out": 0.0}, lower_dropout=True)
+    assert [l.rate for l in lowered.layers if isinstance(l, keras.layers.Dropout)] == [pytest.approx(0.1), 0.4]
 
 
 def test_pruning_errors_name_what_is_accepted(trained):
