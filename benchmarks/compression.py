@@ -60,7 +60,13 @@ def finetune_label(plan, finetune_steps: int | None) -> str:
         return "none"
     per_epoch = "full epochs" if finetune_steps is None else f"{finetune_steps} steps"
     epochs = [f"{s} {plan.epochs.get(s, 1)}" for s in plan.stages]
-    return f"epochs: {', '.join(epochs)} ({per_epoch})"
+    return f"epochs: {', '.join(epochs)} ({per_epoch})" + ("; distilled from the float model" if plan.distill else "")
+
+
+def stages_label(row: dict[str, Any]) -> str:
+    """Keras top-1 after each fine-tuning stage, where the row has them: what each stage cost."""
+    stages = row.get("stage_accuracy") or {}
+    return ", ".join(f"{stage} {100 * acc:.2f}%" for stage, acc in stages.items())
 
 
 def run_model(name: str, *, finetune_steps: int, test_limit: int | None, out_dir: str, latency_runs: int,
@@ -94,7 +100,8 @@ def run_model(name: str, *, finetune_steps: int, test_limit: int | None, out_dir
         log(f"  {plan.name:26s} {result.gzip_bytes:>10,} B gzip  {result.compression:6.1f}x  "
             f"acc {100 * result.parity.accuracy:.2f}% ({result.parity.accuracy_change:+.2f} pt)  "
             f"agree {100 * result.parity.top1_agreement:.2f}%  {result.latency_ms_batch1:.3f} ms  "
-            f"{result.images_per_s_batch64:.0f} img/s  ({row['seconds']:.0f} s)")
+            f"{result.images_per_s_batch64:.0f} img/s  ({row['seconds']:.0f} s)"
+            + (f"  after each stage (Keras): {stages_label(row)}" if result.stage_accuracy else ""))
     return {"weights": name, "arch": meta.arch, "family": family, "params": meta.metrics.params,
             "float_top1": meta.metrics.top1, "test_examples": len(data.test_labels), "finetune_steps": finetune_steps,
             "variants": rows}
@@ -261,7 +268,8 @@ def write_markdown(results: dict[str, Any], path: str) -> None:
                 f"{v['compression']:.1f}x | {p['examples']:,} | {100 * p['accuracy']:.2f}% | "
                 f"{v['accuracy_change_pt']:+.2f} | "
                 f"{100 * p['top1_agreement']:.2f}% | {p['max_abs_diff']:.3g} | {v['latency_ms_batch1']:.3f} | "
-                f"{v['images_per_s_batch64']:.0f} | {v.get('finetune', '')} |")
+                f"{v['images_per_s_batch64']:.0f} | {v.get('finetune', '')}"
+                + (f"; top-1 after {stages_label(v)}" if v.get("stage_accuracy") else "") + " |")
     write_text(path, "\n".join(lines) + "\n")
 
 

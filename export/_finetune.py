@@ -12,18 +12,27 @@ __all__ = ["finetune_wrapped", "wrap_layers"]
 
 
 def finetune_wrapped(model: keras.Model, train, *, recipe, out_dir: str | os.PathLike | None,
-                     callbacks: Sequence[keras.callbacks.Callback] = (), verbose="auto") -> keras.Model:
+                     callbacks: Sequence[keras.callbacks.Callback] = (), teacher: keras.Model | None = None,
+                     verbose="auto") -> keras.Model:
     """Trains ``model`` (TFMOT wrappers included) with `training.fit` and returns the trained model.
 
     ``out_dir`` holds the run (checkpoints, so an interrupted fine-tuning resumes); None uses a
-    temporary directory that is removed afterwards.
+    temporary directory that is removed afterwards. With a ``teacher`` (the float original, say)
+    the model learns its soft targets besides the labels (`training.distill.Distiller`).
     """
     from training import fit
 
+    trainee = model
+    if teacher is not None:
+        from training.distill import Distiller
+
+        trainee = Distiller(model, teacher)
     if out_dir is None:
         with tempfile.TemporaryDirectory(prefix="zoo-export-") as tmp:
-            return fit(model, train, recipe=recipe, out_dir=tmp, callbacks=list(callbacks), verbose=verbose).model
-    return fit(model, train, recipe=recipe, out_dir=out_dir, callbacks=list(callbacks), verbose=verbose).model
+            trained = fit(trainee, train, recipe=recipe, out_dir=tmp, callbacks=list(callbacks), verbose=verbose).model
+    else:
+        trained = fit(trainee, train, recipe=recipe, out_dir=out_dir, callbacks=list(callbacks), verbose=verbose).model
+    return trained.student if teacher is not None else trained
 
 
 def wrap_layers(model: keras.Model, wrap, *, what: str) -> keras.Model:

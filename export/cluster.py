@@ -99,9 +99,9 @@ def cluster(
 
 
 def finetune_clustered(model: keras.Model, train, *, recipe, out_dir: str | os.PathLike | None = None,
-                       verbose="auto") -> keras.Model:
+                       teacher: keras.Model | None = None, verbose="auto") -> keras.Model:
     """Fine-tunes a `cluster`ed model with the shared loop (the centroids train); returns it wrapped."""
-    return finetune_wrapped(model, train, recipe=recipe, out_dir=out_dir, verbose=verbose)
+    return finetune_wrapped(model, train, recipe=recipe, out_dir=out_dir, teacher=teacher, verbose=verbose)
 
 
 def strip(model: keras.Model) -> keras.Model:

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import tf_keras as keras
 
 from export import tflite
+from export._finetune import finetune_wrapped
 from zoo._files import write_bytes
 
 __all__ = ["ExportData", "Plan", "STANDARD_PLANS", "VariantResult", "compress", "deep_compression_plan",
@@ -48,6 +48,8 @@ class Plan:
             harder than the convolutions).
         epochs: fine-tuning epochs of a stage (``"low_rank"``, ``"prune"``, ``"cluster"``, ``"qat"``)
             when it differs from the recipe's, e.g. ``{"prune": 3}``: pruning ramps up over its stage.
+        distill: fine-tune every stage on the float source's soft targets besides the labels
+            (knowledge distillation, `training.distill.Distiller`).
 
     Example:
         >>> Plan("deep", prune=0.85, prune_layers=(("fc*", 0.97),), cluster=16, quantize="qat").describe()
@@ -62,6 +64,7 @@ class Plan:
     quantize: str = "none"
     prune_layers: tuple[tuple[str, float], ...] = ()
     epochs: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    distill: bool = False
 
     def __post_init__(self):
         if self.quantize not in QUANTIZE:
@@ -83,6 +86,8 @@ class Plan:
         if bad:
             raise ValueError(f"prune_layers sparsities must be in [0, 1); received {bad!r}")
         object.__setattr__(self, "epochs", dict(self.epochs))
+        if self.distill and not self.stages:
+            raise ValueError(f"distill applies to fine-tuning; plan {self.name!r} ({self.describe()}) has none")
         for stage, n in self.epochs.items():
             if stage not in STAGES:
                 raise ValueError(f"unknown fine-tuning stage {stage!r} in epochs; accepted: {', '.join(STAGES)}")
@@ -118,7 +123,7 @@ class Plan:
             parts.append(f"{self.cluster} clusters")
         parts.append({"none": "float32", "fp16": "FP16", "dynamic": "dynamic-range int8", "int8": "PTQ int8",
                       "qat": "QAT int8"}[self.quantize])
-        return " + ".join(parts)
+        return " + ".join(parts) + (", distilled" if self.distill and self.trains else "")
 
 
 STANDARD_PLANS = (
@@ -141,11 +146,12 @@ def deep_compression_plan(family: str) -> Plan:
     91-96%). Here: AlexNet's two large dense layers to 97% and the rest to 85% (93% of the weights);
     VGG, whose weights sit in its convolutions at these widths, 93% throughout; every other family,
     small and convolutional, 80%. Then 16 shared values per kernel and QAT int8. Pruning takes five
-    epochs of fine-tuning (the sparsity ramps up over the first 70%), clustering and QAT one each.
+    epochs of fine-tuning (the sparsity ramps up over the first 70%), clustering and QAT one each,
+    every stage distilled from the float model.
 
     Example:
         >>> deep_compression_plan("vgg").describe()
-        'prune 93% + 16 clusters + QAT int8'
+        'prune 93% + 16 clusters + QAT int8, distilled'
     """
     if family == "alexnet":
         sparsity, layers = 0.85, (("fc6", 0.97), ("fc7", 0.97))
@@ -154,7 +160,7 @@ def deep_compression_plan(family: str) -> Plan:
     else:
         sparsity, layers = 0.8, ()
     return Plan("deep_compression", prune=sparsity, prune_layers=layers, cluster=16, quantize="qat",
-                epochs={"prune": 5})
+                epochs={"prune": 5}, distill=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -221,10 +227,13 @@ def _limited(train, recipe, steps: int | None):
 
 
 def compress(model: keras.Model, plan: Plan, *, train=None, recipe=None, finetune_steps: int | None = None,
-             work_dir: str | os.PathLike | None = None, verbose=0) -> keras.Model:
+             work_dir: str | os.PathLike | None = None, on_stage: Callable[[str, keras.Model], None] | None = None,
+             verbose=0) -> keras.Model:
     """Applies ``plan``'s transforms to a float functional model, fine-tuning after each.
 
-    Returns the stripped Keras model (quantization-aware for ``quantize="qat"``); the input is not changed.
+    ``on_stage(stage, model)`` is called with each stage's stripped result (e.g. to measure what
+    each stage costs). Returns the stripped Keras model (quantization-aware for ``quantize="qat"``);
+    the input is not changed.
     """
     from export import cluster, low_rank, prune, quantize
 
@@ -239,38 +248,44 @@ def compress(model: keras.Model, plan: Plan, *, train=None, recipe=None, finetun
     recipes = {stage: dataclasses.replace(recipe, epochs=plan.epochs[stage]) if stage in plan.epochs else recipe
                for stage in STAGES}
     work = Path(work_dir) if work_dir else None
+    teacher = model if plan.distill else None
 
     def run_dir(stage: str):
         return None if work is None else work / stage
+
+    def done(stage: str, result: keras.Model) -> keras.Model:
+        if on_stage is not None:
+            on_stage(stage, result)
+        return result
 
     m = model
     if "low_rank" in plan.stages:
         dense = tuple(l.name for l in m.layers if type(l) is keras.layers.Dense)
         if dense:
             m, _ = low_rank.low_rank(m, energy=plan.low_rank, layers=dense)
-            from training import fit
-
-            with tempfile.TemporaryDirectory() as tmp:
-                m = fit(m, data, recipe=recipes["low_rank"], out_dir=run_dir("low_rank") or tmp,
-                        verbose=verbose).model
+            m = done("low_rank", finetune_wrapped(m, data, recipe=recipes["low_rank"], out_dir=run_dir("low_rank"),
+                                                  teacher=teacher, verbose=verbose))
     if "prune" in plan.stages:
         # The sparsity ramps up over the first 70% of the stage; the rest recovers at the final masks.
         steps = steps_per_epoch(data, recipes["prune"]) * recipes["prune"].epochs
         wrapped = prune.prune(m, sparsity=plan.prune or 0.5, per_layer=dict(plan.prune_layers) or None,
                               m_by_n=plan.m_by_n, schedule="polynomial", end_step=max(2, int(0.7 * steps)),
                               frequency=max(1, steps // 20), lower_dropout=True)
-        m = prune.strip(prune.finetune_pruned(wrapped, data, recipe=recipes["prune"], out_dir=run_dir("prune"),
-                                              verbose=verbose))
+        m = done("prune", prune.strip(prune.finetune_pruned(wrapped, data, recipe=recipes["prune"],
+                                                            out_dir=run_dir("prune"), teacher=teacher,
+                                                            verbose=verbose)))
     if "cluster" in plan.stages:
         wrapped = cluster.cluster(m, clusters=plan.cluster, preserve_sparsity="prune" in plan.stages)
-        m = cluster.strip(cluster.finetune_clustered(wrapped, data, recipe=recipes["cluster"],
-                                                     out_dir=run_dir("cluster"), verbose=verbose))
+        m = done("cluster", cluster.strip(cluster.finetune_clustered(wrapped, data, recipe=recipes["cluster"],
+                                                                     out_dir=run_dir("cluster"), teacher=teacher,
+                                                                     verbose=verbose)))
     if "qat" in plan.stages:
         sparse, shared = "prune" in plan.stages, "cluster" in plan.stages
         preserve = {(True, True): "sparsity_clusters", (True, False): "sparsity", (False, True): "clusters"}.get(
             (sparse, shared), "none")
-        m = quantize.finetune_quantized(quantize.quantize_aware(m, preserve=preserve), data, recipe=recipes["qat"],
-                                        out_dir=run_dir("qat"), verbose=verbose)
+        m = done("qat", quantize.finetune_quantized(quantize.quantize_aware(m, preserve=preserve), data,
+                                                    recipe=recipes["qat"], out_dir=run_dir("qat"), teacher=teacher,
+                                                    verbose=verbose))
     return m
 
 
@@ -288,6 +303,7 @@ class VariantResult:
     parity: tflite.ParityReport  # the TFLite model against the original float model
     latency_ms_batch1: float
     images_per_s_batch64: float
+    stage_accuracy: Mapping[str, float] = dataclasses.field(default_factory=dict)  # Keras, after each stage
 
     @property
     def compression(self) -> float:
@@ -343,8 +359,18 @@ def export_variant(
     out = Path(out_dir)
     norm = dict(mean=data.mean, std=data.std, scale=data.scale)
     reference = tflite.with_preprocessing(model, **norm)
+    stage_accuracy = {}
+
+    def accuracy(outputs: np.ndarray) -> float:
+        return float(np.mean(np.argmax(outputs, axis=-1) == data.test_labels))
+
+    def measure(stage: str, stage_model: keras.Model) -> None:
+        if stage != plan.stages[-1]:  # the last stage's model is the converter's source, measured below
+            stage_accuracy[stage] = accuracy(tflite.predictions(tflite.with_preprocessing(stage_model, **norm),
+                                                                data.test_images))
+
     compressed = compress(model, plan, train=data.train, recipe=recipe, finetune_steps=finetune_steps,
-                          work_dir=out / "runs" / plan.name, verbose=verbose)
+                          work_dir=out / "runs" / plan.name, on_stage=measure, verbose=verbose)
     pixels = tflite.with_preprocessing(compressed, **norm) if compressed is not model else reference
     flat = tflite.convert(pixels, quantize=plan.tflite_quantization,
                           representative_images=data.representative if plan.quantize == "int8" else None)
@@ -353,6 +379,8 @@ def export_variant(
     # post-training conversion the source and the float reference are the same model.
     outputs = tflite.predictions(converted, data.test_images)
     source = tflite.predictions(pixels, data.test_images)
+    if plan.trains:
+        stage_accuracy[plan.stages[-1]] = accuracy(source)
     conversion = tflite.check_parity(outputs, source, data.test_images, data.test_labels, max_accuracy_drop=None,
                                      min_top1_agreement=min_conversion_agreement)
     expected = source if pixels is reference else tflite.predictions(reference, data.test_images)
@@ -366,7 +394,8 @@ def export_variant(
     return VariantResult(
         name=plan.name, description=plan.describe(), file=str(path), size_bytes=len(flat),
         gzip_bytes=tflite.gzip_size(flat), float32_weight_bytes=float32_weight_bytes(model),
-        conversion=conversion, parity=parity, latency_ms_batch1=1000 * latency, images_per_s_batch64=throughput)
+        conversion=conversion, parity=parity, latency_ms_batch1=1000 * latency, images_per_s_batch64=throughput,
+        stage_accuracy=stage_accuracy)
 
 
 def export_all(model: keras.Model, plans: Sequence[Plan], **kwargs) -> list[VariantResult]:

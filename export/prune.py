@@ -181,9 +181,9 @@ def scale_dropout(model: keras.Model, sparsity_of: Mapping[str, float]) -> dict[
 
 
 def finetune_pruned(model: keras.Model, train, *, recipe, out_dir: str | os.PathLike | None = None,
-                    verbose="auto") -> keras.Model:
+                    teacher: keras.Model | None = None, verbose="auto") -> keras.Model:
     """Fine-tunes a `prune`d model with the shared loop (masks updated every step); returns it wrapped."""
-    return finetune_wrapped(model, train, recipe=recipe, out_dir=out_dir, verbose=verbose,
+    return finetune_wrapped(model, train, recipe=recipe, out_dir=out_dir, teacher=teacher, verbose=verbose,
                             callbacks=[_tfmot().sparsity.keras.UpdatePruningStep()])
 
 

@@ -286,7 +286,7 @@ def quantize_aware(model: keras.Model, *, preserve: str = "none") -> keras.Model
 
 
 def finetune_quantized(model: keras.Model, train, *, recipe, out_dir: str | os.PathLike | None = None,
-                       verbose="auto") -> keras.Model:
+                       teacher: keras.Model | None = None, verbose="auto") -> keras.Model:
     """Fine-tunes a `quantize_aware` model with the shared loop; convert it with ``quantize="int8"``."""
     with quantize_scope():
-        return finetune_wrapped(model, train, recipe=recipe, out_dir=out_dir, verbose=verbose)
+        return finetune_wrapped(model, train, recipe=recipe, out_dir=out_dir, teacher=teacher, verbose=verbose)

@@ -31,6 +31,7 @@ _EXPORTS = {
     "get_optimizer": "training.optimizers",
     "apply_weight_penalty": "training.regularizers",
     "DropConnect": "training.regularizers",
+    "Distiller": "training.distill",
 }
 
 __all__ = sorted(_EXPORTS)

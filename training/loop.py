@@ -132,8 +132,8 @@ def steps_per_epoch(train: DataSource, recipe: Recipe) -> int:
 
 
 def _label_every_output(model: keras.Model, dataset: tf.data.Dataset) -> tf.data.Dataset:
-    n = len(model.outputs)
-    if n == 1:
+    n = len(model.outputs or ())  # a subclassed model (custom train_step) labels its own outputs
+    if n <= 1:
         return dataset
     return dataset.map(lambda x, y: (x, tuple([y] * n)), num_parallel_calls=1, deterministic=True)
 
@@ -161,6 +161,9 @@ def _build_model(model, strategy: tf.distribute.Strategy, recipe: Recipe) -> ker
             built = model
             if strategy is not tf.distribute.get_strategy() or recipe.mixed_precision:
                 # Variables must be created in the strategy's scope: clone there (same weights).
+                if not model._is_graph_network:
+                    raise TypeError(f"a built {type(model).__name__} (subclassed) cannot be cloned into a "
+                                    "distribution strategy or mixed-precision policy; pass a function building it")
                 built = keras.models.clone_model(model)
                 built.set_weights(model.get_weights())
         elif callable(model):

@@ -24,7 +24,7 @@ def trained():
 
 
 def test_a_combined_plan_is_compressed_converted_verified_and_measured(trained, data, tmp_path):
-    plan = pipeline.Plan("deep", prune=0.5, cluster=8, quantize="qat")
+    plan = pipeline.Plan("deep", prune=0.5, cluster=8, quantize="qat", distill=True)
     result = pipeline.export_variant(trained, plan, data=data, out_dir=tmp_path, max_accuracy_drop=5.0,
                                      latency_runs=3)
     flat = (tmp_path / "deep.tflite").read_bytes()
@@ -33,8 +33,10 @@ def test_a_combined_plan_is_compressed_converted_verified_and_measured(trained, 
     assert result.compression > 4  # int8 alone is 4x; zeros and 8 shared values compress further
     assert result.conversion.top1_agreement >= 0.98 and result.parity.float_accuracy > 0.9
     assert result.latency_ms_batch1 > 0 and result.images_per_s_batch64 > 0
-    assert result.description == "prune 50% + 8 clusters + QAT int8"
+    assert result.description == "prune 50% + 8 clusters + QAT int8, distilled"
     assert (tmp_path / "runs" / "deep" / "prune" / "recipe.json").exists()  # fine-tuned by the shared loop
+    assert list(result.stage_accuracy) == ["prune", "cluster", "qat"]  # Keras accuracy after each stage
+    assert result.stage_accuracy["qat"] == pytest.approx(result.conversion.float_accuracy)
 
 
 def test_a_failed_parity_check_writes_nothing(data, tmp_path):
@@ -68,6 +70,8 @@ def test_plans_validate_their_values():
         pipeline.Plan("x", prune_layers=(("dense*", 0.9),))
     with pytest.raises(ValueError, match=r"sparsities must be in \[0, 1\); received \[\('d', 1.0\)\]"):
         pipeline.Plan("x", prune=0.5, prune_layers=(("d", 1.0),))
+    with pytest.raises(ValueError, match=r"distill applies to fine-tuning; plan 'x' \(PTQ int8\) has none"):
+        pipeline.Plan("x", quantize="int8", distill=True)
 
 
 def test_per_layer_sparsity_and_stage_epochs_reach_the_transforms(tmp_path):
