@@ -154,6 +154,22 @@ def test_zoo_layers_quantize_and_convert(name, options):
     assert flat.predict(_data.normalized(images)).shape == (4, 4)
 
 
+def test_a_quantization_aware_fractal_join_converts_without_clipping_its_sum():
+    from zoo.models.fractalnet.fractalnet import FractalJoin
+
+    inputs = keras.Input((4, 4, 1))
+    branches = [keras.layers.Conv2D(2, 1, activation="relu", kernel_initializer="ones", name=f"c{i}")(inputs)
+                for i in range(2)]
+    model = keras.Model(inputs, keras.layers.Flatten()(FractalJoin(columns=(0, 1), drop_rate=0.0)(branches)))
+    x = np.random.default_rng(0).uniform(0, 5, (64, 4, 4, 1)).astype(np.float32)
+    qat = quantize.quantize_aware(model)
+    for _ in range(10):
+        qat(x, training=True)  # ranges: each branch and the mean about [0, 5], their sum [0, 10]
+    converted = tflite.TFLiteModel(tflite.convert(qat, quantize="int8"))
+    # The sum used to be requantized to the mean's range: the mean came out clipped at 2.5
+    np.testing.assert_allclose(converted.predict(x), qat.predict(x, verbose=0), atol=0.1)
+
+
 class _Custom(keras.layers.Layer):
     def call(self, x):
         return tf.sin(x)

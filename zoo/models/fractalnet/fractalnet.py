@@ -192,7 +192,13 @@ class FractalJoin(BaseRandomLayer):
         n = len(branches)
 
         def mean():
-            return tf.add_n(branches) / tf.cast(n, branches[0].dtype)
+            # Pairwise adds and a multiply, not add_n and a divide: TFLite has no int8 ADD_N, and a
+            # quantization-aware model converted it to a float ADD_N whose sum was requantized to the
+            # mean's range, clipping it (FractalNet's QAT int8 agreed with its Keras model on 95%).
+            total = branches[0]
+            for branch in branches[1:]:
+                total = total + branch
+            return total * (1.0 / n)
 
         def dropped():
             rng = self._random_generator
