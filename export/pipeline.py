@@ -139,26 +139,33 @@ STANDARD_PLANS = (
 )
 
 
+# Per-layer sparsities from each layer's pruning sensitivity (`export.prune.sensitivity`, measured by
+# benchmarks/prune_sensitivity.py on the pretrained weights: one layer pruned, no fine-tuning). The first
+# convolution and the classifier lose points at 50-90% and hold few weights: they stay dense or light; the
+# large, robust layers take the cut (AlexNet's fc6/fc7 lose < 0.5 pt at 98%).
+_DEEP_SPARSITY = {
+    "alexnet": (0.88, (("conv1", 0.0), ("conv2", 0.7), ("fc6", 0.99), ("fc7", 0.98), ("predictions", 0.6))),
+    "vgg": (0.88, (("block1_conv1", 0.0), ("block2_conv1", 0.6), ("block3_conv1", 0.75), ("block3_conv2", 0.8),
+                   ("block4_conv2", 0.95), ("block5_conv1", 0.95), ("block5_conv2", 0.98), ("fc1", 0.97),
+                   ("predictions", 0.5))),
+}
+
+
 def deep_compression_plan(family: str) -> Plan:
     """A family's "deep compression" plan (Han et al. 2016: prune, share weights, quantize).
 
-    The paper prunes hardest where the weights are (its AlexNet: 89% overall, the large dense layers
-    91-96%). Here: AlexNet's two large dense layers to 97% and the rest to 85% (93% of the weights);
-    VGG, whose weights sit in its convolutions at these widths, 93% throughout; every other family,
-    small and convolutional, 80%. Then 16 shared values per kernel and QAT int8. Pruning takes five
-    epochs of fine-tuning (the sparsity ramps up over the first 70%), clustering and QAT one each,
-    every stage distilled from the float model.
+    The paper prunes each layer as hard as its sensitivity allows. AlexNet and VGG, the paper's
+    models, get per-layer sparsities from their measured sensitivity (`_DEEP_SPARSITY`: 94-95% of
+    the weights, the first convolution dense); every other family, small and convolutional, 80%
+    throughout. Then 16 shared values per kernel and QAT int8. Pruning takes five epochs of
+    fine-tuning (the sparsity ramps up over the first 70%), clustering and QAT one each, every stage
+    distilled from the float model.
 
     Example:
-        >>> deep_compression_plan("vgg").describe()
-        'prune 93% + 16 clusters + QAT int8, distilled'
+        >>> deep_compression_plan("resnet").describe()
+        'prune 80% + 16 clusters + QAT int8, distilled'
     """
-    if family == "alexnet":
-        sparsity, layers = 0.85, (("fc6", 0.97), ("fc7", 0.97))
-    elif family == "vgg":
-        sparsity, layers = 0.93, ()
-    else:
-        sparsity, layers = 0.8, ()
+    sparsity, layers = _DEEP_SPARSITY.get(family, (0.8, ()))
     return Plan("deep_compression", prune=sparsity, prune_layers=layers, cluster=16, quantize="qat",
                 epochs={"prune": 5}, distill=True)
 

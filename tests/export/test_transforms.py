@@ -78,6 +78,24 @@ def test_dropout_before_a_pruned_layer_is_lowered_by_the_square_root_of_what_is_
     assert [l.rate for l in lowered.layers if isinstance(l, keras.layers.Dropout)] == [pytest.approx(0.1), 0.4]
 
 
+def test_sensitivity_scores_each_layer_pruned_alone_and_restores_the_model():
+    inputs = keras.Input((6,))
+    hidden = keras.layers.Dense(8, activation="relu", name="hidden")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(3, name="out")(hidden))
+    x = np.random.default_rng(0).normal(size=(200, 6)).astype(np.float32)
+    labels = np.argmax(model.predict(x, verbose=0), axis=-1)  # the intact model scores 100%
+    before = [w.copy() for w in model.get_weights()]
+    curves = prune.sensitivity(model, x, labels, sparsities=(0.5, 0.9))
+    assert list(curves) == ["(none)", "hidden", "out"] and curves["(none)"] == {0.0: 1.0}
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)  # restored
+    kernel = before[2]  # "out": keep the largest 10% of its 24 weights, as the curve did
+    pruned = np.where(np.abs(kernel) < np.quantile(np.abs(kernel), 0.9), 0.0, kernel)
+    expected = np.argmax(np.maximum(x @ before[0] + before[1], 0) @ pruned + before[3], axis=-1)
+    assert curves["out"][0.9] == pytest.approx(np.mean(expected == labels))
+    assert curves["out"][0.9] < 1.0
+
+
 def test_pruning_errors_name_what_is_accepted(trained):
     with pytest.raises(ValueError, match="unknown pruning schedule 'cubic'; accepted: constant, polynomial"):
         prune.prune(trained, schedule="cubic")
