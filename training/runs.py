@@ -31,6 +31,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import zoo
 
+import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
@@ -82,6 +83,9 @@ class RunSpec:
             ``source_classes`` outputs and is replaced (`training.finetune`) by a new one.
         source_classes: fine-tuning: the source model's number of classes.
         train_layers: fine-tuning: ``"head"``, ``"last:N"`` or ``"all"`` (see `training.finetune`).
+        teacher: shipped pretrained weights (``ARCH.TAG``, ``zoo pretrained``) to distill from: the
+            model learns their softened outputs besides the labels (`training.distill.Distiller`).
+            Same input shape, classes and normalization as this run's.
 
     Example:
         >>> spec = RunSpec(model="resnet20", dataset="fashion_mnist", options={"stage_depths": (2, 2, 2)})
@@ -98,6 +102,7 @@ class RunSpec:
     source_weights: str | None = None
     source_classes: int | None = None
     train_layers: str | None = None
+    teacher: str | None = None
 
     def __post_init__(self):
         for field in ("model", "dataset"):
@@ -141,6 +146,8 @@ class RunSpec:
         if num_classes < info.num_classes:
             raise ValueError(f"num_classes={num_classes} is fewer than the {info.num_classes} classes of "
                              f"{self.dataset!r}; use at least {info.num_classes}")
+        if self.teacher is not None:
+            _check_teacher(self.teacher, tuple(input_shape), num_classes, info)
         return dataclasses.replace(self, input_shape=tuple(input_shape), num_classes=num_classes,
                                    source_classes=self.source_classes or (10 if self.is_finetune else None))
 
@@ -313,6 +320,11 @@ def train_run(
 
     keras.utils.set_random_seed(recipe.seed)  # the initialization; fit seeds again for the data
     model = build_model(spec)
+    if spec.teacher is not None:
+        from training.distill import Distiller
+
+        meta = zoo.get_weights_info(spec.teacher)
+        model = Distiller(model, zoo.strip_training_outputs(zoo.create_model(meta.arch, weights=meta.tag)))
 
     os.makedirs(out_dir, exist_ok=True)
     write_json(os.path.join(out_dir, RUN_FILE), spec.to_dict())
@@ -323,7 +335,8 @@ def train_run(
     val = spec.data("test", batch_size=EVAL_BATCH_SIZE, shuffle=False)
     fitted = fit(model, spec.data("train", batch_size=recipe.batch_size, augment=recipe.augment, seed=recipe.seed),
                  recipe=recipe, val=val, out_dir=out_dir, verbose=verbose, callbacks=callbacks)
-    evaluation = evaluate(fitted.model, val(0), class_names=_class_names(spec))
+    trained = fitted.model.student if spec.teacher is not None else fitted.model
+    evaluation = evaluate(trained, val(0), class_names=_class_names(spec))
     files = _write_report(evaluation, out_dir, about={"model": spec.model, "dataset": spec.dataset, "split": "test",
                                                        "weights": os.path.join(out_dir, FINAL_WEIGHTS)},
                           history=fitted.history)
@@ -394,6 +407,20 @@ def _dataset_info(name: str) -> DatasetInfo:
 
 
 _known_datasets: set[str] = set(list_datasets())
+
+
+def _check_teacher(name: str, input_shape: tuple[int, int, int], num_classes: int, info: DatasetInfo) -> None:
+    try:
+        meta = zoo.get_weights_info(name)
+    except (KeyError, ValueError) as error:
+        raise ValueError(f"teacher {name!r} is not shipped pretrained weights ({error}); see 'zoo pretrained'") from None
+    if tuple(meta.input.shape) != input_shape or meta.head.num_classes != num_classes:
+        raise ValueError(f"teacher {meta.name} takes {'x'.join(map(str, meta.input.shape))} and predicts "
+                         f"{meta.head.num_classes} classes; this run's model takes {'x'.join(map(str, input_shape))} "
+                         f"and predicts {num_classes}: they must agree")
+    if not (np.allclose(meta.input.mean, info.mean) and np.allclose(meta.input.std, info.std)):
+        raise ValueError(f"teacher {meta.name} normalizes with mean {meta.input.mean}, std {meta.input.std}; "
+                         f"{info.name!r} with mean {info.mean}, std {info.std}: it would see other inputs")
 
 
 def _check_dataset_name(name: str) -> None:

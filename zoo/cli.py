@@ -189,6 +189,8 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
                         help="sgd, momentum, nesterov, adagrad, rmsprop, adam, or a Keras optimizer name")
     parser.add_argument("--augment", metavar="AUG", help="none, flip, crop, crop_flip or crop_flip_erase")
     parser.add_argument("--seed", type=int, metavar="S")
+    parser.add_argument("--teacher", metavar="ARCH.TAG",
+                        help="distill from these shipped pretrained weights (their softened outputs and the labels)")
 
 
 def _run(args: argparse.Namespace, spec) -> int:
@@ -220,7 +222,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from training.runs import RunSpec
 
     return _run(args, RunSpec(model=args.name, dataset=args.dataset, options=_options(args.options),
-                              input_shape=args.input_shape and tuple(args.input_shape), limit=args.limit))
+                              input_shape=args.input_shape and tuple(args.input_shape), limit=args.limit,
+                              teacher=args.teacher))
 
 
 def _args_finetune(parser: argparse.ArgumentParser) -> None:
@@ -246,7 +249,8 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     return _run(args, RunSpec(model=args.name, dataset=args.dataset, options=_options(args.options),
                               input_shape=args.input_shape and tuple(args.input_shape), limit=args.limit,
                               num_classes=args.num_classes, source_weights=args.weights,
-                              source_classes=args.source_classes, train_layers=args.train_layers))
+                              source_classes=args.source_classes, train_layers=args.train_layers,
+                              teacher=args.teacher))
 
 
 def _args_eval(parser: argparse.ArgumentParser) -> None:

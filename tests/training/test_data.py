@@ -3,7 +3,6 @@
 No test reaches the network: every path that could call TFDS has `training.data._tfds_load` patched.
 """
 
-import gzip
 import os
 import struct
 
@@ -15,30 +14,9 @@ from training import augment as augment_lib
 from training import data
 from training.augment import Augment, get_augment
 from training.data import DatasetInfo, load_dataset, read_idx
+from _fashion import make_fashion_dir, write_idx
 
 DEBIAN_TRAIN = os.path.join(data.DEBIAN_FASHION_MNIST_DIR, "train-images-idx3-ubyte.gz")
-
-
-def write_idx(path, array, *, compress=False):
-    code = {np.dtype(np.uint8): 0x08, np.dtype(np.int32): 0x0C, np.dtype(np.float32): 0x0D}[array.dtype]
-    big = array.astype(array.dtype.newbyteorder(">"))
-    raw = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape) + big.tobytes()
-    with (gzip.open if compress else open)(path, "wb") as f:
-        f.write(raw)
-
-
-def make_fashion_dir(directory, *, n_train=50, n_test=20, compress=False, seed=0):
-    rng = np.random.default_rng(seed)
-    os.makedirs(directory, exist_ok=True)
-    arrays = {}
-    suffix = ".gz" if compress else ""
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
-        labels = (np.arange(n) % 10).astype(np.uint8)
-        write_idx(os.path.join(directory, f"{prefix}-images-idx3-ubyte{suffix}"), images, compress=compress)
-        write_idx(os.path.join(directory, f"{prefix}-labels-idx1-ubyte{suffix}"), labels, compress=compress)
-        arrays[prefix] = (images, labels)
-    return arrays
 
 
 def collect(ds):
@@ -136,7 +114,7 @@ def test_fashion_mnist_no_source_error(tmp_path, no_system_sources):
     msg = str(err.value)
     assert f"data_dir: no train-images-idx3-ubyte[.gz] and train-labels-idx1-ubyte[.gz] in {tmp_path}" in msg
     assert "ZOO_DATA_DIR: not set" in msg
-    assert f"Debian dataset-fashion-mnist: no train-images" in msg and "no-debian" in msg
+    assert "Debian dataset-fashion-mnist: no train-images" in msg and "no-debian" in msg
     assert "TFDS fashion_mnist: ConnectionError: network disabled in tests" in msg
     assert "apt-get install dataset-fashion-mnist" in msg and "set ZOO_DATA_DIR" in msg and "network" in msg
     assert no_system_sources == [("fashion_mnist", "train", None)]

@@ -190,3 +190,24 @@ def test_demo_evaluates_the_shipped_sample_when_the_dataset_is_missing(tmp_path,
     assert "not available here (no Fashion-MNIST source" in out and "100 sample test images" in out
     assert f"Test accuracy on 100 images (the package's sample): {expected:.2%}" in out
     assert (tmp_path / "samples.png").stat().st_size > 10_000 and (tmp_path / "confusion_matrix.png").exists()
+
+
+def test_train_distills_from_shipped_weights_and_checks_they_fit(tmp_path, monkeypatch, capsys):
+    from _fashion import make_fashion_dir
+
+    make_fashion_dir(tmp_path / "data", n_train=64, n_test=32)
+    monkeypatch.setenv("ZOO_DATA_DIR", str(tmp_path / "data"))
+    student = ["resnet20", "--dataset", "fashion_mnist", "-o", "stage_depths=(1,1,1)", "--epochs", "1",
+               "--batch-size", "32"]
+    assert main(["train", *student, "--teacher", "resnet20.fashion_mnist", "--out", str(tmp_path / "kd")]) == 0
+    assert json.loads((tmp_path / "kd" / "run.json").read_text())["teacher"] == "resnet20.fashion_mnist"
+    weights = (tmp_path / "kd" / "final_weights.h5")
+    model = zoo.create_model("resnet20", stage_depths=(1, 1, 1), input_shape=(28, 28, 1), num_classes=10)
+    model.load_weights(str(weights))  # the run's weights are the student's
+    capsys.readouterr()
+    assert main(["train", *student, "--teacher", "resnet20.nope", "--out", str(tmp_path / "bad")]) == 2
+    assert "teacher 'resnet20.nope' is not shipped pretrained weights" in _one_error_line(capsys.readouterr().err)
+    assert main(["train", *student, "--input-shape", "32", "32", "1", "--teacher", "resnet20.fashion_mnist",
+                 "--out", str(tmp_path / "bad")]) == 2
+    assert ("teacher resnet20.fashion_mnist takes 28x28x1 and predicts 10 classes; this run's model takes 32x32x1"
+            in _one_error_line(capsys.readouterr().err))
