@@ -13,6 +13,7 @@ file size, gzip'd size, latency at batch 1 and throughput at batch 64. ``zoo exp
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import os
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -45,7 +46,8 @@ class Plan:
             full integer) or ``"qat"`` (quantization-aware training, then int8).
         prune_layers: per-layer sparsities overriding ``prune``: ``(glob, sparsity)`` pairs matched
             against layer names, first match wins (Deep Compression prunes the large dense layers
-            harder than the convolutions).
+            harder than the convolutions). The first convolution and the classifier
+            (`export.prune.edge_layers`) stay dense unless a pattern here names them.
         epochs: fine-tuning epochs of a stage (``"low_rank"``, ``"prune"``, ``"cluster"``, ``"qat"``)
             when it differs from the recipe's, e.g. ``{"prune": 3}``: pruning ramps up over its stage.
         distill: fine-tune every stage on the float source's soft targets besides the labels
@@ -275,9 +277,11 @@ def compress(model: keras.Model, plan: Plan, *, train=None, recipe=None, finetun
     if "prune" in plan.stages:
         # The sparsity ramps up over the first 70% of the stage; the rest recovers at the final masks.
         steps = steps_per_epoch(data, recipes["prune"]) * recipes["prune"].epochs
+        named = [g for g, _ in plan.prune_layers]
+        edges = tuple(n for n in prune.edge_layers(m) if not any(fnmatch.fnmatchcase(n, g) for g in named))
         wrapped = prune.prune(m, sparsity=plan.prune or 0.5, per_layer=dict(plan.prune_layers) or None,
                               m_by_n=plan.m_by_n, schedule="polynomial", end_step=max(2, int(0.7 * steps)),
-                              frequency=max(1, steps // 20), lower_dropout=True)
+                              frequency=max(1, steps // 20), skip=edges, lower_dropout=True)
         m = done("prune", prune.strip(prune.finetune_pruned(wrapped, data, recipe=recipes["prune"],
                                                             out_dir=run_dir("prune"), teacher=teacher,
                                                             verbose=verbose)))

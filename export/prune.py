@@ -20,8 +20,8 @@ import tf_keras as keras
 
 from export._finetune import finetune_wrapped, wrap_layers
 
-__all__ = ["SCHEDULES", "finetune_pruned", "prune", "prunable_layers", "scale_dropout", "sensitivity", "sparsity",
-           "strip"]
+__all__ = ["SCHEDULES", "edge_layers", "finetune_pruned", "prune", "prunable_layers", "scale_dropout", "sensitivity",
+           "sparsity", "strip"]
 
 SCHEDULES = ("constant", "polynomial")
 
@@ -44,6 +44,19 @@ def prunable_layers(model: keras.Model) -> list[str]:
         elif prune_registry.PruneRegistry.supports(layer) and prune_registry.PruneRegistry._weight_names(layer):
             names.append(layer.name)
     return names
+
+
+def edge_layers(model: keras.Model) -> tuple[str, ...]:
+    """The first and the last prunable layer with a kernel: the stem convolution and the classifier.
+
+    They hold a sliver of the weights and are the most sensitive to pruning: 80% of the first
+    convolution alone costs 24-81 points of Fashion-MNIST top-1 in each pretrained family, of the
+    classifier 0-8 (`sensitivity`, benchmarks/prune_sensitivity.py). `export.pipeline` leaves them
+    dense unless a plan names them.
+    """
+    names = [n for n in prunable_layers(model) if _kernels(model.get_layer(n)) or
+             hasattr(model.get_layer(n), "get_prunable_weights")]
+    return tuple(dict.fromkeys((names[0], names[-1]))) if names else ()
 
 
 def _schedule(kind: str, target: float, *, begin_step: int, end_step: int, frequency: int):

@@ -84,7 +84,9 @@ def test_per_layer_sparsity_and_stage_epochs_reach_the_transforms(tmp_path):
     assert plan.describe() == f"prune 50% ({dense[0]}: 90%) + float32"
     out = pipeline.compress(model, plan, train=lambda epoch: _data.train_data(epoch, steps=10), work_dir=tmp_path)
     zeros = prune.sparsity(out)
-    assert zeros[dense[0]] == pytest.approx(0.9, abs=0.01) and zeros[conv[0]] == pytest.approx(0.5, abs=0.02)
+    assert zeros[dense[0]] == pytest.approx(0.9, abs=0.01) and zeros[conv[1]] == pytest.approx(0.5, abs=0.02)
+    # the stem stays dense (an edge layer no pattern names); the classifier, named, is pruned
+    assert prune.edge_layers(model) == (conv[0], dense[0]) and zeros[conv[0]] == 0.0
     state = json.loads((tmp_path / "prune" / "state.json").read_text())
     assert state["step"] == 20 and len(state["history"]) == 2  # two epochs of 10 steps
 
