@@ -301,24 +301,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.quick:
         args.models, args.finetune_steps, args.test_limit, args.latency_runs = ["resnet20"], 20, 1000, 20
     names = [zoo.get_weights_info(m).name for m in (args.models or zoo.list_pretrained())]
-    results = {"models": {}}
-    if os.path.exists(args.json):
-        with open(args.json) as f:
-            results = json.load(f)
     log = lambda msg: print(msg, flush=True)  # noqa: E731
-    with tempfile.TemporaryDirectory(prefix="compression-") as tmp:
-        for name in names:
-            log(f"{name}:")
-            new = run_model(name, finetune_steps=args.finetune_steps, test_limit=args.test_limit,
-                            out_dir=args.out or tmp, latency_runs=args.latency_runs, plans=args.plans, log=log)
+
+    def save(models=None, inference=None):
+        # Read the file again just before writing: another run may have saved other models meanwhile.
+        results = {"models": {}}
+        if os.path.exists(args.json):
+            with open(args.json) as f:
+                results = json.load(f)
+        for name, new in (models or {}).items():
             results["models"][name] = merge_model(results["models"].get(name), new)
+        if inference:
+            results["inference"] = inference
+        results["updated"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        results["machine"] = _machine()
+        write_json(args.json, results)
+        write_markdown(results, args.docs)
+        return results
+
+    with tempfile.TemporaryDirectory(prefix="compression-") as tmp:
+        for name in names:  # saved model by model: an interrupted run keeps the models it finished
+            log(f"{name}:")
+            save({name: run_model(name, finetune_steps=args.finetune_steps, test_limit=args.test_limit,
+                                  out_dir=args.out or tmp, latency_runs=args.latency_runs, plans=args.plans, log=log)})
+    inference = None
     if not args.no_inference:
-        results["inference"] = inference_paths(runs=args.latency_runs * 2)
-        log("batch-1 paths (ms): " + ", ".join(f"{k} {v:.3f}" for k, v in results["inference"].items()))
-    results["updated"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    results["machine"] = _machine()
-    write_json(args.json, results)
-    write_markdown(results, args.docs)
+        inference = inference_paths(runs=args.latency_runs * 2)
+        log("batch-1 paths (ms): " + ", ".join(f"{k} {v:.3f}" for k, v in inference.items()))
+    results = save(inference=inference)
     for name, s in summarize(results).items():
         log(f"{name}: best {s['best']}, int8 change {s['int8_change_pt']} (QAT {s['qat_change_pt']}), ratio target {s['ratio_target']} "
             f"met {s['ratio_ok']}")

@@ -81,3 +81,23 @@ def test_the_fine_tuning_column_says_what_each_stage_trained(bench):
     standard = {p.name: p for p in bench.plans_for("resnet")}
     assert bench.finetune_label(standard["pruned"], 300) == "epochs: prune 1 (300 steps)"
     assert bench.finetune_label(standard["int8"], 300) == "none"
+
+
+def test_each_model_is_saved_as_it_finishes_over_what_others_saved_meanwhile(bench, tmp_path, monkeypatch):
+    import json
+
+    path, docs = tmp_path / "results.json", tmp_path / "compression.md"
+    model = {"arch": "resnet20", "family": "resnet", "params": 10, "float_top1": 0.9, "test_examples": 100}
+    path.write_text(json.dumps({"models": {"old": {**model, "variants": [_variant("float32", 1.0, 0.0)]}}}))
+
+    def run_model(name, **kwargs):  # meanwhile, another run saves a model of its own
+        saved = json.loads(path.read_text())
+        saved["models"]["other"] = {**model, "variants": [_variant("int8", 4.0, -0.1)]}
+        path.write_text(json.dumps(saved))
+        return {**model, "weights": name, "variants": [_variant("int8", 3.9, -0.2)]}
+
+    monkeypatch.setattr(bench, "run_model", run_model)
+    assert bench.main(["--models", "resnet20", "--no-inference", "--json", str(path), "--docs", str(docs)]) == 0
+    saved = json.loads(path.read_text())
+    assert set(saved["models"]) == {"old", "other", "resnet20.fashion_mnist"}
+    assert "## `resnet20.fashion_mnist`" in docs.read_text()
