@@ -119,6 +119,7 @@ _ZOO_LAYERS = {
     "AdaptiveAveragePooling2D": "OutputQuantizeConfig",
     "FractalJoin": "OutputQuantizeConfig",
     "GlobalDropPathSampler": "PassThroughQuantizeConfig",
+    "ChannelPad": "PassThroughQuantizeConfig",
 }
 # Stock layers TFMOT's default registry leaves out.
 _STOCK_LAYERS = {

@@ -32,6 +32,7 @@ __all__ = [
     "check_parity",
     "convert",
     "gzip_size",
+    "op_counts",
     "predictions",
     "select_ops",
     "with_preprocessing",
@@ -292,6 +293,23 @@ def predictions(model, images: np.ndarray, *, batch_size: int = 256) -> np.ndarr
     out = (model.predict(images, batch_size=batch_size, verbose=0) if isinstance(model, keras.Model)
            else model.predict(images, batch_size=batch_size))
     return np.asarray(out[0] if isinstance(out, list) else out)  # auxiliary outputs: the main one
+
+
+def op_counts(model) -> dict[str, int]:
+    """How many of each TFLite op a model holds (a `TFLiteModel`, or a ``.tflite``'s bytes or path), before
+    any delegate takes them: e.g. to see that an int8 model has no float islands between QUANTIZE and
+    DEQUANTIZE, or that no op with run-time shapes splits the XNNPACK delegate's graph."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    content = model.content if isinstance(model, TFLiteModel) else (
+        model if isinstance(model, (bytes, bytearray)) else open(model, "rb").read())
+    interpreter = Interpreter(model_content=bytes(content),
+                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interpreter.allocate_tensors()
+    counts: dict[str, int] = {}
+    for op in interpreter._get_ops_details():  # the one listing of the graph the interpreter offers
+        counts[op["op_name"]] = counts.get(op["op_name"], 0) + 1
+    return counts
 
 
 def check_parity(

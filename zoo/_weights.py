@@ -603,7 +603,8 @@ def load_pretrained(model, meta: PretrainedWeights) -> None:
             mismatched.append(f"{layer.name} (file {have}, model {want})")
             continue
         assign.append((layer, arrays))
-    extra = sorted(set(saved) - {layer.name for layer in model.layers}) if full else []
+    # Weightless layers in the file (a reshape, a padding) carry nothing to lose.
+    extra = sorted(n for n in set(saved) - {layer.name for layer in model.layers} if saved[n]) if full else []
     if missing or mismatched or extra:
         problems = [f"{label}: {', '.join(items[:5])}{' ...' if len(items) > 5 else ''}"
                     for label, items in (("model layers not in the file", missing),

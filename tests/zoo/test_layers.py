@@ -88,3 +88,23 @@ def test_grouped_conv_matches_keras_conv2d_forward_and_backward(options):
     for a, b in zip(outputs_and_grads(grouped), outputs_and_grads(native)):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-4)
     assert keras.layers.deserialize(keras.layers.serialize(grouped)).get_config() == grouped.get_config()
+
+
+def test_channel_pad_adds_zero_channels_and_converts_to_one_pad():
+    from export import tflite
+    from zoo.layers import ChannelPad
+
+    x = np.random.default_rng(0).normal(size=(2, 3, 3, 4)).astype(np.float32)
+    layer = ChannelPad((2, 3))
+    out = layer(x).numpy()
+    np.testing.assert_array_equal(out[..., 2:6], x)
+    assert out.shape == (2, 3, 3, 9) and not out[..., :2].any() and not out[..., 6:].any()
+    assert ChannelPad.from_config(layer.get_config()).padding == (2, 3)
+    with pytest.raises(ValueError, match=r"padding must be \(before, after\) non-negative ints; received \(-1, 2\)"):
+        ChannelPad((-1, 2))
+    inputs = keras.Input((3, 3, 4))
+    model = keras.Model(inputs, ChannelPad((2, 3))(inputs))
+    converted = tflite.TFLiteModel(tflite.convert(model))
+    np.testing.assert_array_equal(converted.predict(x), out)
+    # one op with static shapes: the 5-D reshape + ZeroPadding3D version added SHAPE/PACK/RESHAPE ops
+    assert tflite.op_counts(converted) == {"PAD": 1}

@@ -31,7 +31,7 @@ from typing import Literal
 import tf_keras as keras
 
 from zoo._registry import Published, register_family
-from zoo.layers import StochasticDepth
+from zoo.layers import ChannelPad, StochasticDepth
 from zoo.models._common import bn, conv, conv_bn_act, head, image_input, resolve_stem
 
 layers = keras.layers
@@ -56,15 +56,12 @@ def _merge(shortcut, residual, survival_probability: float, name: str):
 
 
 def _zero_pad_shortcut(x, filters: int, strides: int, name: str):
-    """Option A: subsample and zero-pad channels, with stock layers so TFMOT and TFLite handle it."""
+    """Option A: subsample and zero-pad channels (one TFLite PAD; TFMOT passes it through)."""
     if strides > 1:
         x = layers.MaxPooling2D(1, strides=strides, name=f"{name}_subsample")(x)
     extra = filters - x.shape[-1]
     if extra:
-        h, w, c = x.shape[1:]
-        x = layers.Reshape((h, w, c, 1), name=f"{name}_expand")(x)
-        x = layers.ZeroPadding3D(((0, 0), (0, 0), (extra // 2, extra - extra // 2)), name=f"{name}_chpad")(x)
-        x = layers.Reshape((h, w, filters), name=f"{name}_squeeze")(x)
+        x = ChannelPad((extra // 2, extra - extra // 2), name=f"{name}_chpad")(x)
     return x
 
 
