@@ -146,11 +146,15 @@ STANDARD_PLANS = (
 # convolution and the classifier lose points at 50-90% and hold few weights: they stay dense or light; the
 # large, robust layers take the cut (AlexNet's fc6/fc7 lose < 0.5 pt at 98%).
 _DEEP_SPARSITY = {
-    "alexnet": (0.88, (("conv1", 0.0), ("conv2", 0.7), ("fc6", 0.99), ("fc7", 0.98), ("predictions", 0.6))),
+    "alexnet": (0.85, (("conv1", 0.0), ("conv2", 0.7), ("fc6", 0.99), ("fc7", 0.98), ("predictions", 0.6))),
     "vgg": (0.88, (("block1_conv1", 0.0), ("block2_conv1", 0.6), ("block3_conv1", 0.75), ("block3_conv2", 0.8),
                    ("block4_conv2", 0.95), ("block5_conv1", 0.95), ("block5_conv2", 0.98), ("fc1", 0.97),
                    ("predictions", 0.5))),
 }
+
+# AlexNet, pruned to 95% in five epochs, was still recovering when they ended (train top-1 89.1% -> 90.0%
+# over the last one; test -1.48 pt): it gets eight.
+_DEEP_PRUNE_EPOCHS = {"alexnet": 8}
 
 
 def deep_compression_plan(family: str) -> Plan:
@@ -160,8 +164,8 @@ def deep_compression_plan(family: str) -> Plan:
     models, get per-layer sparsities from their measured sensitivity (`_DEEP_SPARSITY`: 94-95% of
     the weights, the first convolution dense); every other family, small and convolutional, 80%
     throughout. Then 16 shared values per kernel and QAT int8. Pruning takes five epochs of
-    fine-tuning (the sparsity ramps up over the first 70%), clustering and QAT one each, every stage
-    distilled from the float model.
+    fine-tuning (eight for AlexNet; the sparsity ramps up over the first 70%), clustering and QAT one
+    each, every stage distilled from the float model.
 
     Example:
         >>> deep_compression_plan("resnet").describe()
@@ -169,7 +173,7 @@ def deep_compression_plan(family: str) -> Plan:
     """
     sparsity, layers = _DEEP_SPARSITY.get(family, (0.8, ()))
     return Plan("deep_compression", prune=sparsity, prune_layers=layers, cluster=16, quantize="qat",
-                epochs={"prune": 5}, distill=True)
+                epochs={"prune": _DEEP_PRUNE_EPOCHS.get(family, 5)}, distill=True)
 
 
 @dataclasses.dataclass(frozen=True)
