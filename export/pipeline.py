@@ -161,7 +161,7 @@ def deep_compression_plan(family: str) -> Plan:
     """A family's "deep compression" plan (Han et al. 2016: prune, share weights, quantize).
 
     The paper prunes each layer as hard as its sensitivity allows. AlexNet and VGG, the paper's
-    models, get per-layer sparsities from their measured sensitivity (`_DEEP_SPARSITY`: 94-95% of
+    models, get per-layer sparsities from their measured sensitivity (`_DEEP_SPARSITY`: 93-94% of
     the weights, the first convolution dense); every other family, small and convolutional, 80%
     throughout. Then 16 shared values per kernel and QAT int8. Pruning takes five epochs of
     fine-tuning (eight for AlexNet; the sparsity ramps up over the first 70%), clustering and QAT one
