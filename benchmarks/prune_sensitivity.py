@@ -40,8 +40,8 @@ def measure(name: str, *, test_limit: int, sparsities: Sequence[float]) -> dict:
                            image_size=tuple(meta.input.shape[:2]))
     images, labels = (np.concatenate(a) for a in zip(*((x.numpy(), y.numpy()) for x, y in data)))
     curves = prune.sensitivity(model, images, labels, sparsities=sparsities)
-    total = sum(int(np.prod(w.shape)) for l in model.layers for w in prune._kernels(l))
-    share = {n: sum(int(np.prod(w.shape)) for w in prune._kernels(model.get_layer(n))) / total
+    total = sum(int(np.prod(w.shape)) for l in model.layers for w in prune.kernel_weights(l))
+    share = {n: sum(int(np.prod(w.shape)) for w in prune.kernel_weights(model.get_layer(n))) / total
              for n in curves if n != "(none)"}
     return {"weights": name, "test_examples": int(len(labels)), "top1": curves.pop("(none)")[0.0],
             "layers": {n: {"share": share[n], "top1": {str(s): a for s, a in c.items()}} for n, c in curves.items()}}

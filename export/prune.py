@@ -20,8 +20,8 @@ import tf_keras as keras
 
 from export._finetune import finetune_wrapped, wrap_layers
 
-__all__ = ["SCHEDULES", "edge_layers", "finetune_pruned", "prune", "prunable_layers", "scale_dropout", "sensitivity",
-           "sparsity", "strip"]
+__all__ = ["SCHEDULES", "edge_layers", "finetune_pruned", "kernel_weights", "prune", "prunable_layers",
+           "scale_dropout", "sensitivity", "sparsity", "strip"]
 
 SCHEDULES = ("constant", "polynomial")
 
@@ -54,7 +54,7 @@ def edge_layers(model: keras.Model) -> tuple[str, ...]:
     classifier 0-8 (`sensitivity`, benchmarks/prune_sensitivity.py). `export.pipeline` leaves them
     dense unless a plan names them.
     """
-    names = [n for n in prunable_layers(model) if _kernels(model.get_layer(n)) or
+    names = [n for n in prunable_layers(model) if kernel_weights(model.get_layer(n)) or
              hasattr(model.get_layer(n), "get_prunable_weights")]
     return tuple(dict.fromkeys((names[0], names[-1]))) if names else ()
 
@@ -206,7 +206,8 @@ def strip(model: keras.Model) -> keras.Model:
     return _tfmot().sparsity.keras.strip_pruning(model)
 
 
-def _kernels(layer) -> list:
+def kernel_weights(layer) -> list:
+    """A layer's kernels (``kernel``, ``depthwise_kernel``): the weights pruning zeroes."""
     return [w for w in layer.weights if w.name.split("/")[-1].split(":")[0] in ("kernel", "depthwise_kernel")]
 
 
@@ -238,10 +239,10 @@ def sensitivity(model: keras.Model, images: np.ndarray, labels: np.ndarray, *,
         out = out[0] if isinstance(out, list) else out
         return float(np.mean(np.argmax(out, axis=-1) == np.asarray(labels)))
 
-    names = layers or tuple(n for n in prunable_layers(model) if _kernels(model.get_layer(n)))
+    names = layers or tuple(n for n in prunable_layers(model) if kernel_weights(model.get_layer(n)))
     result = {"(none)": {0.0: top1()}}
     for name in names:
-        kernels = _kernels(model.get_layer(name))
+        kernels = kernel_weights(model.get_layer(name))
         if not kernels:
             raise ValueError(f"layer {name!r} has no kernel to prune")
         originals = [k.numpy() for k in kernels]
@@ -264,7 +265,7 @@ def sparsity(model: keras.Model) -> dict[str, float]:
     zeros = total = 0
     result = {}
     for layer in model.layers:
-        kernels = _kernels(layer)
+        kernels = kernel_weights(layer)
         if not kernels:
             continue
         values = np.concatenate([np.ravel(k.numpy()) for k in kernels])
