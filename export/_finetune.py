@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import nullcontext
 from typing import Sequence
 
 import tf_keras as keras
@@ -27,11 +28,8 @@ def finetune_wrapped(model: keras.Model, train, *, recipe, out_dir: str | os.Pat
         from training.distill import Distiller
 
         trainee = Distiller(model, teacher)
-    if out_dir is None:
-        with tempfile.TemporaryDirectory(prefix="zoo-export-") as tmp:
-            trained = fit(trainee, train, recipe=recipe, out_dir=tmp, callbacks=list(callbacks), verbose=verbose).model
-    else:
-        trained = fit(trainee, train, recipe=recipe, out_dir=out_dir, callbacks=list(callbacks), verbose=verbose).model
+    with tempfile.TemporaryDirectory(prefix="zoo-export-") if out_dir is None else nullcontext(out_dir) as run_dir:
+        trained = fit(trainee, train, recipe=recipe, out_dir=run_dir, callbacks=list(callbacks), verbose=verbose).model
     return trained.student if teacher is not None else trained
 
 

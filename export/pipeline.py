@@ -13,7 +13,6 @@ file size, gzip'd size, latency at batch 1 and throughput at batch 64. ``zoo exp
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
 import os
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -281,11 +280,9 @@ def compress(model: keras.Model, plan: Plan, *, train=None, recipe=None, finetun
     if "prune" in plan.stages:
         # The sparsity ramps up over the first 70% of the stage; the rest recovers at the final masks.
         steps = steps_per_epoch(data, recipes["prune"]) * recipes["prune"].epochs
-        named = [g for g, _ in plan.prune_layers]
-        edges = tuple(n for n in prune.edge_layers(m) if not any(fnmatch.fnmatchcase(n, g) for g in named))
         wrapped = prune.prune(m, sparsity=plan.prune or 0.5, per_layer=dict(plan.prune_layers) or None,
                               m_by_n=plan.m_by_n, schedule="polynomial", end_step=max(2, int(0.7 * steps)),
-                              frequency=max(1, steps // 20), skip=edges, lower_dropout=True)
+                              frequency=max(1, steps // 20), dense_edges=True, lower_dropout=True)
         m = done("prune", prune.strip(prune.finetune_pruned(wrapped, data, recipe=recipes["prune"],
                                                             out_dir=run_dir("prune"), teacher=teacher,
                                                             verbose=verbose)))

@@ -77,6 +77,7 @@ def prune(
     end_step: int = 1000,
     frequency: int = 50,
     skip: tuple[str, ...] = (),
+    dense_edges: bool = False,
     lower_dropout: bool = False,
 ) -> keras.Model:
     """Wraps the prunable layers of a functional model for magnitude pruning (weights copied).
@@ -92,6 +93,8 @@ def prune(
             consecutive input weights 2 are zero (hardware 2:4). Only Conv2D and Dense kernels.
         begin_step, end_step, frequency: when the masks are updated, in optimizer steps.
         skip: glob patterns of layers to leave dense (e.g. ``("predictions",)``).
+        dense_edges: leave the first convolution and the classifier (`edge_layers`) dense unless a
+            ``per_layer`` pattern names them.
         lower_dropout: lower the dropout in front of each pruned layer by Deep Compression's rule
             (`scale_dropout`, with each layer's target sparsity); not with ``m_by_n``.
 
@@ -124,10 +127,13 @@ def prune(
     copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
 
+    edges = edge_layers(model) if dense_edges else ()
+
     def target_of(name: str) -> float:
         if any(fnmatch.fnmatchcase(name, p) for p in skip):
             return 0.0
-        return next((v for p, v in per_layer.items() if fnmatch.fnmatchcase(name, p)), sparsity)
+        named = next((v for p, v in per_layer.items() if fnmatch.fnmatchcase(name, p)), None)
+        return named if named is not None else 0.0 if name in edges else sparsity
 
     def wrap(layer):
         if layer.name not in prunable:
@@ -231,13 +237,14 @@ def sensitivity(model: keras.Model, images: np.ndarray, labels: np.ndarray, *,
         ``{layer: {sparsity: top-1}}``, plus ``{"(none)": {0.0: top-1}}`` for the intact model.
 
     Example:
-        >>> curve = sensitivity(model, x_test[:2000], y_test[:2000])  # doctest: +SKIP
-        >>> {name: min((s for s, a in c.items() if a > base - 0.005), default=0) for name, c in curve.items()}  # doctest: +SKIP
+        >>> curves = sensitivity(model, x_test[:2000], y_test[:2000])  # doctest: +SKIP
+        >>> curves["fc6"][0.98] - curves["(none)"][0.0]  # top-1 change with fc6 98% pruned  # doctest: +SKIP
     """
+    from export.tflite import predictions
+
     def top1() -> float:
-        out = model.predict(images, batch_size=batch_size, verbose=0)
-        out = out[0] if isinstance(out, list) else out
-        return float(np.mean(np.argmax(out, axis=-1) == np.asarray(labels)))
+        outputs = predictions(model, images, batch_size=batch_size)
+        return float(np.mean(np.argmax(outputs, axis=-1) == np.asarray(labels)))
 
     names = layers or tuple(n for n in prunable_layers(model) if kernel_weights(model.get_layer(n)))
     result = {"(none)": {0.0: top1()}}
