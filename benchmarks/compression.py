@@ -60,7 +60,9 @@ def finetune_label(plan, finetune_steps: int | None) -> str:
         return "none"
     per_epoch = "full epochs" if finetune_steps is None else f"{finetune_steps} steps"
     epochs = [f"{s} {plan.epochs.get(s, 1)}" for s in plan.stages]
-    return f"epochs: {', '.join(epochs)} ({per_epoch})" + ("; distilled from the float model" if plan.distill else "")
+    schedule = f"; {plan.schedule} learning rate" if plan.schedule else ""
+    return (f"epochs: {', '.join(epochs)} ({per_epoch}){schedule}"
+            + ("; distilled from the float model" if plan.distill else ""))
 
 
 def stages_label(row: dict[str, Any]) -> str:

@@ -24,7 +24,7 @@ def trained():
 
 
 def test_a_combined_plan_is_compressed_converted_verified_and_measured(trained, data, tmp_path):
-    plan = pipeline.Plan("deep", prune=0.5, cluster=8, quantize="qat", distill=True)
+    plan = pipeline.Plan("deep", prune=0.5, cluster=8, quantize="qat", distill=True, schedule="cosine")
     result = pipeline.export_variant(trained, plan, data=data, out_dir=tmp_path, max_accuracy_drop=5.0,
                                      latency_runs=3)
     flat = (tmp_path / "deep.tflite").read_bytes()
@@ -34,7 +34,8 @@ def test_a_combined_plan_is_compressed_converted_verified_and_measured(trained, 
     assert result.conversion.top1_agreement >= 0.98 and result.parity.float_accuracy > 0.9
     assert result.latency_ms_batch1 > 0 and result.images_per_s_batch64 > 0
     assert result.description == "prune 50% + 8 clusters + QAT int8, distilled"
-    assert (tmp_path / "runs" / "deep" / "prune" / "recipe.json").exists()  # fine-tuned by the shared loop
+    recipe = json.loads((tmp_path / "runs" / "deep" / "prune" / "recipe.json").read_text())  # the shared loop's
+    assert recipe["schedule"]["kind"] == "cosine"
     assert list(result.stage_accuracy) == ["prune", "cluster", "qat"]  # Keras accuracy after each stage
     assert result.stage_accuracy["qat"] == pytest.approx(result.conversion.float_accuracy)
 
@@ -72,6 +73,8 @@ def test_plans_validate_their_values():
         pipeline.Plan("x", prune=0.5, prune_layers=(("d", 1.0),))
     with pytest.raises(ValueError, match=r"distill applies to fine-tuning; plan 'x' \(PTQ int8\) has none"):
         pipeline.Plan("x", quantize="int8", distill=True)
+    with pytest.raises(ValueError, match="schedule must be 'constant', 'cosine' or None .*; received 'step'"):
+        pipeline.Plan("x", prune=0.5, schedule="step")
 
 
 def test_per_layer_sparsity_and_stage_epochs_reach_the_transforms(tmp_path):
