@@ -367,6 +367,8 @@ def _args_export(parser: argparse.ArgumentParser) -> None:
                         help="fine-tuning epochs of a stage (low_rank, prune, cluster, qat), e.g. prune=3 (default 1)")
     parser.add_argument("--distill", action="store_true",
                         help="fine-tune on the float model's soft targets too (knowledge distillation)")
+    parser.add_argument("--lr-schedule", choices=("constant", "cosine"),
+                        help="each fine-tuning stage's learning rate: constant (default) or decaying as a cosine")
     parser.add_argument("--deep-compression", action="store_true",
                         help="the model family's deep-compression plan (prune, 16 clusters, QAT int8; see docs/export.md)")
     parser.add_argument("--all", action="store_true",
@@ -383,11 +385,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from export import pipeline, tflite
 
     custom = any(v for v in (args.prune, args.m_by_n, args.cluster, args.low_rank, args.prune_layers,
-                             args.stage_epochs, args.distill)) or args.quantize != "none"
+                             args.stage_epochs, args.distill, args.lr_schedule)) or args.quantize != "none"
     if (args.all or args.deep_compression) and custom:
         flag = "--all" if args.all else "--deep-compression"
         return _fail(f"{flag} exports preset variants; leave out --prune/--prune-layer/--m-by-n/--cluster/--low-rank/"
-                     "--quantize/--epochs/--distill")
+                     "--quantize/--epochs/--distill/--lr-schedule")
     if args.prune_layers and args.prune is None:
         return _fail("--prune-layer refines --prune; give --prune too (e.g. --prune 0.8 --prune-layer 'fc*=0.95')")
     for flag, value, ok in (("--finetune-steps", args.finetune_steps, lambda v: v >= 1),
@@ -406,7 +408,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
             plans = (pipeline.Plan("_".join(parts) or "float32", prune=args.prune, m_by_n=args.m_by_n,
                                    cluster=args.cluster, low_rank=args.low_rank, quantize=args.quantize,
                                    prune_layers=prune_layers, epochs=_stage_epochs(args.stage_epochs),
-                                   distill=args.distill),)
+                                   distill=args.distill, schedule=args.lr_schedule),)
         except (TypeError, ValueError) as error:
             return _fail(str(error))
     model = zoo.create_model(args.name, weights=args.weights, **_options(args.options))

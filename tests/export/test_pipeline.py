@@ -108,6 +108,7 @@ def _zoo(*args, cwd):
     (["--prune", "0.5", "--epochs", "pruning=2"], "unknown fine-tuning stage 'pruning' in epochs"),
     (["--prune", "0.5", "--epochs", "prune=two"], "--epochs prune=N needs a whole number of epochs; received 'two'"),
     (["--quantize", "int4"], "invalid choice: 'int4'"),
+    (["--prune", "0.5", "--lr-schedule", "step"], "invalid choice: 'step'"),
     (["--finetune-steps", "0"], "--finetune-steps must be a positive integer"),
 ])
 def test_cli_rejects_bad_arguments_in_one_line(args, message, tmp_path):
@@ -119,7 +120,8 @@ def test_cli_rejects_bad_arguments_in_one_line(args, message, tmp_path):
 
 def test_cli_exports_pretrained_weights(tmp_path):
     done = _zoo("export", "resnet20", "--weights", "fashion_mnist", "--dataset", "synthetic", "--quantize", "dynamic",
-                "--prune", "0.5", "--prune-layer", "stage3*=0.9", "--epochs", "prune=2", "--finetune-steps", "2",
+                "--prune", "0.5", "--prune-layer", "stage3*=0.9", "--epochs", "prune=2", "--lr-schedule", "cosine",
+                "--finetune-steps", "2",
                 "--test-limit", "64", "--max-accuracy-drop", "100", "--out", str(tmp_path / "out"), cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads((tmp_path / "out" / "export.json").read_text())
@@ -128,3 +130,5 @@ def test_cli_exports_pretrained_weights(tmp_path):
     assert (tmp_path / "out" / "pruned_dynamic.tflite").stat().st_size == report["variants"][0]["size_bytes"]
     state = json.loads((tmp_path / "out" / "runs" / "pruned_dynamic" / "prune" / "state.json").read_text())
     assert state["step"] == 4  # two epochs of two steps
+    recipe = json.loads((tmp_path / "out" / "runs" / "pruned_dynamic" / "prune" / "recipe.json").read_text())
+    assert recipe["schedule"]["kind"] == "cosine" and recipe["epochs"] == 2
