@@ -397,7 +397,7 @@ def export_variant(
                           work_dir=out / "runs" / plan.name, on_stage=measure, verbose=verbose)
     pixels = tflite.with_preprocessing(compressed, **norm) if compressed is not model else reference
     flat = tflite.convert(pixels, quantize=plan.tflite_quantization,
-                          representative_images=data.representative if plan.quantize == "int8" else None)
+                          representative_images=data.representative if plan.tflite_quantization == "int8" else None)
     converted = tflite.TFLiteModel(flat)
     # Each model runs over the test images once: the TFLite outputs serve both checks, and after a
     # post-training conversion the source and the float reference are the same model.

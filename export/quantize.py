@@ -3,7 +3,8 @@
 Order of operations: (optionally prune / cluster, stripped) → `quantize_aware` (`fuse_relu`, then fake-quant wrappers;
 with ``preserve="sparsity"``, ``"clusters"`` or ``"sparsity_clusters"`` TFMOT's collaborative schemes
 keep the zeros / shared values) → fine-tune (`finetune_quantized`) → `export.tflite.convert(...,
-quantize="int8")`, which needs no representative data for a QAT model. There is no strip: the
+quantize="int8", representative_images=...)`: the QAT ranges stand, and the images calibrate what has none
+(the MUL and ADD of a batch norm that follows no convolution would otherwise stay float). There is no strip: the
 converter consumes the wrappers. Post-training quantization (int8, dynamic range, FP16) needs no
 training and lives in `export.tflite.convert`.
 
@@ -16,7 +17,7 @@ naming it.
 
     >>> qat = quantize_aware(model)  # doctest: +SKIP
     >>> qat = finetune_quantized(qat, "fashion_mnist", recipe=recipe)  # doctest: +SKIP
-    >>> flat = export.tflite.convert(qat, quantize="int8")  # doctest: +SKIP
+    >>> flat = export.tflite.convert(qat, quantize="int8", representative_images=images)  # doctest: +SKIP
 """
 
 from __future__ import annotations
