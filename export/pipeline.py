@@ -21,14 +21,12 @@ import numpy as np
 import tf_keras as keras
 
 from export import tflite
+from export._choices import LR_SCHEDULES, QUANTIZE, STAGES
 from export._finetune import finetune_wrapped
 from zoo._files import write_bytes
 
 __all__ = ["ExportData", "Plan", "STANDARD_PLANS", "VariantResult", "compress", "deep_compression_plan",
            "export_variant", "finetune_recipe", "load_export_data"]
-
-QUANTIZE = ("none", "fp16", "dynamic", "int8", "qat")
-STAGES = ("low_rank", "prune", "cluster", "qat")  # the fine-tuning stages, in the order `compress` runs them
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,8 +88,9 @@ class Plan:
         if bad:
             raise ValueError(f"prune_layers sparsities must be in [0, 1); received {bad!r}")
         object.__setattr__(self, "epochs", dict(self.epochs))
-        if self.schedule not in (None, "constant", "cosine"):
-            raise ValueError(f"schedule must be 'constant', 'cosine' or None (the recipe's); received {self.schedule!r}")
+        if self.schedule is not None and self.schedule not in LR_SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(LR_SCHEDULES)} or None (the recipe's); "
+                             f"received {self.schedule!r}")
         if self.distill and not self.stages:
             raise ValueError(f"distill applies to fine-tuning; plan {self.name!r} ({self.describe()}) has none")
         for stage, n in self.epochs.items():

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
 
 import zoo
+from export._choices import LR_SCHEDULES, QUANTIZE, STAGES
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -359,15 +360,15 @@ def _args_export(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--m-by-n", type=_m_by_n, metavar="M:N", help="structured sparsity instead, e.g. 2:4")
     parser.add_argument("--cluster", type=int, metavar="K", help="weight sharing: K clusters per kernel, e.g. 16")
     parser.add_argument("--low-rank", type=float, metavar="E", help="truncated SVD of Dense layers keeping energy E")
-    parser.add_argument("--quantize", default="none", choices=("none", "fp16", "dynamic", "int8", "qat"),
+    parser.add_argument("--quantize", default="none", choices=QUANTIZE,
                         help="TFLite quantization: post-training fp16, dynamic range or full int8, or QAT int8")
     parser.add_argument("--prune-layer", dest="prune_layers", action="append", type=_glob_sparsity, metavar="GLOB=S",
                         help="a per-layer sparsity overriding --prune for layers matching GLOB, e.g. 'fc*=0.97'")
     parser.add_argument("--epochs", dest="stage_epochs", action="append", type=_key_value, metavar="STAGE=N",
-                        help="fine-tuning epochs of a stage (low_rank, prune, cluster, qat), e.g. prune=3 (default 1)")
+                        help=f"fine-tuning epochs of a stage ({', '.join(STAGES)}), e.g. prune=3 (default 1)")
     parser.add_argument("--distill", action="store_true",
                         help="fine-tune on the float model's soft targets too (knowledge distillation)")
-    parser.add_argument("--lr-schedule", choices=("constant", "cosine"),
+    parser.add_argument("--lr-schedule", choices=LR_SCHEDULES,
                         help="each fine-tuning stage's learning rate: constant (default) or decaying as a cosine")
     parser.add_argument("--deep-compression", action="store_true",
                         help="the model family's deep-compression plan (prune, 16 clusters, QAT int8; see docs/export.md)")

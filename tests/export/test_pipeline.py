@@ -73,7 +73,7 @@ def test_plans_validate_their_values():
         pipeline.Plan("x", prune=0.5, prune_layers=(("d", 1.0),))
     with pytest.raises(ValueError, match=r"distill applies to fine-tuning; plan 'x' \(PTQ int8\) has none"):
         pipeline.Plan("x", quantize="int8", distill=True)
-    with pytest.raises(ValueError, match="schedule must be 'constant', 'cosine' or None .*; received 'step'"):
+    with pytest.raises(ValueError, match="schedule must be one of constant, cosine or None .*; received 'step'"):
         pipeline.Plan("x", prune=0.5, schedule="step")
 
 

@@ -1,0 +1,6 @@
+"""The names a compression plan accepts, in a module without TensorFlow so that `zoo export`'s
+argument parser and `export.pipeline.Plan`'s validation read the same tuples."""
+
+QUANTIZE = ("none", "fp16", "dynamic", "int8", "qat")
+STAGES = ("low_rank", "prune", "cluster", "qat")  # the fine-tuning stages, in the order `compress` runs them
+LR_SCHEDULES = ("constant", "cosine")  # a stage's learning rate: the recipe's, constant, or a cosine to zero
