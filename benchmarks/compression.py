@@ -72,12 +72,13 @@ def stages_label(row: dict[str, Any]) -> str:
 
 
 def run_model(name: str, *, finetune_steps: int, test_limit: int | None, out_dir: str, latency_runs: int,
+              calibration: int = 256,
               plans: Sequence[str] | None = None, log=print) -> dict[str, Any]:
     from export import pipeline
 
     meta = zoo.get_weights_info(name)
     model = zoo.create_model(meta.arch, weights=meta.tag)
-    data = pipeline.load_export_data(meta.provenance.dataset, test_limit=test_limit,
+    data = pipeline.load_export_data(meta.provenance.dataset, test_limit=test_limit, representative=calibration,
                                      input_shape=tuple(meta.input.shape[:2]))
     family = zoo.model_info(meta.arch).family
     rows = []
@@ -287,6 +288,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--finetune-steps", type=int, default=300, help="fine-tuning steps per stage (default 300)")
     parser.add_argument("--test-limit", type=int, help="test images for the parity checks (default: all)")
     parser.add_argument("--latency-runs", type=int, default=100)
+    parser.add_argument("--calibration", type=int, default=256,
+                        help="training images that calibrate int8 conversion (default 256)")
     parser.add_argument("--plans", nargs="*", help="only these variants (default: all; e.g. int8 deep_compression)")
     parser.add_argument("--quick", action="store_true", help="resnet20 only, 20 steps, 1,000 test images")
     parser.add_argument("--no-inference", action="store_true", help="skip the batch-1 inference paths")
@@ -325,7 +328,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in names:  # saved model by model: an interrupted run keeps the models it finished
             log(f"{name}:")
             save({name: run_model(name, finetune_steps=args.finetune_steps, test_limit=args.test_limit,
-                                  out_dir=args.out or tmp, latency_runs=args.latency_runs, plans=args.plans, log=log)})
+                                  out_dir=args.out or tmp, latency_runs=args.latency_runs, calibration=args.calibration,
+                                  plans=args.plans, log=log)})
     inference = None
     if not args.no_inference:
         inference = inference_paths(runs=args.latency_runs * 2)

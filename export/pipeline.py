@@ -326,6 +326,7 @@ class VariantResult:
     latency_ms_batch1: float
     images_per_s_batch64: float
     stage_accuracy: Mapping[str, float] = dataclasses.field(default_factory=dict)  # Keras, after each stage
+    calibration_images: int = 0  # training images given to an int8 conversion for calibration
 
     @property
     def compression(self) -> float:
@@ -394,8 +395,8 @@ def export_variant(
     compressed = compress(model, plan, train=data.train, recipe=recipe, finetune_steps=finetune_steps,
                           work_dir=out / "runs" / plan.name, on_stage=measure, verbose=verbose)
     pixels = tflite.with_preprocessing(compressed, **norm) if compressed is not model else reference
-    flat = tflite.convert(pixels, quantize=plan.tflite_quantization,
-                          representative_images=data.representative if plan.tflite_quantization == "int8" else None)
+    calibration = data.representative if plan.tflite_quantization == "int8" else None
+    flat = tflite.convert(pixels, quantize=plan.tflite_quantization, representative_images=calibration)
     converted = tflite.TFLiteModel(flat)
     # Each model runs over the test images once: the TFLite outputs serve both checks, and after a
     # post-training conversion the source and the float reference are the same model.
@@ -417,7 +418,7 @@ def export_variant(
         name=plan.name, description=plan.describe(), file=str(path), size_bytes=len(flat),
         gzip_bytes=tflite.gzip_size(flat), float32_weight_bytes=float32_weight_bytes(model),
         conversion=conversion, parity=parity, latency_ms_batch1=1000 * latency, images_per_s_batch64=throughput,
-        stage_accuracy=stage_accuracy)
+        stage_accuracy=stage_accuracy, calibration_images=0 if calibration is None else len(calibration))
 
 
 def export_all(model: keras.Model, plans: Sequence[Plan], **kwargs) -> list[VariantResult]:

@@ -378,6 +378,8 @@ def _args_export(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--saved-model", action="store_true", help="also write the float SavedModel (serving signature)")
     parser.add_argument("--finetune-steps", type=int, metavar="N", help="limit each fine-tuning stage to N steps")
     parser.add_argument("--test-limit", type=int, metavar="N", help="check parity on the first N test images only")
+    parser.add_argument("--calibration", type=int, default=256, metavar="N",
+                        help="training images that calibrate int8 conversion (default 256)")
     parser.add_argument("--max-accuracy-drop", type=float, default=0.5, metavar="PT",
                         help="fail when test accuracy falls by more than PT points (default: 0.5)")
 
@@ -394,7 +396,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if args.prune_layers and args.prune is None:
         return _fail("--prune-layer refines --prune; give --prune too (e.g. --prune 0.8 --prune-layer 'fc*=0.95')")
     for flag, value, ok in (("--finetune-steps", args.finetune_steps, lambda v: v >= 1),
-                            ("--test-limit", args.test_limit, lambda v: v >= 1)):
+                            ("--test-limit", args.test_limit, lambda v: v >= 1),
+                            ("--calibration", args.calibration, lambda v: v >= 1)):
         if value is not None and not ok(value):
             return _fail(f"{flag} must be a positive integer; received {value}")
     family = zoo.model_info(args.name).family
@@ -417,7 +420,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     select = tflite.select_ops(zoo.strip_training_outputs(model))
     print(f"TFLite builtins cover every op of {args.name}" if not select else
           f"{args.name} needs TF Select for: {', '.join(select)} (conversion will fail without allow_select_ops)")
-    data = pipeline.load_export_data(args.dataset, test_limit=args.test_limit, input_shape=shape[:2])
+    data = pipeline.load_export_data(args.dataset, test_limit=args.test_limit, representative=args.calibration,
+                                     input_shape=shape[:2])
     results, failures = [], []
     for plan in plans:
         try:

@@ -38,6 +38,7 @@ def test_a_combined_plan_is_compressed_converted_verified_and_measured(trained, 
     assert recipe["schedule"]["kind"] == "cosine"
     assert list(result.stage_accuracy) == ["prune", "cluster", "qat"]  # Keras accuracy after each stage
     assert result.stage_accuracy["qat"] == pytest.approx(result.conversion.float_accuracy)
+    assert result.calibration_images == len(data.representative) == 32  # QAT conversion calibrates too
 
 
 def test_a_failed_parity_check_writes_nothing(data, tmp_path):
@@ -110,6 +111,7 @@ def _zoo(*args, cwd):
     (["--quantize", "int4"], "invalid choice: 'int4'"),
     (["--prune", "0.5", "--lr-schedule", "step"], "invalid choice: 'step'"),
     (["--finetune-steps", "0"], "--finetune-steps must be a positive integer"),
+    (["--calibration", "0"], "--calibration must be a positive integer; received 0"),
 ])
 def test_cli_rejects_bad_arguments_in_one_line(args, message, tmp_path):
     done = _zoo("export", "resnet20", "--out", str(tmp_path / "out"), *args, cwd=tmp_path)
