@@ -39,7 +39,7 @@ import tf_keras as keras
 from training.recipes import Recipe, make_schedule
 from zoo._files import atomic_path, write_json
 
-__all__ = ["FitResult", "TrainingDiverged", "fit", "steps_per_epoch"]
+__all__ = ["FitResult", "TrainingDiverged", "first_batch", "fit", "steps_per_epoch"]
 
 CHECKPOINT_DIR = "checkpoints"
 STATE_FILE = "state.json"
@@ -129,6 +129,12 @@ def steps_per_epoch(train: DataSource, recipe: Recipe) -> int:
         12
     """
     return _steps_in(_epoch_source(train, "train", recipe, recipe.augment)(0))
+
+
+def first_batch(train: DataSource, recipe: Recipe):
+    """The first batch `fit` will read from ``train`` by ``recipe`` (epoch 0, augmented as in training),
+    e.g. to calibrate a model before training it."""
+    return next(iter(_epoch_source(train, "train", recipe, recipe.augment)(0)))
 
 
 def _label_every_output(model: keras.Model, dataset: tf.data.Dataset) -> tf.data.Dataset:

@@ -155,6 +155,25 @@ def test_qat_finetunes_and_converts_to_int8_close_to_the_float_model(trained, tm
     assert report.accuracy > 0.9 and len(flat) > 0
 
 
+def test_calibrated_ranges_make_an_untrained_qat_model_compute_the_float_function(trained):
+    from tensorflow_model_optimization.python.core.quantization.keras import quant_ops
+
+    x = _data.normalized(_data.pixels(128, seed=7)[0])
+    expected = trained.predict(x, verbose=0)
+    qat = quantize.quantize_aware(trained)
+    # TFMOT's starting ranges: the input's is [0, 0], so every image gives the same output
+    assert np.ptp(qat.predict(x, verbose=0), axis=0).max() < 1e-6
+    originals = quant_ops.MovingAvgQuantize, quant_ops.LastValueQuantize, quant_ops.AllValuesQuantize
+    assert quantize.calibrate_ranges(qat, x) is qat
+    assert (quant_ops.MovingAvgQuantize, quant_ops.LastValueQuantize, quant_ops.AllValuesQuantize) == originals
+    after = qat.predict(x, verbose=0)
+    assert np.mean(after.argmax(-1) == expected.argmax(-1)) >= 0.95
+    assert np.abs(after - expected).max() < 0.02 * np.ptp(expected)  # int8 rounding of the logits (range ~15)
+    ranges = {w.name: float(w.numpy()) for w in qat.weights
+              if w.name.startswith("quantize_layer") and w.name.endswith(("_min:0", "_max:0"))}
+    assert sorted(ranges.values()) == pytest.approx(sorted([min(float(x.min()), 0.0), max(float(x.max()), 0.0)]))
+
+
 @pytest.mark.parametrize("name,options", [
     ("alexnet_2012", dict(widths=(8, 8, 8, 8, 8), fc_units=16)),  # LRN, grouped convolutions
     ("stochastic_depth_resnet110", dict(stage_depths=(1, 1, 1))),  # StochasticDepth, zero-padding shortcut
