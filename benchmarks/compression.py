@@ -37,6 +37,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 import zoo  # noqa: E402  (sets TF_USE_LEGACY_KERAS=1 before TensorFlow loads)
+from export._choices import CALIBRATION_IMAGES as DEFAULT_CALIBRATION  # noqa: E402
 from zoo._files import write_json, write_text  # noqa: E402
 
 DEFAULT_JSON = os.path.join(ROOT, "benchmarks", "results", "compression.json")
@@ -72,7 +73,7 @@ def stages_label(row: dict[str, Any]) -> str:
 
 
 def run_model(name: str, *, finetune_steps: int, test_limit: int | None, out_dir: str, latency_runs: int,
-              calibration: int = 256,
+              calibration: int = DEFAULT_CALIBRATION,
               plans: Sequence[str] | None = None, log=print) -> dict[str, Any]:
     from export import pipeline
 
@@ -192,6 +193,11 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:.2f} MB" if n >= 1e6 else f"{n / 1e3:.0f} kB"
 
 
+def _calibration_label(variant: dict[str, Any]) -> str:
+    n = variant.get("calibration_images") or DEFAULT_CALIBRATION
+    return "" if n == DEFAULT_CALIBRATION else f" (calibrated on {n:,} images)"
+
+
 def write_markdown(results: dict[str, Any], path: str) -> None:
     summary = summarize(results)
     lines = [
@@ -252,7 +258,8 @@ def write_markdown(results: dict[str, Any], path: str) -> None:
             "",
             f"{model['params']:,} parameters; float top-1 {100 * model['float_top1']:.2f}% (its metadata, on the "
             "10,000 test images; a variant checked on fewer says so in its *images* column). Fine-tuning: Adam 1e-4, "
-            "flips, batch 128; each stage's epochs (optionally cut to a number of steps) are in the last column.",
+            "flips, batch 128; each stage's epochs (optionally cut to a number of steps) are in the last column. "
+            f"int8 conversions are calibrated on {DEFAULT_CALIBRATION} training images unless the row says otherwise.",
             *([ "", f"**Note.** {model['note']}"] if model.get("note") else []),
             "",
             "| variant | what | .tflite | gzip'd | compression | images | top-1 | change (pt) | agreement | "
@@ -267,7 +274,8 @@ def write_markdown(results: dict[str, Any], path: str) -> None:
                 continue
             p = v["parity"]
             lines.append(
-                f"| `{v['name']}` | {v['description']} | {_mb(v['size_bytes'])} | {_mb(v['gzip_bytes'])} | "
+                f"| `{v['name']}` | {v['description']}{_calibration_label(v)} | {_mb(v['size_bytes'])} | "
+                f"{_mb(v['gzip_bytes'])} | "
                 f"{v['compression']:.1f}x | {p['examples']:,} | {100 * p['accuracy']:.2f}% | "
                 f"{v['accuracy_change_pt']:+.2f} | "
                 f"{100 * p['top1_agreement']:.2f}% | {p['max_abs_diff']:.3g} | {v['latency_ms_batch1']:.3f} | "
@@ -288,8 +296,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--finetune-steps", type=int, default=300, help="fine-tuning steps per stage (default 300)")
     parser.add_argument("--test-limit", type=int, help="test images for the parity checks (default: all)")
     parser.add_argument("--latency-runs", type=int, default=100)
-    parser.add_argument("--calibration", type=int, default=256,
-                        help="training images that calibrate int8 conversion (default 256)")
+    parser.add_argument("--calibration", type=int, default=DEFAULT_CALIBRATION,
+                        help=f"training images that calibrate int8 conversion (default {DEFAULT_CALIBRATION})")
     parser.add_argument("--plans", nargs="*", help="only these variants (default: all; e.g. int8 deep_compression)")
     parser.add_argument("--quick", action="store_true", help="resnet20 only, 20 steps, 1,000 test images")
     parser.add_argument("--no-inference", action="store_true", help="skip the batch-1 inference paths")

@@ -4,3 +4,4 @@ argument parser and `export.pipeline.Plan`'s validation read the same tuples."""
 QUANTIZE = ("none", "fp16", "dynamic", "int8", "qat")
 STAGES = ("low_rank", "prune", "cluster", "qat")  # the fine-tuning stages, in the order `compress` runs them
 LR_SCHEDULES = ("constant", "cosine")  # a stage's learning rate: the recipe's, constant, or a cosine to zero
+CALIBRATION_IMAGES = 256  # training images that calibrate an int8 conversion, unless told otherwise

@@ -21,7 +21,7 @@ import numpy as np
 import tf_keras as keras
 
 from export import tflite
-from export._choices import LR_SCHEDULES, QUANTIZE, STAGES
+from export._choices import CALIBRATION_IMAGES, LR_SCHEDULES, QUANTIZE, STAGES
 from export._finetune import finetune_wrapped
 from zoo._files import write_bytes
 
@@ -202,7 +202,7 @@ class ExportData:
     scale: float = 1 / 255
 
 
-def load_export_data(dataset: str, *, representative: int = 256, test_limit: int | None = None,
+def load_export_data(dataset: str, *, representative: int = CALIBRATION_IMAGES, test_limit: int | None = None,
                      input_shape: tuple[int, int] | None = None, **dataset_options) -> ExportData:
     """`ExportData` from a `training.load_dataset` name (the test split for parity, the train split's
     first ``representative`` images for calibration)."""

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
 
 import zoo
-from export._choices import LR_SCHEDULES, QUANTIZE, STAGES
+from export._choices import CALIBRATION_IMAGES, LR_SCHEDULES, QUANTIZE, STAGES
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -378,8 +378,8 @@ def _args_export(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--saved-model", action="store_true", help="also write the float SavedModel (serving signature)")
     parser.add_argument("--finetune-steps", type=int, metavar="N", help="limit each fine-tuning stage to N steps")
     parser.add_argument("--test-limit", type=int, metavar="N", help="check parity on the first N test images only")
-    parser.add_argument("--calibration", type=int, default=256, metavar="N",
-                        help="training images that calibrate int8 conversion (default 256)")
+    parser.add_argument("--calibration", type=int, default=CALIBRATION_IMAGES, metavar="N",
+                        help=f"training images that calibrate int8 conversion (default {CALIBRATION_IMAGES})")
     parser.add_argument("--max-accuracy-drop", type=float, default=0.5, metavar="PT",
                         help="fail when test accuracy falls by more than PT points (default: 0.5)")
 

@@ -39,7 +39,8 @@ def test_summary_picks_the_best_variant_within_half_a_point(bench, tmp_path):
                                            _variant("pruned", 60.0, -3.0),
                                            {"name": "x", "description": "x", "error": "ParityError: ..."}]},
         "resnet20.fashion_mnist": {"arch": "resnet20", "family": "resnet", "params": 10, "float_top1": 0.9,
-                                   "test_examples": 100, "finetune_steps": 1, "variants": [_variant("int8", 4.0, -0.7)]},
+                                   "test_examples": 100, "finetune_steps": 1, "variants": [
+                                       {**_variant("int8", 4.0, -0.7), "calibration_images": 1024}]},
         "googlenet.fashion_mnist": {"arch": "googlenet", "family": "googlenet", "params": 10, "float_top1": 0.9,
                                     "test_examples": 100, "variants": [_variant("int8", 4.0, -0.7),
                                                                        _variant("qat_int8", 4.0, -0.1)]},
@@ -54,6 +55,7 @@ def test_summary_picks_the_best_variant_within_half_a_point(bench, tmp_path):
     text = path.read_text()
     assert "| `alexnet_2012.fashion_mnist` | 40.0x (`deep_compression`) | -0.40 | 35x | ✓ | -0.20 | – | ✓ | – |" in text
     assert "2.64x** faster than TFLite float32" in text and "failed: ParityError" in text
+    assert "| `int8` | int8 (calibrated on 1,024 images) |" in text and text.count("calibrated on 1,024") == 1
     assert summary["alexnet_2012.fashion_mnist"]["int8_speedup"] is None  # no float32 row to compare with
 
 
