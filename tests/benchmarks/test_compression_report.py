@@ -74,9 +74,9 @@ def test_a_partial_run_replaces_its_variants_and_keeps_the_others(bench):
 
 def test_the_fine_tuning_column_says_what_each_stage_trained(bench):
     deep = bench.plans_for("alexnet")[-1]
-    assert deep.describe() == ("prune 85% (conv1: 0%, conv2: 70%, fc6: 99%, fc7: 98%, predictions: 60%) + 16 clusters "
+    assert deep.describe() == ("prune 84% (conv1: 0%, conv2: 70%, fc6: 98.5%, fc7: 98%, predictions: 60%) + 16 clusters "
                                "+ QAT int8, distilled")
-    assert bench.finetune_label(deep, None) == ("epochs: prune 12, cluster 1, qat 1 (full epochs); distilled from "
+    assert bench.finetune_label(deep, None) == ("epochs: prune 16, cluster 1, qat 1 (full epochs); distilled from "
                                                 "the float model")
     cosine = dataclasses.replace(deep, schedule="cosine")
     assert bench.finetune_label(cosine, None).endswith("(full epochs); cosine learning rate; distilled from the float model")
