@@ -111,9 +111,7 @@ def convert(
             model should get them too: a batch norm that follows no convolution (pre-activation
             ResNets, DenseNet) is a MUL and an ADD whose intermediate has no QAT range, and without
             calibration both stay float between DEQUANTIZE and QUANTIZE (DenseNet-BC: 21 float islands,
-            7x slower than PTQ int8). With them the whole graph is integer. Not for a QAT model with
-            grouped convolutions (ResNeXt): calibrated, TFLite's int8 grouped convolution disagrees
-            with the QAT model, so its images are not used and those convolutions stay float.
+            7x slower than PTQ int8). With them the whole graph is integer.
         integer_io: with ``"int8"``, take ``uint8`` input (raw pixels) and return int8 logits
             instead of float32 at the boundary.
         allow_select_ops: allow TF Select fallbacks; without it a model that needs them raises,
@@ -128,10 +126,6 @@ def convert(
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"unknown quantization {quantize!r}; accepted: {', '.join(QUANTIZATIONS)}")
     qat = _is_quantization_aware(model)
-    if qat and representative_images is not None and _has_grouped_convolution(model):
-        # Calibrated, TFLite's int8 grouped convolution disagrees with the QAT model's (a ResNeXt's top-1
-        # agreement fell to 24%); uncalibrated, the grouped convolutions stay float and agree.
-        representative_images = None
     if quantize == "int8" and representative_images is None and not qat:
         raise ValueError("int8 conversion needs representative_images (a few hundred training inputs) to "
                          "calibrate activation ranges, unless the model is quantization-aware")
@@ -172,10 +166,6 @@ def convert(
 def _is_quantization_aware(model: keras.Model) -> bool:
     return any(type(layer).__name__.startswith("QuantizeWrapper") or type(layer).__name__ == "QuantizeLayer"
                for layer in _all_layers(model))
-
-
-def _has_grouped_convolution(model: keras.Model) -> bool:
-    return any(getattr(getattr(layer, "layer", layer), "groups", 1) > 1 for layer in _all_layers(model))
 
 
 def _all_layers(model: keras.Model) -> Iterable[keras.layers.Layer]:
