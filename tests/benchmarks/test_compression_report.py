@@ -76,7 +76,7 @@ def test_the_fine_tuning_column_says_what_each_stage_trained(bench):
     deep = bench.plans_for("alexnet")[-1]
     assert deep.describe() == ("prune 84% (conv1: 0%, conv2: 70%, fc6: 98.5%, fc7: 98%, predictions: 60%) + 16 clusters "
                                "+ QAT int8, distilled")
-    assert bench.finetune_label(deep, None) == ("epochs: prune 16, cluster 1, qat 1 (full epochs); distilled from "
+    assert bench.finetune_label(deep, None) == ("epochs: prune 20, cluster 1, qat 1 (full epochs); distilled from "
                                                 "the float model")
     cosine = dataclasses.replace(deep, schedule="cosine")
     assert bench.finetune_label(cosine, None).endswith("(full epochs); cosine learning rate; distilled from the float model")
