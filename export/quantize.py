@@ -336,7 +336,7 @@ def finetune_quantized(model: keras.Model, train, *, recipe, out_dir: str | os.P
                        teacher: keras.Model | None = None, verbose="auto") -> keras.Model:
     """Fine-tunes a `quantize_aware` model with the shared loop; convert it with ``quantize="int8"``.
 
-    The activation ranges are first calibrated (`calibrate_ranges`) on the first training batch;
+    Its kernel and activation ranges are first calibrated (`calibrate_ranges`) on the first training batch;
     a resumed run then restores its checkpoint's ranges over them."""
     from training import first_batch
 
