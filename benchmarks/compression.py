@@ -62,6 +62,10 @@ def finetune_label(plan, finetune_steps: int | None) -> str:
     per_epoch = "full epochs" if finetune_steps is None else f"{finetune_steps} steps"
     epochs = [f"{s} {plan.epochs.get(s, 1)}" for s in plan.stages]
     schedule = f"; {plan.schedule} learning rate" if plan.schedule else ""
+    if "qat" in plan.stages:
+        from export.pipeline import QAT_LEARNING_RATE_SCALE
+
+        schedule += f"; QAT at {QAT_LEARNING_RATE_SCALE:g}x the rate"
     return (f"epochs: {', '.join(epochs)} ({per_epoch}){schedule}"
             + ("; distilled from the float model" if plan.distill else ""))
 
@@ -258,7 +262,7 @@ def write_markdown(results: dict[str, Any], path: str) -> None:
             "",
             f"{model['params']:,} parameters; float top-1 {100 * model['float_top1']:.2f}% (its metadata, on the "
             "10,000 test images; a variant checked on fewer says so in its *images* column). Fine-tuning: Adam 1e-4, "
-            "flips, batch 128; each stage's epochs (optionally cut to a number of steps) are in the last column. "
+            "flips, batch 128 (QAT from calibrated ranges at a tenth of that rate where the row says so); each stage's epochs (optionally cut to a number of steps) are in the last column. "
             f"int8 conversions are calibrated on {DEFAULT_CALIBRATION} training images unless the row says otherwise.",
             *([ "", f"**Note.** {model['note']}"] if model.get("note") else []),
             "",

@@ -719,8 +719,8 @@ def write_markdown(results: dict[str, Any], path: str) -> None:
         "",
         "## Targets (issue 3, item 9)",
         "",
-        f"| target | measured | met |",
-        f"| ------ | -------- | :-: |",
+        "| target | measured | met |",
+        "| ------ | -------- | :-: |",
         f"| the shared loop is never in the one-core mode | {loop['one_core_rounds']}/{n} rounds one-core | "
         f"{met[0]} |",
         f"| loop median ≥ {TARGET_RATIO} x plain `fit` median | {cmp_['ratio']:.3f} | "
@@ -728,7 +728,7 @@ def write_markdown(results: dict[str, Any], path: str) -> None:
         f"| ResNet-20 training ≥ {100 * TARGET_MATMUL_SHARE:.0f}% of the fp32 matmul rate | "
         f"{100 * results['matmul_share']:.0f}% | {met[2]} |",
         "",
-        f"## The shared loop against plain `model.fit`",
+        "## The shared loop against plain `model.fit`",
         "",
         f"`{MODEL}` at {'x'.join(map(str, INPUT_SHAPE))}, {NUM_CLASSES} classes, batch {BATCH_SIZE}, SGD+momentum "
         "(the loop: the default `training.Recipe`, the seed's momentum; plain: `keras.optimizers.SGD(momentum=0.9)` "

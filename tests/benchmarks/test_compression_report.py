@@ -76,10 +76,11 @@ def test_the_fine_tuning_column_says_what_each_stage_trained(bench):
     deep = bench.plans_for("alexnet")[-1]
     assert deep.describe() == ("prune 84% (conv1: 0%, conv2: 70%, fc6: 98.5%, fc7: 98%, predictions: 60%) + 16 clusters "
                                "+ QAT int8, distilled")
-    assert bench.finetune_label(deep, None) == ("epochs: prune 20, cluster 1, qat 1 (full epochs); distilled from "
-                                                "the float model")
+    assert bench.finetune_label(deep, None) == ("epochs: prune 20, cluster 1, qat 1 (full epochs); QAT at 0.1x the "
+                                                "rate; distilled from the float model")
     cosine = dataclasses.replace(deep, schedule="cosine")
-    assert bench.finetune_label(cosine, None).endswith("(full epochs); cosine learning rate; distilled from the float model")
+    assert bench.finetune_label(cosine, None).endswith("(full epochs); cosine learning rate; QAT at 0.1x the rate; "
+                                                       "distilled from the float model")
     row = {"stage_accuracy": {"prune": 0.9134, "cluster": 0.915, "qat": 0.9165}}
     assert bench.stages_label(row) == "prune 91.34%, cluster 91.50%, qat 91.65%"
     assert bench.stages_label({}) == ""

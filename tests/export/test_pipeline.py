@@ -34,8 +34,12 @@ def test_a_combined_plan_is_compressed_converted_verified_and_measured(trained, 
     assert result.conversion.top1_agreement >= 0.98 and result.parity.float_accuracy > 0.9
     assert result.latency_ms_batch1 > 0 and result.images_per_s_batch64 > 0
     assert result.description == "prune 50% + 8 clusters + QAT int8, distilled"
-    recipe = json.loads((tmp_path / "runs" / "deep" / "prune" / "recipe.json").read_text())  # the shared loop's
-    assert recipe["schedule"]["kind"] == "cosine"
+    recipes = {stage: json.loads((tmp_path / "runs" / "deep" / stage / "recipe.json").read_text())  # the shared loop's
+               for stage in ("prune", "qat")}
+    assert recipes["prune"]["schedule"]["kind"] == "cosine"
+    assert recipes["prune"]["learning_rate"] == pipeline.finetune_recipe().learning_rate
+    assert recipes["qat"]["learning_rate"] == pytest.approx(
+        pipeline.finetune_recipe().learning_rate * pipeline.QAT_LEARNING_RATE_SCALE)  # from calibrated ranges
     assert list(result.stage_accuracy) == ["prune", "cluster", "qat"]  # Keras accuracy after each stage
     assert result.stage_accuracy["qat"] == pytest.approx(result.conversion.float_accuracy)
     assert result.calibration_images == len(data.representative) == 32  # QAT conversion calibrates too
