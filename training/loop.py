@@ -245,7 +245,11 @@ def _outputs_logits(model: keras.Model) -> bool:
 
 
 class _Checkpointer(keras.callbacks.Callback):
-    """Checkpoints every N steps, stops on a non-finite loss before anything is saved."""
+    """Checkpoints every N steps and at each epoch's end, stops on a non-finite loss before anything is saved.
+
+    It runs after the caller's callbacks, so a checkpoint holds the state they leave; an epoch's last
+    step is saved at the epoch's end, after theirs (TFMOT's `UpdatePruningStep` re-masks the kernels there).
+    """
 
     def __init__(self, manager: tf.train.CheckpointManager, every: int, steps_per_epoch: int, write: bool):
         super().__init__()
@@ -267,7 +271,7 @@ class _Checkpointer(keras.callbacks.Callback):
             self.diverged = (step, float(loss))
             self.model.stop_training = True
             return
-        if step % self.every == 0:
+        if step % self.every == 0 and step % self.steps_per_epoch != 0:
             self._save(step)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -405,10 +409,10 @@ def _fit(model, train, *, recipe, val, out_dir, strategy, callbacks, verbose, ch
     checkpointer = _Checkpointer(manager, recipe.checkpoint_every, steps_per_epoch, chief)
     logs_dir = os.path.join(work_dir, "logs")
     all_callbacks = [
+        *callbacks,
         checkpointer,
         keras.callbacks.CSVLogger(os.path.join(work_dir, "log.csv"), append=True),
         keras.callbacks.TensorBoard(logs_dir, write_graph=False, profile_batch=0),
-        *callbacks,
     ]
     if verbose != 0:
         all_callbacks.append(_Progbar(recipe.epochs))

@@ -39,6 +39,20 @@ def test_polynomial_pruning_reaches_its_target_and_strips_to_plain_layers(traine
     assert prune.sparsity(trained)["total"] == 0.0  # the source model is untouched
 
 
+def test_a_finished_pruning_run_resumed_returns_the_same_pruned_weights(trained, tmp_path):
+    # Its last checkpoint must come after UpdatePruningStep re-masks the kernels at the epoch's end:
+    # the optimizer's last step moves the masked weights off zero.
+    def run():
+        wrapped = prune.prune(trained, sparsity=0.75, schedule="constant", end_step=4, frequency=1)
+        return prune.strip(prune.finetune_pruned(wrapped, _data.train_data, recipe=RECIPE, out_dir=tmp_path,
+                                                 verbose=0))
+
+    first, resumed = run(), run()
+    assert prune.sparsity(first)["total"] == pytest.approx(0.75, abs=0.02)
+    for a, b in zip(first.weights, resumed.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
 def test_constant_pruning_of_grouped_convolutions(tmp_path):
     model = zoo.create_model("resnext29_8x64d", input_shape=(12, 12, 1), num_classes=4, cardinality=4,
                              bottleneck_width=4, stage_widths=(16, 16, 16), stage_depths=(1, 1, 1))
