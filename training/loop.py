@@ -335,7 +335,8 @@ def fit(
 
     Raises:
         TrainingDiverged: the loss became NaN or Inf.
-        ValueError: ``out_dir`` holds a run of a different recipe, or the data is unusable.
+        ValueError: ``out_dir`` holds a run of a different recipe or of another number of steps per
+            epoch, or the data is unusable.
     """
     out_dir = os.fspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
@@ -403,6 +404,9 @@ def _fit(model, train, *, recipe, val, out_dir, strategy, callbacks, verbose, ch
     if manager.latest_checkpoint and os.path.exists(state_path):
         with open(state_path) as f:
             state = json.load(f)
+        if state.get("steps_per_epoch", steps_per_epoch) != steps_per_epoch:
+            raise ValueError(f"{out_dir!r} holds a run of {state['steps_per_epoch']} steps per epoch; this data has "
+                             f"{steps_per_epoch}: resume with the same data or use a new out_dir")
     start_step = int(model.optimizer.iterations.numpy())
     history: list[dict[str, float]] = list(state["history"])[: start_step // steps_per_epoch]
 
@@ -438,7 +442,8 @@ def _fit(model, train, *, recipe, val, out_dir, strategy, callbacks, verbose, ch
                 _save_weights(model, os.path.join(out_dir, BEST_WEIGHTS))
         if chief:
             write_json(state_path, {"history": history, "best_val_accuracy": best,
-                                     "step": int(model.optimizer.iterations.numpy())})
+                                     "step": int(model.optimizer.iterations.numpy()),
+                                     "steps_per_epoch": steps_per_epoch})
     if chief:
         _save_weights(model, os.path.join(out_dir, FINAL_WEIGHTS))
     return FitResult(history=tuple(history), steps=int(model.optimizer.iterations.numpy()),

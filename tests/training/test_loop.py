@@ -103,10 +103,13 @@ def test_deterministic_runs_are_bitwise_identical(tmp_path):
         np.testing.assert_array_equal(x, y)
 
 
-def test_resuming_with_another_recipe_is_refused(tmp_path):
+def test_resuming_with_another_recipe_or_epoch_length_is_refused(tmp_path):
     training.fit(_tiny.model, _tiny.epoch_data, recipe=RECIPE.replace(epochs=1), out_dir=tmp_path, verbose=0)
     with pytest.raises(ValueError, match=r"different recipe \(changed: learning_rate\)"):
         training.fit(_tiny.model, _tiny.epoch_data, recipe=RECIPE.replace(epochs=1, learning_rate=0.5),
+                     out_dir=tmp_path, verbose=0)
+    with pytest.raises(ValueError, match=r"run of 6 steps per epoch; this data has 3"):
+        training.fit(_tiny.model, lambda epoch: _tiny.epoch_data(epoch).take(3), recipe=RECIPE.replace(epochs=1),
                      out_dir=tmp_path, verbose=0)
     longer = training.fit(_tiny.model, _tiny.epoch_data, recipe=RECIPE.replace(epochs=2), out_dir=tmp_path,
                           verbose=0)  # training longer continues the run
