@@ -273,7 +273,7 @@ def write_markdown(results: dict[str, Any], path: str) -> None:
         ]
         for v in model["variants"]:
             if "error" in v:
-                lines.append(f"| `{v['name']}` | {v['description']} | failed: {v['error'][:160]} | | | | | | | | | | "
+                lines.append(f"| `{v['name']}` | {v['description']} | failed: {v['error'][:160].replace('|', '&#124;')} | | | | | | | | | | "
                              f"{v.get('finetune', '')} |")
                 continue
             p = v["parity"]
