@@ -262,7 +262,8 @@ def write_markdown(results: dict[str, Any], path: str) -> None:
             "",
             f"{model['params']:,} parameters; float top-1 {100 * model['float_top1']:.2f}% (its metadata, on the "
             "10,000 test images; a variant checked on fewer says so in its *images* column). Fine-tuning: Adam 1e-4, "
-            "flips, batch 128 (QAT from calibrated ranges at a tenth of that rate where the row says so); each stage's epochs (optionally cut to a number of steps) are in the last column. "
+            "flips, batch 128 (QAT from calibrated ranges at a tenth of that rate where the row says so); each "
+            "stage's epochs (optionally cut to a number of steps) are in the last column. "
             f"int8 conversions are calibrated on {DEFAULT_CALIBRATION} training images unless the row says otherwise.",
             *([ "", f"**Note.** {model['note']}"] if model.get("note") else []),
             "",
@@ -273,7 +274,8 @@ def write_markdown(results: dict[str, Any], path: str) -> None:
         ]
         for v in model["variants"]:
             if "error" in v:
-                lines.append(f"| `{v['name']}` | {v['description']} | failed: {v['error'][:160].replace('|', '&#124;')} | | | | | | | | | | "
+                error = v["error"][:160].replace("|", "&#124;")  # a pipe would end the cell
+                lines.append(f"| `{v['name']}` | {v['description']} | failed: {error} | | | | | | | | | | "
                              f"{v.get('finetune', '')} |")
                 continue
             p = v["parity"]
