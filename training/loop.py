@@ -407,6 +407,8 @@ def _fit(model, train, *, recipe, val, out_dir, strategy, callbacks, verbose, ch
         if state.get("steps_per_epoch", steps_per_epoch) != steps_per_epoch:
             raise ValueError(f"{out_dir!r} holds a run of {state['steps_per_epoch']} steps per epoch; this data has "
                              f"{steps_per_epoch}: resume with the same data or use a new out_dir")
+    if chief:  # before the first checkpoint, so a run stopped in its first epoch is checked on resume too
+        write_json(state_path, {**state, "steps_per_epoch": steps_per_epoch})
     start_step = int(model.optimizer.iterations.numpy())
     history: list[dict[str, float]] = list(state["history"])[: start_step // steps_per_epoch]
 

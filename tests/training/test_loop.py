@@ -115,6 +115,19 @@ def test_resuming_with_another_recipe_or_epoch_length_is_refused(tmp_path):
                           verbose=0)  # training longer continues the run
     assert longer.resumed_from_step == 6 and longer.steps == 12 and len(longer.history) == 2
 
+    class Stop(keras.callbacks.Callback):  # stops the run in its first epoch, after the checkpoint at step 4
+        def on_train_batch_end(self, batch, logs=None):
+            if int(self.model.optimizer.iterations.numpy()) == 5:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        training.fit(_tiny.model, _tiny.epoch_data, recipe=RECIPE.replace(epochs=1), out_dir=tmp_path / "first",
+                     callbacks=[Stop()], verbose=0)
+    assert tf.train.latest_checkpoint(str(tmp_path / "first" / "checkpoints")).endswith("-4")
+    with pytest.raises(ValueError, match=r"run of 6 steps per epoch; this data has 3"):
+        training.fit(_tiny.model, lambda epoch: _tiny.epoch_data(epoch).take(3), recipe=RECIPE.replace(epochs=1),
+                     out_dir=tmp_path / "first", verbose=0)
+
 
 def test_auxiliary_outputs_are_trained_with_their_weight(tmp_path):
     import zoo
