@@ -108,10 +108,11 @@ def convert(
             float activations) or ``"int8"`` (full-integer: weights and activations).
         representative_images: inputs for calibrating int8 activation ranges (a few hundred
             training images); required for ``"int8"`` unless the model is quantization-aware. A QAT
-            model should get them too: a batch norm that follows no convolution (pre-activation
-            ResNets, DenseNet) is a MUL and an ADD whose intermediate has no QAT range, and without
-            calibration both stay float between DEQUANTIZE and QUANTIZE (DenseNet-BC: 21 float islands,
-            7x slower than PTQ int8). With them the whole graph is integer.
+            model should get them too: a batch norm that follows no layer it folds into is a MUL and an
+            ADD whose intermediate has no QAT range, and without calibration both stay float between
+            DEQUANTIZE and QUANTIZE (DenseNet-BC had 21 such float islands, 7x slower than PTQ int8,
+            before `export.quantize.quantize_aware` made its 4-D ones depthwise convolutions). With
+            them the whole graph is integer.
         integer_io: with ``"int8"``, take ``uint8`` input (raw pixels) and return int8 logits
             instead of float32 at the boundary.
         allow_select_ops: allow TF Select fallbacks; without it a model that needs them raises,

@@ -210,6 +210,32 @@ def test_zoo_layers_quantize_and_convert(name, options):
     # no convolution stayed a float MUL and ADD); AlexNet's grouped convolutions are int8 too
     counts = tflite.op_counts(flat)
     assert counts["DEQUANTIZE"] == 1 + counts.get("LOCAL_RESPONSE_NORMALIZATION", 0)
+    if name == "densenet_bc100_k12":  # its pre-activation batch norms are depthwise convolutions, not MUL + ADD
+        assert "MUL" not in counts and counts["DEPTHWISE_CONV_2D"] == 6
+
+
+def test_a_batch_norm_after_no_convolution_becomes_a_depthwise_convolution_of_the_same_function():
+    rng = np.random.default_rng(0)
+    inputs = keras.Input((6, 6, 2))
+    x = keras.layers.BatchNormalization(name="folds")(keras.layers.Conv2D(3, 3, padding="same")(inputs))
+    x = keras.layers.Concatenate()([keras.layers.ReLU()(x), inputs])
+    x = keras.layers.ReLU()(keras.layers.BatchNormalization(name="preact", epsilon=0.01)(x))
+    x = keras.layers.Flatten()(keras.layers.Conv2D(4, 1)(x))
+    model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.BatchNormalization(name="flat")(x)))
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.set_weights([rng.uniform(0.5, 2, w.shape) if i in (0, 3) else rng.normal(0, 1, w.shape)
+                               for i, w in enumerate(layer.get_weights())])
+    rewritten = quantize.batch_norms_as_depthwise(model)
+    kinds = {layer.name: type(layer).__name__ for layer in rewritten.layers}
+    # folded into its convolution by TFMOT / over a 2-D tensor: kept
+    assert kinds["preact"] == "DepthwiseConv2D" and kinds["folds"] == kinds["flat"] == "BatchNormalization"
+    x = rng.normal(0, 1, (8, 6, 6, 2)).astype(np.float32)
+    np.testing.assert_allclose(rewritten.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
+    # In QAT it is one int8 op with the ReLU fused in, as TFLite runs it
+    qat = quantize.quantize_aware(model)
+    assert type(qat.get_layer("quant_preact").layer).__name__ == "DepthwiseConv2D"
+    assert qat.get_layer("quant_preact").layer.get_config()["activation"]["config"]["activation"] == "relu"
 
 
 def test_a_calibrated_quantization_aware_resnext_converts_its_grouped_convolutions_to_int8():
