@@ -168,6 +168,17 @@ def _folds(bn) -> bool:
             and inbound.get_config().get("activation") == "linear" and len(inbound._outbound_nodes) == 1)
 
 
+def _graph(config: dict) -> tuple[dict[str, dict], dict[str, int]]:
+    """A functional model config's layers by name, and how many inputs each layer's output feeds."""
+    by_name = {entry["name"]: entry for entry in config["layers"]}
+    consumers = {name: 0 for name in by_name}
+    for entry in config["layers"]:
+        for node in entry["inbound_nodes"]:
+            for inbound in node:
+                consumers[inbound[0]] += 1
+    return by_name, consumers
+
+
 def batch_norms_as_depthwise(model: keras.Model) -> keras.Model:
     """The same function with each batch norm TFMOT does not fold (one that follows no linear convolution:
     pre-activation ResNets, DenseNet, a grouped convolution's) as a 1x1 ``DepthwiseConv2D`` computing its
@@ -181,13 +192,26 @@ def batch_norms_as_depthwise(model: keras.Model) -> keras.Model:
     a per-channel scale represents without error, and a ReLU after it fuses into it (`fuse_relu`).
     """
     config = copy_module.deepcopy(model.get_config())
+    by_name, consumers = _graph(config)
     replaced = {}
     for entry in config["layers"]:
         if entry["class_name"] != "BatchNormalization":
             continue
+        # Read from this model's config, not the layer's nodes: a stripped pruned or clustered model reuses
+        # the layer objects of the models before it, which hold a node (and consumers) in each of them.
+        nodes = entry["inbound_nodes"]
+        if len(nodes) != 1 or len(nodes[0]) != 1:
+            continue
+        source = by_name[nodes[0][0][0]]
+        if (source["class_name"] in _FOLDS_INTO and source["config"].get("activation") == "linear"
+                and consumers[source["name"]] == 1):
+            continue  # TFMOT folds it
         layer = model.get_layer(entry["config"]["name"])
-        if (_folds(layer) or len(layer._inbound_nodes) != 1 or len(layer.input_shape) != 4
-                or list(layer.axis) != [3]):
+        try:
+            rank = len(layer.input_shape)
+        except AttributeError:  # called on inputs of different shapes
+            continue
+        if rank != 4 or list(layer.axis) != [3]:
             continue
         entry["class_name"] = "DepthwiseConv2D"
         entry["config"] = {"name": layer.name, "trainable": layer.trainable, "dtype": entry["config"].get("dtype"),
@@ -223,12 +247,7 @@ def fuse_relu(model: keras.Model) -> keras.Model:
     non-BN networks (AlexNet, VGG, NiN, SqueezeNet, the classifier heads) that way.
     """
     config = copy_module.deepcopy(model.get_config())
-    by_name = {entry["name"]: entry for entry in config["layers"]}
-    consumers: dict[str, int] = {}
-    for entry in config["layers"]:
-        for node in entry["inbound_nodes"]:
-            for inbound in node:
-                consumers[inbound[0]] = consumers.get(inbound[0], 0) + 1
+    by_name, consumers = _graph(config)
     outputs = {o[0] for o in config["output_layers"]}
     renamed: dict[str, str] = {}
     for entry in config["layers"]:
