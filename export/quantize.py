@@ -33,8 +33,8 @@ import tf_keras as keras
 
 from export._finetune import finetune_wrapped, wrap_layers
 
-__all__ = ["PRESERVE", "UnsupportedLayerError", "batch_norms_as_depthwise", "calibrate_ranges", "finetune_quantized", "fuse_relu", "quantize_aware",
-           "quantize_scope"]
+__all__ = ["PRESERVE", "UnsupportedLayerError", "batch_norms_as_depthwise", "calibrate_ranges", "finetune_quantized",
+           "fuse_relu", "quantize_aware", "quantize_scope"]
 
 PRESERVE = ("none", "sparsity", "clusters", "sparsity_clusters")
 
