@@ -157,17 +157,6 @@ def quantize_scope():
     return tfmot.quantization.keras.quantize_scope(_custom_objects())
 
 
-def _folds(bn) -> bool:
-    """Whether TFMOT folds this batch norm into the layer before it: a linear Conv2D, DepthwiseConv2D
-    or Dense whose only consumer it is (TFMOT's ``*BatchNormQuantize`` patterns)."""
-    nodes = bn._inbound_nodes
-    inbound = nodes[0].inbound_layers if nodes else None
-    if isinstance(inbound, (list, tuple)):
-        inbound = inbound[0] if len(inbound) == 1 else None
-    return (inbound is not None and type(inbound).__name__ in _FOLDS_INTO
-            and inbound.get_config().get("activation") == "linear" and len(inbound._outbound_nodes) == 1)
-
-
 def _graph(config: dict) -> tuple[dict[str, dict], dict[str, int]]:
     """A functional model config's layers by name, and how many inputs each layer's output feeds."""
     by_name = {entry["name"]: entry for entry in config["layers"]}
@@ -177,6 +166,24 @@ def _graph(config: dict) -> tuple[dict[str, dict], dict[str, int]]:
             for inbound in node:
                 consumers[inbound[0]] += 1
     return by_name, consumers
+
+
+def _folded_batch_norms(config: dict) -> set[str]:
+    """The batch norms TFMOT folds into the layer before them (its ``*BatchNormQuantize`` patterns): each
+    alone after a linear Conv2D, DepthwiseConv2D or Dense that feeds nothing else. Read from the model's
+    config, not the layers' nodes: a stripped pruned or clustered model reuses the layer objects of the
+    models before it, which hold a node (and consumers) in each of them."""
+    by_name, consumers = _graph(config)
+    folded = set()
+    for entry in config["layers"]:
+        nodes = entry["inbound_nodes"]
+        if entry["class_name"] != "BatchNormalization" or len(nodes) != 1 or len(nodes[0]) != 1:
+            continue
+        source = by_name[nodes[0][0][0]]
+        if (source["class_name"] in _FOLDS_INTO and source["config"].get("activation") == "linear"
+                and consumers[source["name"]] == 1):
+            folded.add(entry["name"])
+    return folded
 
 
 def batch_norms_as_depthwise(model: keras.Model) -> keras.Model:
@@ -192,20 +199,12 @@ def batch_norms_as_depthwise(model: keras.Model) -> keras.Model:
     a per-channel scale represents without error, and a ReLU after it fuses into it (`fuse_relu`).
     """
     config = copy_module.deepcopy(model.get_config())
-    by_name, consumers = _graph(config)
+    folded = _folded_batch_norms(config)
     replaced = {}
     for entry in config["layers"]:
-        if entry["class_name"] != "BatchNormalization":
+        if (entry["class_name"] != "BatchNormalization" or entry["name"] in folded
+                or len(entry["inbound_nodes"]) != 1):
             continue
-        # Read from this model's config, not the layer's nodes: a stripped pruned or clustered model reuses
-        # the layer objects of the models before it, which hold a node (and consumers) in each of them.
-        nodes = entry["inbound_nodes"]
-        if len(nodes) != 1 or len(nodes[0]) != 1:
-            continue
-        source = by_name[nodes[0][0][0]]
-        if (source["class_name"] in _FOLDS_INTO and source["config"].get("activation") == "linear"
-                and consumers[source["name"]] == 1):
-            continue  # TFMOT folds it
         layer = model.get_layer(entry["config"]["name"])
         try:
             rank = len(layer.input_shape)
@@ -307,13 +306,14 @@ def quantize_aware(model: keras.Model, *, preserve: str = "none") -> keras.Model
     if copy is model:
         copy = keras.models.clone_model(model)
         copy.set_weights(model.get_weights())
+    folded = _folded_batch_norms(copy.get_config())
 
     def rule(layer) -> str | None:
         kind = type(layer).__name__
         if kind in _ZOO_LAYERS:
             return _ZOO_LAYERS[kind]
         if kind == "BatchNormalization":
-            return None if _folds(layer) else _STOCK_LAYERS[kind]
+            return None if layer.name in folded else _STOCK_LAYERS[kind]
         if kind in _STOCK_LAYERS:
             return _STOCK_LAYERS[kind]
         return None
