@@ -219,6 +219,8 @@ def measure_loop(
 ) -> Measurement:
     """Times ``steps`` steps of `training.fit` (the default `training.Recipe`) after ``warmup`` steps.
 
+    Both counts are rounded up to whole executions (``steps_per_execution`` steps each).
+
     Args:
         model_fn: builds the model (``training.fit`` calls it after seeding).
         data_fn: ``epoch -> tf.data.Dataset`` of ``(images, labels)`` batches of ``batch_size``,
@@ -242,6 +244,9 @@ def measure_loop(
     import training
 
     recipe = training.Recipe(epochs=1, batch_size=batch_size, **(recipe_changes or {}))
+    # Keras calls callbacks once per execution: time whole executions.
+    spe = int((compile_options or {}).get("steps_per_execution", recipe.steps_per_execution))
+    warmup, steps = -(-warmup // spe) * spe, -(-steps // spe) * spe
     timer = _step_timer(warmup=warmup, steps=steps, batch_size=batch_size, runner=runner)
     with tempfile.TemporaryDirectory(prefix="train_throughput-") as out_dir, _compile_options(
         **(compile_options or {})
@@ -502,16 +507,12 @@ class Candidate:
     def needs_process(self) -> bool:
         return self.inter_op_threads is not None or self.intra_op_threads is not None
 
-    @property
-    def steps_per_execution(self) -> int:
-        return int(dict(self.compile_options).get("steps_per_execution", 1))
-
 
 CANDIDATES = (
-    Candidate("steps_per_execution=8", (("steps_per_execution", 8),),
-              note="8 steps per tf.function call; divides checkpoint_every=200"),
-    Candidate("steps_per_execution=25", (("steps_per_execution", 25),),
-              note="25 steps per call; divides checkpoint_every=200"),
+    Candidate("steps_per_execution=1", recipe_changes=(("steps_per_execution", 1),),
+              note="one step per tf.function call, as plain `fit` (the loop before it ran 25)"),
+    Candidate("steps_per_execution=100", recipe_changes=(("steps_per_execution", 100),),
+              note="100 steps per call; callbacks and the NaN check every 100 steps"),
     Candidate("jit_compile=True", (("jit_compile", True),), rounds=1, note="XLA"),
     Candidate("inter_op_threads=1", inter_op_threads=1,
               note="ops one at a time, each on the 2-thread intra-op pool (default: 2 and 2)"),
@@ -555,20 +556,18 @@ def measure_candidates(
     model_fn = _model_fn(MODEL)
     out = []
     for cand in candidates:
-        spe = cand.steps_per_execution
-        c_warmup, c_steps = -(-warmup // spe) * spe, -(-steps // spe) * spe  # whole executions
         c_rounds = cand.rounds or rounds
         if cand.needs_process:
             baseline = Candidate("loop")
             runners = {
-                "loop": lambda: _child_measure(baseline, steps=c_steps, warmup=c_warmup, rounds=1)[0],
-                cand.name: lambda c=cand: _child_measure(c, steps=c_steps, warmup=c_warmup, rounds=1)[0],
+                "loop": lambda: _child_measure(baseline, steps=steps, warmup=warmup, rounds=1)[0],
+                cand.name: lambda c=cand: _child_measure(c, steps=steps, warmup=warmup, rounds=1)[0],
             }
         else:
             runners = {
-                "loop": lambda: measure_loop(model_fn, data.epoch, steps=c_steps, warmup=c_warmup),
+                "loop": lambda: measure_loop(model_fn, data.epoch, steps=steps, warmup=warmup),
                 cand.name: lambda c=cand: measure_loop(
-                    model_fn, data.epoch, steps=c_steps, warmup=c_warmup, runner=c.name,
+                    model_fn, data.epoch, steps=steps, warmup=warmup, runner=c.name,
                     compile_options=dict(c.compile_options), recipe_changes=dict(c.recipe_changes)),
             }
         res = compare(runners, rounds=c_rounds, log=log)
@@ -576,7 +575,7 @@ def measure_candidates(
         out.append({
             "name": cand.name, "note": cand.note, "compile_options": dict(cand.compile_options),
             "recipe_changes": dict(cand.recipe_changes), "inter_op_threads": cand.inter_op_threads,
-            "intra_op_threads": cand.intra_op_threads, "rounds": c_rounds, "steps": c_steps, "warmup": c_warmup,
+            "intra_op_threads": cand.intra_op_threads, "rounds": c_rounds, "steps": steps, "warmup": warmup,
             "median_images_per_second": mine["median_images_per_second"],
             "baseline_median_images_per_second": base["median_images_per_second"],
             "ratio": mine["median_images_per_second"] / base["median_images_per_second"],
@@ -612,17 +611,26 @@ def family_sweep(
     warmup: int = 2,
     log: Callable[[str], None] = print,
 ) -> list[dict[str, Any]]:
-    """Images/s of the shared loop for `smallest_per_family`, each timed for about ``budget_seconds``."""
+    """Images/s of the shared loop for `smallest_per_family`, each timed for about ``budget_seconds``.
+
+    A model timed for fewer steps than the recipe's ``steps_per_execution`` runs that many steps per
+    execution, so that slow models are not timed for a whole default execution.
+    """
+    import training
+
     rows = []
     for info in smallest_per_family():
         # Steps from a rough guess (60% of the matmul rate), so that big models stay within budget.
         guess = 0.6 * matmul_gflops * 1e9 / (TRAINING_FLOPS_FACTOR * info.flops)
         steps = max(min_steps, min(max_steps, int(budget_seconds * guess / BATCH_SIZE)))
+        spe = min(training.Recipe().steps_per_execution, steps)
         row = {"model": info.name, "family": info.family, "params": info.params, "macs": info.macs,
-               "flops": info.flops, "steps": steps}
+               "flops": info.flops, "steps": steps, "steps_per_execution": spe}
         started = time.perf_counter()
         try:
-            m = measure_loop(_model_fn(info.name), data.epoch, steps=steps, warmup=warmup, runner=info.name)
+            m = measure_loop(_model_fn(info.name), data.epoch, steps=steps, warmup=warmup, runner=info.name,
+                             recipe_changes={"steps_per_execution": spe})
+            row["steps"] = m.steps
         except Exception as e:  # noqa: BLE001  (one family failing must not lose the others' rows)
             row.update(error=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
             log(f"  {info.name:<28} FAILED {row['error']}")
@@ -634,7 +642,7 @@ def family_sweep(
             others = "" if m.others_cpu is None else f", others {m.others_cpu:.2f}"
             log(f"  {info.name:<28} {m.images_per_second:8.1f} img/s  cpu {m.cpu_utilisation:.2f}{others}  "
                 f"{train_gflops:6.1f} GFLOP/s ({100 * train_gflops / matmul_gflops:.0f}% of matmul)  "
-                f"[{steps} steps, {time.perf_counter() - started:.0f} s]")
+                f"[{m.steps} steps, {time.perf_counter() - started:.0f} s]")
         rows.append(row)
     return rows
 
@@ -731,8 +739,10 @@ def write_markdown(results: dict[str, Any], path: str) -> None:
         "## The shared loop against plain `model.fit`",
         "",
         f"`{MODEL}` at {'x'.join(map(str, INPUT_SHAPE))}, {NUM_CLASSES} classes, batch {BATCH_SIZE}, SGD+momentum "
-        "(the loop: the default `training.Recipe`, the seed's momentum; plain: `keras.optimizers.SGD(momentum=0.9)` "
-        "and `from_tensor_slices(...).shuffle(...).batch(128).prefetch(AUTOTUNE)`), a fresh model per round. "
+        "(the loop: the default `training.Recipe`, the seed's momentum, "
+        f"{results.get('loop_steps_per_execution', 1)} steps per `tf.function` call (`recipe.steps_per_execution`); "
+        "plain: `keras.optimizers.SGD(momentum=0.9)`, `from_tensor_slices(...).shuffle(...).batch(128)"
+        ".prefetch(AUTOTUNE)` and Keras' default of one step per call), a fresh model per round. "
         f"{n} rounds, alternately, {results['steps']} timed steps each after {results['warmup']} warm-up steps.",
         "",
         "| round | loop img/s | loop CPU | fit img/s | fit CPU | bare step img/s | bare step CPU | others (loop / fit) |",
@@ -754,12 +764,11 @@ def write_markdown(results: dict[str, Any], path: str) -> None:
         *([] if "ceiling" not in cmp_ else [
             f"*Bare step* (`measure_ceiling`): the same model and optimizer on one fixed in-memory batch, all steps "
             "in one `tf.function` call (no input pipeline, no callbacks, no Python between steps), what any loop "
-            f"could reach: median **{cmp_['ceiling']['median_images_per_second']:.1f}** img/s. The loop runs at "
-            f"**{cmp_['ceiling_ratio']:.3f}** of it and plain `fit` at "
-            f"{fit['median_images_per_second'] / cmp_['ceiling']['median_images_per_second']:.3f}: when `fit` "
-            "keeps both cores busy there is no 5% of overhead left to remove without changing the arithmetic "
-            "(the `mixed_bfloat16` candidate below); the loop's margin over `fit` is the rounds where `fit` "
-            "falls to one core.", ""]),
+            f"might be expected to reach: median **{cmp_['ceiling']['median_images_per_second']:.1f}** img/s. The "
+            f"loop runs at **{cmp_['ceiling_ratio']:.3f}** of it and plain `fit` at "
+            f"{fit['median_images_per_second'] / cmp_['ceiling']['median_images_per_second']:.3f}. Rounds of the "
+            "same runner differ by up to about 10% on this shared machine; only the alternation in one run makes "
+            "the medians comparable.", ""]),
         "## ResNet-20 against the fp32 matmul rate",
         "",
         f"A chain of {mm['chain']} dependent {mm['n']}x{mm['n']} float32 matmuls per `tf.function` call, timed "
@@ -782,8 +791,9 @@ def write_markdown(results: dict[str, Any], path: str) -> None:
             "## Candidate changes to the loop",
             "",
             "Each measured alternately with the loop as it is, in rounds of the same length (rounded up to whole "
-            "executions). Compile options are injected by the benchmark into the loop's `Model.compile` (the "
-            "loop itself is unchanged); thread settings run in child processes, alternating with a baseline child.",
+            "executions). Recipe changes are the recipe's own fields; compile options are injected by the "
+            "benchmark into the loop's `Model.compile` (the loop itself is unchanged); thread settings run in "
+            "child processes, alternating with a baseline child.",
             "",
             "| candidate | median img/s | loop median img/s | ratio | CPU | rounds (one-core, contended) | note |",
             "| --------- | -----------: | ----------------: | ----: | --: | ---------------------------- | ---- |",
@@ -800,7 +810,8 @@ def write_markdown(results: dict[str, Any], path: str) -> None:
             "",
             "Per family, the variant with the fewest parameters (at its default shape) that builds at 28x28x1, "
             f"trained by the shared loop with the default recipe at batch {BATCH_SIZE}; one round of a few timed "
-            "steps (more for fast models) after 2 warm-up steps. Single rounds vary by up to about 10% even on a "
+            "steps (more for fast models) after at least 2 warm-up steps, in executions of at most the recipe's "
+            "steps per execution (fewer when fewer steps are timed). Single rounds vary by up to about 10% even on a "
             "quiet machine (see the rounds above), so read this table to within that. Parameters and MACs are "
             f"at 28x28x1 with 10 classes; % of matmul counts training as {TRAINING_FLOPS_FACTOR} x forward FLOPs.",
             "",
@@ -827,13 +838,17 @@ def write_markdown(results: dict[str, Any], path: str) -> None:
 def run_benchmark(*, quick: bool, candidates: bool = True, families: bool = True,
                   log: Callable[[str], None] = print) -> dict[str, Any]:
     """Runs everything and returns the results dict that `write_markdown` and the JSON file take."""
+    import training
+
     started = time.perf_counter()
-    rounds, steps, warmup = (2, 10, 3) if quick else (6, 40, 8)
-    data = _find_data(100 * BATCH_SIZE)  # the synthetic fallback must outlast the longest round (75 steps)
+    # Whole executions of the loop's default steps_per_execution (25), so every runner times the same steps.
+    rounds, steps, warmup = (2, 25, 25) if quick else (6, 50, 25)
+    data = _find_data(250 * BATCH_SIZE)  # the synthetic fallback must outlast the longest round (200 steps)
     results: dict[str, Any] = {"mode": "quick" if quick else "full", "machine": machine_info(),
                                "data": f"{data.name} ({data.source})", "rounds": rounds, "steps": steps,
                                "warmup": warmup, "batch_size": BATCH_SIZE, "model": MODEL,
-                               "input_shape": list(INPUT_SHAPE), "training_flops_factor": TRAINING_FLOPS_FACTOR}
+                               "input_shape": list(INPUT_SHAPE), "training_flops_factor": TRAINING_FLOPS_FACTOR,
+                               "loop_steps_per_execution": training.Recipe().steps_per_execution}
     m = results["machine"]
     log(f"{m['date']}  {m['nproc']} cores  {m['cpu_model']}  TF {m['tensorflow']}  load {m['load_average']}")
     log(f"data: {results['data']}")
@@ -875,9 +890,10 @@ def run_benchmark(*, quick: bool, candidates: bool = True, families: bool = True
 
     results["candidates"] = []
     if candidates:
-        c_rounds, c_steps = (1, 8) if quick else (3, 40)
+        c_rounds, c_steps = (1, 25) if quick else (3, 50)
         chosen = CANDIDATES[:1] if quick else CANDIDATES
-        log(f"candidates: {c_rounds} rounds x {c_steps} steps each, alternating with the loop as it is")
+        log(f"candidates: {c_rounds} rounds x {c_steps} steps each (whole executions), alternating with the loop "
+            "as it is")
         results["candidates"] = measure_candidates(chosen, data=data, steps=c_steps, warmup=warmup, rounds=c_rounds,
                                                    log=log)
 

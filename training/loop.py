@@ -11,6 +11,9 @@ What the loop adds:
   ``checkpoint`` index, and the loop's own files are written to a temporary name and renamed.
 - **Divergence.** A NaN or Inf loss stops the run with `TrainingDiverged`; nothing from the bad
   step is saved, so the last checkpoint is the last good state.
+- **Several steps per call** (``recipe.steps_per_execution``, 25 by default): the compiled step runs
+  that many times per call, and callbacks, the progress bar, the NaN check and checkpoints run
+  between calls (Keras' ``steps_per_execution``; a call never crosses an epoch's end).
 - **Determinism** (``recipe.deterministic``): op determinism and seeds, for bitwise-equal runs.
 - **Distribution**: any ``tf.distribute`` strategy; the model is built (or cloned) in its scope.
 - **Mixed precision** (``recipe.mixed_precision``): the Keras policy, with float32 outputs.
@@ -217,8 +220,9 @@ def _compile(model: keras.Model, recipe: Recipe, steps_per_epoch: int) -> None:
 
     optimizer = get_optimizer(recipe.optimizer, learning_rate=make_schedule(recipe, steps_per_epoch),
                               **recipe.optimizer_options)
+    common = dict(optimizer=optimizer, steps_per_execution=recipe.steps_per_execution)
     if _has_custom_train_step(model):
-        model.compile(optimizer=optimizer)
+        model.compile(**common)
         return
     if recipe.regularization.label_smoothing:
         from training.regularizers import label_smoothing_loss
@@ -229,11 +233,11 @@ def _compile(model: keras.Model, recipe: Recipe, steps_per_epoch: int) -> None:
     names = model.output_names
     metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
     if len(names) == 1:
-        model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+        model.compile(loss=loss, metrics=metrics, **common)
     else:
-        model.compile(optimizer=optimizer, loss={n: loss for n in names},
+        model.compile(loss={n: loss for n in names},
                       loss_weights={n: 1.0 if i == 0 else recipe.aux_loss_weight for i, n in enumerate(names)},
-                      metrics={names[0]: metrics})
+                      metrics={names[0]: metrics}, **common)
 
 
 def _outputs_logits(model: keras.Model) -> bool:
@@ -247,15 +251,18 @@ def _outputs_logits(model: keras.Model) -> bool:
 class _Checkpointer(keras.callbacks.Callback):
     """Checkpoints every N steps and at each epoch's end, stops on a non-finite loss before anything is saved.
 
-    It runs after the caller's callbacks, so a checkpoint holds the state they leave; an epoch's last
-    step is saved at the epoch's end, after theirs (TFMOT's `UpdatePruningStep` re-masks the kernels there).
+    Keras calls it once per execution (``recipe.steps_per_execution`` steps), so it saves at the end
+    of the first execution that reaches each multiple of N. It runs after the caller's callbacks, so
+    a checkpoint holds the state they leave; an epoch's last step is saved at the epoch's end, after
+    theirs (TFMOT's `UpdatePruningStep` re-masks the kernels there).
     """
 
     def __init__(self, manager: tf.train.CheckpointManager, every: int, steps_per_epoch: int, write: bool):
         super().__init__()
         self.manager, self.every, self.steps_per_epoch, self.write = manager, every, steps_per_epoch, write
-        self.diverged: tuple[int, float] | None = None
+        self.diverged: tuple[int, int, float] | None = None  # (first step of the execution, last step, loss)
         self.last_saved = -1
+        self.previous = 0  # the step at the end of the last execution
 
     def _save(self, step: int) -> None:
         self.manager.save(checkpoint_number=step)
@@ -264,15 +271,19 @@ class _Checkpointer(keras.callbacks.Callback):
     def _step(self) -> int:
         return int(self.model.optimizer.iterations.numpy())
 
+    def on_train_begin(self, logs=None):
+        self.previous = self._step()
+
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
         step = self._step()
         if loss is not None and not math.isfinite(float(loss)):
-            self.diverged = (step, float(loss))
+            self.diverged = (self.previous + 1, step, float(loss))
             self.model.stop_training = True
             return
-        if step % self.every == 0 and step % self.steps_per_epoch != 0:
+        if step // self.every > self.previous // self.every and step % self.steps_per_epoch != 0:
             self._save(step)
+        self.previous = step
 
     def on_epoch_end(self, epoch, logs=None):
         if self.diverged is None and self.last_saved != self._step():
@@ -352,10 +363,13 @@ def fit(
     if os.path.exists(recipe_path) and tf.train.latest_checkpoint(ckpt_dir):
         previous = Recipe.from_file(recipe_path)
         changed = sorted(k for k, v in recipe.to_dict().items() if previous.to_dict().get(k) != v)
-        # Training longer is the one change that continues a run (a cosine schedule stretches to it).
+        # Training longer is the one change that continues a run (a cosine schedule stretches to it);
+        # steps per execution changes when callbacks run, not what the steps compute.
+        changed = [k for k in changed if k != "steps_per_execution"]
         if changed and not (changed == ["epochs"] and recipe.epochs > previous.epochs):
             raise ValueError(f"{out_dir!r} holds a run of a different recipe (changed: {', '.join(changed)}); "
-                             "resume with the same recipe (more epochs allowed) or use a new out_dir")
+                             "resume with the same recipe (more epochs or other steps_per_execution allowed) "
+                             "or use a new out_dir")
     if chief:
         write_json(recipe_path, recipe.to_dict())
 
@@ -430,9 +444,10 @@ def _fit(model, train, *, recipe, val, out_dir, strategy, callbacks, verbose, ch
             None if val_data is None else _label_every_output(model, val_data)), callbacks=all_callbacks,
             verbose=verbose)
         if checkpointer.diverged is not None:
-            step, loss = checkpointer.diverged
+            first, step, loss = checkpointer.diverged
+            where = f"at step {step}" if first == step else f"in steps {first}-{step} (one execution)"
             raise TrainingDiverged(
-                f"loss became {loss} at step {step} (epoch {epoch + 1}); stopped. The last good checkpoint is "
+                f"loss became {loss} {where} (epoch {epoch + 1}); stopped. The last good checkpoint is "
                 f"{manager.latest_checkpoint or 'none (diverged before the first one)'}. Lower the learning rate "
                 f"(recipe.learning_rate={recipe.learning_rate}) or add warmup.")
         logs = {k: float(v[-1]) for k, v in fitted.history.items()}

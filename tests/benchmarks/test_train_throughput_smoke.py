@@ -42,7 +42,8 @@ def _check(m, runner, steps):
 
 def test_measure_loop_and_plain_fit_report_a_measurement(bench):
     data = lambda epoch: bench.synthetic_data(5, BATCH, SHAPE, CLASSES)  # noqa: E731
-    _check(bench.measure_loop(_tiny(bench), data, steps=2, warmup=2, batch_size=BATCH), "loop", 2)
+    _check(bench.measure_loop(_tiny(bench), data, steps=2, warmup=2, batch_size=BATCH,
+                              recipe_changes={"steps_per_execution": 1}), "loop", 2)
     rng = np.random.default_rng(0)
     images = rng.normal(size=(5 * BATCH, *SHAPE)).astype("float32")
     labels = rng.integers(0, CLASSES, 5 * BATCH).astype("int32")
@@ -51,11 +52,14 @@ def test_measure_loop_and_plain_fit_report_a_measurement(bench):
                                  num_classes=CLASSES), "ceiling", 3)
 
 
-def test_a_compile_option_candidate_runs_and_short_data_is_an_error(bench):
+def test_candidates_run_whole_executions_and_short_data_is_an_error(bench):
     data = lambda epoch: bench.synthetic_data(6, BATCH, SHAPE, CLASSES)  # noqa: E731
-    m = bench.measure_loop(_tiny(bench), data, steps=2, warmup=2, batch_size=BATCH, runner="spe2",
-                           compile_options={"steps_per_execution": 2})
-    _check(m, "spe2", 2)
+    m = bench.measure_loop(_tiny(bench), data, steps=3, warmup=1, batch_size=BATCH, runner="spe2",
+                           recipe_changes={"steps_per_execution": 2})
+    _check(m, "spe2", 4)  # 1 + 3 steps rounded up to whole executions of 2: 2 + 4
+    m = bench.measure_loop(_tiny(bench), data, steps=2, warmup=1, batch_size=BATCH, runner="spe1",
+                           recipe_changes={"steps_per_execution": 2}, compile_options={"steps_per_execution": 1})
+    _check(m, "spe1", 2)  # a compile option overrides the recipe
     with pytest.raises(ValueError, match="ran out"):
         bench.measure_loop(_tiny(bench), lambda e: bench.synthetic_data(2, BATCH, SHAPE, CLASSES), steps=4,
                            warmup=1, batch_size=BATCH)

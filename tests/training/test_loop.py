@@ -19,7 +19,9 @@ sys.path.insert(0, os.path.dirname(__file__))
 import _tiny  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-RECIPE = Recipe(optimizer="momentum", learning_rate=0.05, epochs=3, batch_size=_tiny.BATCH, checkpoint_every=4)
+# One step per execution: the tests' callbacks act at exact steps.
+RECIPE = Recipe(optimizer="momentum", learning_rate=0.05, epochs=3, batch_size=_tiny.BATCH, checkpoint_every=4,
+                steps_per_execution=1)
 
 
 def _run_script(body: str, *, env=None, timeout=240):
@@ -60,19 +62,22 @@ RESUMABLE_RUN = """
 
 
 def test_resume_after_sigkill_mid_epoch_reaches_the_uninterrupted_weights(tmp_path):
-    recipe = RECIPE.replace(deterministic=True, checkpoint_every=3)
+    # Three steps per execution, so callbacks see steps 3, 6, 9, ...; a checkpoint every 4 steps lands at the
+    # first execution's end at or past each multiple of 4 (9 here; 6 is an epoch's end).
+    recipe = RECIPE.replace(deterministic=True, steps_per_execution=3)
     body = RESUMABLE_RUN.replace("__RECIPE__", repr(recipe.to_dict()))
     killed = subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {HERE!r})\n"
-                             + textwrap.dedent(body), "8"], capture_output=True, text=True, timeout=240,
+                             + textwrap.dedent(body), "12"], capture_output=True, text=True, timeout=240,
                             env={**os.environ, "OUT": str(tmp_path / "a")})
-    assert killed.returncode == -9, killed.stderr[-2000:]  # SIGKILL at step 8, in the middle of epoch 2
-    assert tf.train.latest_checkpoint(str(tmp_path / "a" / "checkpoints")).endswith("-6")
+    assert killed.returncode == -9, killed.stderr[-2000:]  # SIGKILL at step 12, before the epoch-end checkpoint
+    assert tf.train.latest_checkpoint(str(tmp_path / "a" / "checkpoints")).endswith("-9")
     assert not (tmp_path / "a" / "final_weights.h5").exists()
 
     resumed = training.fit(_tiny.random_model, _tiny.epoch_data, recipe=recipe, out_dir=tmp_path / "a", verbose=0)
-    assert resumed.resumed_from_step == 6 and resumed.steps == 18
-    straight = training.fit(_tiny.random_model, _tiny.epoch_data, recipe=recipe, out_dir=tmp_path / "b",
-                            verbose=0)
+    assert resumed.resumed_from_step == 9 and resumed.steps == 18
+    # Steps per execution changes when callbacks run, not the steps: one step per call ends at the same weights.
+    straight = training.fit(_tiny.random_model, _tiny.epoch_data, recipe=recipe.replace(steps_per_execution=1),
+                            out_dir=tmp_path / "b", verbose=0)
     for a, b in zip(resumed.model.get_weights(), straight.model.get_weights()):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
     # Dropout and stochastic depth did draw: the same run with other random draws ends elsewhere.
@@ -95,6 +100,20 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     assert not (tmp_path / "final_weights.h5").exists()
 
 
+def test_a_nan_inside_an_execution_stops_at_its_end_with_the_checkpoint_before_it(tmp_path):
+    # Batch 4 (step 5) holds a NaN image; two steps per execution, so callbacks see steps 2, 4, 6. A linear
+    # model carries the NaN to the loss (a ReLU would turn it into 0).
+    def linear():
+        return keras.Sequential([keras.Input(_tiny.SHAPE), keras.layers.Flatten(), keras.layers.Dense(_tiny.CLASSES)])
+
+    recipe = RECIPE.replace(checkpoint_every=1, epochs=1, steps_per_execution=2)
+    with pytest.raises(training.TrainingDiverged, match=r"loss became nan in steps 5-6 \(one execution\)") as err:
+        training.fit(linear, lambda epoch: _tiny.epoch_data(epoch, nan_batch=4), recipe=recipe, out_dir=tmp_path,
+                     verbose=0)
+    latest = tf.train.latest_checkpoint(str(tmp_path / "checkpoints"))
+    assert latest.endswith("-4") and latest in str(err.value)
+
+
 def test_deterministic_runs_are_bitwise_identical(tmp_path):
     recipe = RECIPE.replace(deterministic=True, epochs=1, augment=None)
     a = training.fit(_tiny.model, _tiny.epoch_data, recipe=recipe, out_dir=tmp_path / "a", verbose=0)
@@ -111,8 +130,9 @@ def test_resuming_with_another_recipe_or_epoch_length_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"run of 6 steps per epoch; this data has 3"):
         training.fit(_tiny.model, lambda epoch: _tiny.epoch_data(epoch).take(3), recipe=RECIPE.replace(epochs=1),
                      out_dir=tmp_path, verbose=0)
-    longer = training.fit(_tiny.model, _tiny.epoch_data, recipe=RECIPE.replace(epochs=2), out_dir=tmp_path,
-                          verbose=0)  # training longer continues the run
+    # Training longer continues the run, and so does another number of steps per execution.
+    longer = training.fit(_tiny.model, _tiny.epoch_data, recipe=RECIPE.replace(epochs=2, steps_per_execution=2),
+                          out_dir=tmp_path, verbose=0)
     assert longer.resumed_from_step == 6 and longer.steps == 12 and len(longer.history) == 2
 
     class Stop(keras.callbacks.Callback):  # stops the run in its first epoch, after the checkpoint at step 4
@@ -195,6 +215,11 @@ def test_recipe_files_round_trip_and_reject_unknown_fields(tmp_path):
         Recipe.from_dict({"optimiser": "adam"})
     with pytest.raises(ValueError, match="mixed_precision must be one of"):
         Recipe(mixed_precision="fp16")
+    with pytest.raises(ValueError, match=r"must be integers >= 1; received epochs=2.5, steps_per_execution=0"):
+        Recipe(epochs=2.5, steps_per_execution=0)
+    # A recipe written before steps_per_execution existed reads with the default.
+    old = {k: v for k, v in recipe.to_dict().items() if k != "steps_per_execution"}
+    assert Recipe.from_dict(old).steps_per_execution == Recipe().steps_per_execution
 
 
 MIRRORED = """
