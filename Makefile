@@ -33,7 +33,7 @@ demo: setup
 	$(PY) -m zoo.demo
 
 test: setup
-	$(PY) -m pytest -q -n auto tests
+	$(PY) -m pytest -q -n auto --durations=15 tests
 
 # The model table: measured cards shipped in the package, then docs/models.md from them; docs/pretrained.md
 # from the shipped weights' metadata (zoo/weights/*.json).

@@ -79,6 +79,11 @@ def test_compare_alternates_and_summarizes(bench):
     assert order == ["loop", "fit", "loop", "fit"]
     assert out["loop"]["median_images_per_second"] == 110.0 and out["fit"]["one_core_rounds"] == 0
     assert len(out["fit"]["rounds"]) == 2
+    assert bench.paired_ratio(out["loop"], out["fit"]) == pytest.approx(1.1)
+    drift = {"rounds": [{"images_per_second": v} for v in (100.0, 200.0, 300.0)]}
+    after = {"rounds": [{"images_per_second": v} for v in (95.0, 190.0, 240.0)]}
+    # Each round against its partner: 100/95, 200/190, 300/240 -> median 200/190.
+    assert bench.paired_ratio(drift, after) == pytest.approx(200 / 190)
 
 
 def test_results_render_as_the_docs_page(bench, tmp_path):
@@ -88,7 +93,7 @@ def test_results_render_as_the_docs_page(bench, tmp_path):
 
     cmp_ = bench.compare({"loop": run("loop", 900.0), "fit": run("fit", 800.0), "ceiling": run("ceiling", 1000.0)},
                          rounds=2, log=lambda m: None)
-    cmp_["ratio"], cmp_["ceiling_ratio"] = 900.0 / 800.0, 0.9
+    cmp_["ratio"], cmp_["ceiling_ratio"], cmp_["paired_ratio"] = 900.0 / 800.0, 0.9, 1.125
     results = {
         "mode": "quick", "elapsed_seconds": 60.0, "data": "synthetic (synthetic)", "rounds": 2, "steps": 4,
         "warmup": 2, "model": "resnet20", "input_shape": [28, 28, 1], "batch_size": BATCH,
@@ -100,7 +105,8 @@ def test_results_render_as_the_docs_page(bench, tmp_path):
         "forward_flops": 61_642_496, "training_flops_per_image": 184_927_488, "training_gflops": 166.4,
         "matmul_share": 0.832, "fit_matmul_share": 0.74,
         "candidates": [{"name": "steps_per_execution=8", "note": "n", "median_images_per_second": 950.0,
-                        "baseline_median_images_per_second": 900.0, "ratio": 950 / 900, "median_cpu_utilisation": 1.9,
+                        "baseline_median_images_per_second": 900.0, "ratio": 950 / 900, "paired_ratio": 1.04,
+                        "median_cpu_utilisation": 1.9,
                         "rounds": 3, "one_core_rounds": 0, "contended_rounds": 0}],
         "families": [
             {"model": "resnet20", "family": "resnet", "params": 270810, "macs": 30821248, "steps": 30,
@@ -114,7 +120,8 @@ def test_results_render_as_the_docs_page(bench, tmp_path):
     bench.write_markdown(results, str(path))
     text = path.read_text()
     for expected in ("## Targets", "| 1.125 | ✓ |", "| 1 | 900.0 | 1.90 | 800.0 | 1.90 | 1000.0 | 1.90 |",
-                     "The loop runs at **0.900** of it and plain `fit` at 0.800", "steps_per_execution=8", "failed: E: x", "test CPU",
+                     "The loop runs at **0.900** of it and plain `fit` at 0.800", "steps_per_execution=8",
+                     "which the machine's drift over minutes moves less: **1.125**", "| 1.056 | 1.040 |", "failed: E: x", "test CPU",
                      "| `resnet20` | resnet | 270,810 | 30.8M |"):
         assert expected in text, expected
     json.dumps(results)
