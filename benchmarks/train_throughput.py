@@ -810,10 +810,10 @@ def write_markdown(results: dict[str, Any], path: str) -> None:
             "benchmark into the loop's `Model.compile` (the loop itself is unchanged); thread settings run in "
             "child processes, alternating with a baseline child.",
             "",
-            "| candidate | median img/s | loop median img/s | ratio | per-round ratio | CPU | rounds (one-core, contended) "
-            "| note |",
-            "| --------- | -----------: | ----------------: | ----: | --------------: | --: | ---------------------------- "
-            "| ---- |",
+            "| candidate | median img/s | loop median img/s | ratio | per-round ratio | CPU "
+            "| rounds (one-core, contended) | note |",
+            "| --------- | -----------: | ----------------: | ----: | --------------: | --: "
+            "| ---------------------------- | ---- |",
         ]
         for c in results["candidates"]:
             lines.append(f"| `{c['name']}` | {c['median_images_per_second']:.1f} | "
@@ -954,7 +954,8 @@ def print_summary(results: dict[str, Any], log: Callable[[str], None] = print) -
         f"{100 * TARGET_MATMUL_SHARE:.0f}%)")
     for c in results["candidates"]:
         log(f"candidate {c['name']:<24} {c['median_images_per_second']:7.1f} vs loop "
-            f"{c['baseline_median_images_per_second']:7.1f} img/s: x{c['ratio']:.3f} (per round x{c['paired_ratio']:.3f})")
+            f"{c['baseline_median_images_per_second']:7.1f} img/s: x{c['ratio']:.3f} "
+            f"(per round x{c['paired_ratio']:.3f})")
     log("targets: " + ", ".join(f"{k} {'MET' if v else 'NOT MET'}" for k, v in results["targets"].items()))
 
 

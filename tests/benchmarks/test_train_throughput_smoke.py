@@ -121,7 +121,8 @@ def test_results_render_as_the_docs_page(bench, tmp_path):
     text = path.read_text()
     for expected in ("## Targets", "| 1.125 | ✓ |", "| 1 | 900.0 | 1.90 | 800.0 | 1.90 | 1000.0 | 1.90 |",
                      "The loop runs at **0.900** of it and plain `fit` at 0.800", "steps_per_execution=8",
-                     "which the machine's drift over minutes moves less: **1.125**", "| 1.056 | 1.040 |", "failed: E: x", "test CPU",
+                     "which the machine's drift over minutes moves less: **1.125**", "| 1.056 | 1.040 |",
+                     "failed: E: x", "test CPU",
                      "| `resnet20` | resnet | 270,810 | 30.8M |"):
         assert expected in text, expected
     json.dumps(results)
