@@ -27,6 +27,7 @@ It prints and writes (``--json``, ``--docs``; defaults below):
 
 Timings are steady-state: a round's clock runs from the end of its last warm-up step to the end of
 its last timed step, so tracing, checkpoints at epoch end and pipeline start-up are not in it.
+Python's garbage collector runs before each round and is off during it (as in ``timeit``).
 Speed targets live here, never in tests (the tests only smoke-test `measure_loop`/`measure_plain`).
 """
 
@@ -36,6 +37,7 @@ import argparse
 import contextlib
 import dataclasses
 import datetime
+import gc
 import json
 import os
 import platform
@@ -474,6 +476,21 @@ def paired_ratio(a: dict[str, Any], b: dict[str, Any]) -> float:
     return statistics.median(x["images_per_second"] / y["images_per_second"] for x, y in zip(a["rounds"], b["rounds"]))
 
 
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Collects garbage, then keeps the collector off for the block (as ``timeit`` does).
+
+    The rounds build a model each and leave the last one's graph for the collector: a full collection
+    takes about 0.2 s and otherwise lands in whichever runner's timed steps it happens to fall.
+    """
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def compare(
     runners: dict[str, Callable[[], Measurement]], *, rounds: int, log: Callable[[str], None] = print
 ) -> dict[str, Any]:
@@ -481,7 +498,8 @@ def compare(
     results: dict[str, list[Measurement]] = {name: [] for name in runners}
     for i in range(rounds):
         for name, run in runners.items():
-            m = run()
+            with _gc_paused():
+                m = run()
             results[name].append(m)
             others = "" if m.others_cpu is None else f", others {m.others_cpu:.2f} cores"
             flags = ("  ONE-CORE" if m.one_core else "") + ("  (contended)" if m.contended else "")
@@ -551,10 +569,12 @@ def _run_child(spec: dict[str, Any]) -> None:
     if spec.get("intra_op_threads") is not None:
         tf.config.threading.set_intra_op_parallelism_threads(spec["intra_op_threads"])
     data = _find_data((spec["warmup"] + spec["steps"]) * BATCH_SIZE)
-    out = [measure_loop(_model_fn(MODEL), data.epoch, steps=spec["steps"], warmup=spec["warmup"],
-                        runner=spec["name"], compile_options=dict(spec["compile_options"]),
-                        recipe_changes=dict(spec["recipe_changes"]))
-           for _ in range(spec["rounds"])]
+    out = []
+    for _ in range(spec["rounds"]):
+        with _gc_paused():
+            out.append(measure_loop(_model_fn(MODEL), data.epoch, steps=spec["steps"], warmup=spec["warmup"],
+                                    runner=spec["name"], compile_options=dict(spec["compile_options"]),
+                                    recipe_changes=dict(spec["recipe_changes"])))
     print("RESULT " + json.dumps([m.to_dict() for m in out]), flush=True)
 
 
@@ -750,11 +770,13 @@ def write_markdown(results: dict[str, Any], path: str) -> None:
         "## The shared loop against plain `model.fit`",
         "",
         f"`{MODEL}` at {'x'.join(map(str, INPUT_SHAPE))}, {NUM_CLASSES} classes, batch {BATCH_SIZE}, SGD+momentum "
-        "(the loop: the default `training.Recipe`, the seed's momentum, "
+        "(the loop: the default `training.Recipe`, the seed's momentum as one `ResourceApplyMomentum` kernel per "
+        "variable (Keras' SGD runs seven ops per variable), "
         f"{results.get('loop_steps_per_execution', 1)} steps per `tf.function` call (`recipe.steps_per_execution`); "
         "plain: `keras.optimizers.SGD(momentum=0.9)`, `from_tensor_slices(...).shuffle(...).batch(128)"
         ".prefetch(AUTOTUNE)` and Keras' default of one step per call), a fresh model per round. "
-        f"{n} rounds, alternately, {results['steps']} timed steps each after {results['warmup']} warm-up steps.",
+        f"{n} rounds, alternately, {results['steps']} timed steps each after {results['warmup']} warm-up steps; "
+        "garbage collected before each round and the collector off during it.",
         "",
         "| round | loop img/s | loop CPU | fit img/s | fit CPU | bare step img/s | bare step CPU | others (loop / fit) |",
         "| ----: | ---------: | -------- | --------: | ------- | --------------: | ------------- | ------------------- |",
