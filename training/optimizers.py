@@ -14,6 +14,10 @@ name          class            update (``dx`` the gradient, ``t`` the step count
 ``adam``      `SeedAdam`       ``m, v = moments;  x -= lr * (m / (1 - b1**t)) / (sqrt(v / (1 - b2**t)) + eps)``
 ============  ===============  ============================================================================
 
+``sgd``, ``momentum`` and ``adagrad`` run as one TensorFlow kernel per variable
+(``ResourceApplyGradientDescent``, ``ResourceApplyMomentum``, ``ResourceApplyAdagradV2``), whose formulas
+are the seed's; the other three are written out in TensorFlow ops line by line.
+
 Three slips in the seed's code are fixed, each following the seed's own formula next to it:
 plain SGD's and momentum's code *add* the step (``x += learning_rate * dx``, ``x += learning_rate * vx``),
 which climbs the loss; here they subtract it, as the formulas ``x_{t+1} = x_t - alpha * ...`` say. Adam's
