@@ -543,7 +543,7 @@ CANDIDATES = (
               note="100 steps per call; callbacks and the NaN check every 100 steps"),
     Candidate("keras SGD(momentum=0.9)", recipe_changes=(("optimizer", "keras:sgd"),
                                                        ("optimizer_options", {"momentum": 0.9})),
-              note="Keras' SGD (seven ops per variable) in place of the seed's momentum (one kernel per variable)"),
+              note="Keras' SGD (six ops per variable) in place of the seed's momentum (one kernel per variable)"),
     Candidate("jit_compile=True", (("jit_compile", True),), rounds=1, note="XLA"),
     Candidate("inter_op_threads=1", inter_op_threads=1,
               note="ops one at a time, each on the 2-thread intra-op pool (default: 2 and 2)"),
@@ -774,7 +774,7 @@ def write_markdown(results: dict[str, Any], path: str) -> None:
         "",
         f"`{MODEL}` at {'x'.join(map(str, INPUT_SHAPE))}, {NUM_CLASSES} classes, batch {BATCH_SIZE}, SGD+momentum "
         "(the loop: the default `training.Recipe`, the seed's momentum as one `ResourceApplyMomentum` kernel per "
-        "variable (Keras' SGD runs seven ops per variable), "
+        "variable (Keras' SGD: six ops per variable, not counting reads), "
         f"{results.get('loop_steps_per_execution', 1)} steps per `tf.function` call (`recipe.steps_per_execution`); "
         "plain: `keras.optimizers.SGD(momentum=0.9)`, `from_tensor_slices(...).shuffle(...).batch(128)"
         ".prefetch(AUTOTUNE)` and Keras' default of one step per call), a fresh model per round. "

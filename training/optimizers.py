@@ -182,8 +182,8 @@ class SeedMomentum(_SeedOptimizer):
 
     def _apply(self, dx, x, slots, lr):
         (v,) = slots
-        # v = rho * v + dx; x -= lr * v, in one kernel (TensorFlow's momentum is the seed's formula):
-        # one op per variable instead of five (benchmarks/train_throughput.py times the loop with it).
+        # v = rho * v + dx; x -= lr * v in one kernel (TensorFlow's momentum is the seed's formula): one op
+        # per variable instead of five, not counting reads.
         tf.raw_ops.ResourceApplyMomentum(var=x.handle, accum=v.handle, lr=lr, grad=dx,
                                          momentum=tf.cast(self.rho, dx.dtype))
 
