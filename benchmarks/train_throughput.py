@@ -27,7 +27,8 @@ It prints and writes (``--json``, ``--docs``; defaults below):
 
 Timings are steady-state: a round's clock runs from the end of its last warm-up step to the end of
 its last timed step, so tracing, checkpoints at epoch end and pipeline start-up are not in it.
-Python's garbage collector runs before each round and is off during it (as in ``timeit``).
+In the alternating comparisons (loop vs fit, the candidates) Python's garbage collector runs before
+each round and is off during it (as in ``timeit``); the family table's single rounds leave it on.
 Speed targets live here, never in tests (the tests only smoke-test `measure_loop`/`measure_plain`).
 """
 
