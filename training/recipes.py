@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 import os
 from typing import Any, Literal, Mapping
 
@@ -24,6 +25,16 @@ PRECISIONS = (None, "mixed_float16", "mixed_bfloat16")
 # Steps per call of the compiled training step. benchmarks/train_throughput.py measures it against one
 # step per call (its `steps_per_execution=1` candidate; ResNet-20, 28x28, batch 128, 2 cores).
 STEPS_PER_EXECUTION = 25
+
+
+def _is_number(value: Any) -> bool:
+    """A real number, not a bool (``True`` is an ``int`` to Python, never a rate or a penalty)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _is_count(value: Any) -> bool:
+    """A Python ``int`` >= 1, not a bool (recipes are written to JSON)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,8 +59,8 @@ class Schedule:
     def __post_init__(self):
         if self.kind not in SCHEDULES:
             raise ValueError(f"unknown schedule kind {self.kind!r}. Accepted: {', '.join(SCHEDULES)}")
-        if self.warmup_epochs < 0:
-            raise ValueError(f"warmup_epochs must be >= 0; received {self.warmup_epochs!r}")
+        if not _is_number(self.warmup_epochs) or self.warmup_epochs < 0:
+            raise ValueError(f"warmup_epochs must be a number >= 0; received {self.warmup_epochs!r}")
         object.__setattr__(self, "milestones", tuple(self.milestones))
 
 
@@ -70,7 +81,7 @@ class Regularization:
     def __post_init__(self):
         for field in ("l1", "l2", "label_smoothing"):
             value = getattr(self, field)
-            if not isinstance(value, (int, float)) or value < 0 or (field == "label_smoothing" and value >= 1):
+            if not _is_number(value) or value < 0 or (field == "label_smoothing" and value >= 1):
                 raise ValueError(f"regularization {field} must be a number >= 0 (and < 1 for label smoothing); "
                                  f"received {value!r}")
 
@@ -120,11 +131,11 @@ class Recipe:
     def __post_init__(self):
         counts = ("epochs", "batch_size", "checkpoint_every", "steps_per_execution")
         bad = [f"{name}={getattr(self, name)!r}" for name in counts
-               if not isinstance(getattr(self, name), int) or getattr(self, name) < 1]
+               if not _is_count(getattr(self, name))]
         if bad:
             raise ValueError(f"{', '.join(counts)} must be integers >= 1; received {', '.join(bad)}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0; received {self.learning_rate!r}")
+        if not _is_number(self.learning_rate) or not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be a number > 0; received {self.learning_rate!r}")
         if self.mixed_precision not in PRECISIONS:
             raise ValueError(f"mixed_precision must be one of {PRECISIONS}; received {self.mixed_precision!r}")
         if isinstance(self.schedule, Mapping):

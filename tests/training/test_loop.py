@@ -217,6 +217,14 @@ def test_recipe_files_round_trip_and_reject_unknown_fields(tmp_path):
         Recipe(mixed_precision="fp16")
     with pytest.raises(ValueError, match=r"must be integers >= 1; received epochs=2.5, steps_per_execution=0"):
         Recipe(epochs=2.5, steps_per_execution=0)
+    with pytest.raises(ValueError, match=r"received epochs=True"):
+        Recipe(epochs=True)  # bool is an int subclass; a count must not accept it
+    with pytest.raises(ValueError, match=r"learning_rate must be a number > 0; received True"):
+        Recipe(learning_rate=True)
+    with pytest.raises(ValueError, match=r"regularization l2 must be a number >= 0.*received False"):
+        Regularization(l2=False)
+    with pytest.raises(ValueError, match=r"warmup_epochs must be a number >= 0; received '1'"):
+        Schedule(warmup_epochs="1")
     # A recipe written before steps_per_execution existed reads with the default.
     old = {k: v for k, v in recipe.to_dict().items() if k != "steps_per_execution"}
     assert Recipe.from_dict(old).steps_per_execution == Recipe().steps_per_execution
