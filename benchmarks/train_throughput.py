@@ -2,7 +2,7 @@
 
 Issue 3, item 9. Run from the repository root::
 
-    .venv/bin/python benchmarks/train_throughput.py           # full, about 10-15 minutes
+    .venv/bin/python benchmarks/train_throughput.py           # full, about 25 minutes
     .venv/bin/python benchmarks/train_throughput.py --quick   # a smoke run, under 3 minutes
 
 It prints and writes (``--json``, ``--docs``; defaults below):
@@ -16,6 +16,8 @@ It prints and writes (``--json``, ``--docs``; defaults below):
    the input pipeline filling up) and then times ``steps`` steps. Per round: images/s and CPU
    utilisation (process CPU seconds / wall seconds: 2.0 is both cores busy, about 1.0 the "one busy
    core" mode), and how much CPU other processes took meanwhile (from ``/proc/stat``).
+   Then the same comparison across fresh processes (``--processes`` pairs of a loop process and a
+   fit process), where a state a process falls into at start-up would show.
 2. **Candidates** for the loop (``steps_per_execution``, XLA, thread pools), each measured
    alternately against the loop as it is. The loop is unchanged: compile options are injected
    here for the measurement only, and thread settings are measured in a child process.
@@ -65,6 +67,7 @@ __all__ = [
     "measure_loop",
     "measure_ceiling",
     "measure_plain",
+    "measure_processes",
     "paired_ratio",
     "targets",
     "write_markdown",
@@ -553,9 +556,12 @@ CANDIDATES = (
 )
 
 
-def _child_measure(candidate: Candidate, *, steps: int, warmup: int, rounds: int) -> list[Measurement]:
-    """Runs the loop with a candidate's thread settings in a fresh process (they must precede TF's start)."""
-    spec = json.dumps({**dataclasses.asdict(candidate), "steps": steps, "warmup": warmup, "rounds": rounds})
+def _child_measure(candidate: Candidate, *, steps: int, warmup: int, rounds: int,
+                   runner: str = "loop") -> list[Measurement]:
+    """Runs ``rounds`` rounds in a fresh process: the loop with a candidate's thread settings (they must
+    precede TensorFlow's start), or plain ``fit`` (``runner="fit"``)."""
+    spec = json.dumps({**dataclasses.asdict(candidate), "steps": steps, "warmup": warmup, "rounds": rounds,
+                       "runner": runner})
     proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", spec], capture_output=True,
                           text=True, timeout=900)
     if proc.returncode != 0:
@@ -573,12 +579,17 @@ def _run_child(spec: dict[str, Any]) -> None:
     if spec.get("intra_op_threads") is not None:
         tf.config.threading.set_intra_op_parallelism_threads(spec["intra_op_threads"])
     data = _find_data((spec["warmup"] + spec["steps"]) * BATCH_SIZE)
+    images, labels = data.arrays() if spec.get("runner") == "fit" else (None, None)
     out = []
     for _ in range(spec["rounds"]):
         with _gc_paused():
-            out.append(measure_loop(_model_fn(MODEL), data.epoch, steps=spec["steps"], warmup=spec["warmup"],
-                                    runner=spec["name"], compile_options=dict(spec["compile_options"]),
-                                    recipe_changes=dict(spec["recipe_changes"])))
+            if spec.get("runner") == "fit":
+                out.append(measure_plain(_model_fn(MODEL), images, labels, steps=spec["steps"],
+                                         warmup=spec["warmup"]))
+            else:
+                out.append(measure_loop(_model_fn(MODEL), data.epoch, steps=spec["steps"], warmup=spec["warmup"],
+                                        runner=spec["name"], compile_options=dict(spec["compile_options"]),
+                                        recipe_changes=dict(spec["recipe_changes"])))
     print("RESULT " + json.dumps([m.to_dict() for m in out]), flush=True)
 
 
@@ -618,6 +629,43 @@ def measure_candidates(
             "one_core_rounds": mine["one_core_rounds"], "contended_rounds": mine["contended_rounds"],
             "candidate_rounds": mine["rounds"], "baseline_rounds": base["rounds"],
         })
+    return out
+
+
+def measure_processes(
+    pairs: int, *, steps: int, warmup: int, rounds: int, log: Callable[[str], None] = print,
+    measure: Callable[..., list[Measurement]] = _child_measure,
+) -> dict[str, Any]:
+    """The loop against plain ``fit`` over fresh processes: ``pairs`` x (a loop process, a fit process).
+
+    The in-process comparison shares one TensorFlow runtime (thread pools, allocator, oneDNN's caches)
+    between both runners; a state a process falls into at start-up (the issue's "one busy core" mode,
+    seen in about a third of runs) shows only across processes. Each process runs ``rounds`` rounds.
+
+    Returns:
+        Per runner, `_summary` of all its rounds plus ``process_medians`` (each process's median
+        images/s) and ``one_core_processes``; and ``ratio`` (median of the loop's process medians over
+        fit's) and ``paired_ratio`` (median over pairs of loop process over the fit process after it).
+    """
+    loop_cand = Candidate("loop")
+    per: dict[str, list[list[Measurement]]] = {"loop": [], "fit": []}
+    for i in range(pairs):
+        for runner in ("loop", "fit"):
+            ms = measure(loop_cand, steps=steps, warmup=warmup, rounds=rounds, runner=runner)
+            per[runner].append(ms)
+            rates = ", ".join(f"{m.images_per_second:.1f}" for m in ms)
+            cpus = ", ".join(f"{m.cpu_utilisation:.2f}" for m in ms)
+            flags = "  ONE-CORE" if any(m.one_core for m in ms) else ""
+            log(f"  process pair {i + 1}/{pairs} {runner:<4} {rates} img/s  cpu {cpus} cores{flags}")
+    out: dict[str, Any] = {"pairs": pairs, "rounds_per_process": rounds, "steps": steps, "warmup": warmup}
+    for runner, processes in per.items():
+        summary = _summary([m for ms in processes for m in ms])
+        summary["process_medians"] = [statistics.median(m.images_per_second for m in ms) for ms in processes]
+        summary["one_core_processes"] = sum(any(m.one_core for m in ms) for ms in processes)
+        out[runner] = summary
+    loop, fit = out["loop"]["process_medians"], out["fit"]["process_medians"]
+    out["ratio"] = statistics.median(loop) / statistics.median(fit)
+    out["paired_ratio"] = statistics.median(a / b for a, b in zip(loop, fit))
     return out
 
 
@@ -718,10 +766,11 @@ def _fmt_int(n: int) -> str:
 
 
 def targets(results: dict[str, Any]) -> dict[str, bool]:
-    """The issue's three targets, met or not, from a results dict."""
+    """The issue's three targets, met or not, from a results dict (one-core: in-process and fresh processes)."""
     loop = results["loop_vs_fit"]["loop"]
+    in_processes = results.get("processes", {}).get("loop", {}).get("one_core_rounds", 0)
     return {
-        "loop_never_one_core": loop["one_core_rounds"] == 0,
+        "loop_never_one_core": loop["one_core_rounds"] == 0 and in_processes == 0,
         f"ratio_at_least_{TARGET_RATIO}": results["loop_vs_fit"]["ratio"] >= TARGET_RATIO,
         f"matmul_share_at_least_{TARGET_MATMUL_SHARE}": results["matmul_share"] >= TARGET_MATMUL_SHARE,
     }
@@ -734,6 +783,39 @@ def _cell_cpu(r: dict[str, Any]) -> str:
 
 def _others(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f}"
+
+
+def _processes_section(pr: dict[str, Any] | None) -> list[str]:
+    """The markdown lines for `measure_processes`' results (none when it did not run)."""
+    if not pr:
+        return []
+    lines = [
+        "### Across fresh processes",
+        "",
+        f"The same comparison in {2 * pr['pairs']} fresh processes, alternately a loop process and a fit process, "
+        f"{pr['rounds_per_process']} rounds of {pr['steps']} timed steps each: a state a process falls into at "
+        "start-up (thread pools, allocator) shows only here.",
+        "",
+        "| pair | loop img/s (per round) | loop CPU | fit img/s (per round) | fit CPU |",
+        "| ---: | ---------------------- | -------- | --------------------- | ------- |",
+    ]
+    k = pr["rounds_per_process"]
+    for i in range(pr["pairs"]):
+        cells = []
+        for runner in ("loop", "fit"):
+            rs = pr[runner]["rounds"][i * k:(i + 1) * k]
+            cells.append(", ".join(f"{r['images_per_second']:.1f}" for r in rs))
+            cells.append(", ".join(_cell_cpu(r) for r in rs))
+        lines.append(f"| {i + 1} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"Median of the process medians: loop **{statistics.median(pr['loop']['process_medians']):.1f}**, fit "
+        f"**{statistics.median(pr['fit']['process_medians']):.1f}** img/s; ratio **{pr['ratio']:.3f}** (per pair: "
+        f"{pr['paired_ratio']:.3f}). One-core processes: loop {pr['loop']['one_core_processes']}/{pr['pairs']}, "
+        f"fit {pr['fit']['one_core_processes']}/{pr['pairs']}.",
+        "",
+    ]
+    return lines
 
 
 def write_markdown(results: dict[str, Any], path: str) -> None:
@@ -764,8 +846,11 @@ def write_markdown(results: dict[str, Any], path: str) -> None:
         "",
         "| target | measured | met |",
         "| ------ | -------- | :-: |",
-        f"| the shared loop is never in the one-core mode | {loop['one_core_rounds']}/{n} rounds one-core | "
-        f"{met[0]} |",
+        f"| the shared loop is never in the one-core mode | {loop['one_core_rounds']}/{n} rounds one-core"
+        + ("" if "processes" not in results else
+           f"; {results['processes']['loop']['one_core_rounds']}/{len(results['processes']['loop']['rounds'])} "
+           f"in {results['processes']['pairs']} fresh processes")
+        + f" | {met[0]} |",
         f"| loop median ≥ {TARGET_RATIO} x plain `fit` median | {cmp_['ratio']:.3f} | "
         f"{met[1]} |",
         f"| ResNet-20 training ≥ {100 * TARGET_MATMUL_SHARE:.0f}% of the fp32 matmul rate | "
@@ -810,6 +895,7 @@ def write_markdown(results: dict[str, Any], path: str) -> None:
             f"{fit['median_images_per_second'] / cmp_['ceiling']['median_images_per_second']:.3f}. Rounds of the "
             "same runner differ by up to about 10% on this shared machine; only the alternation in one run makes "
             "the medians comparable.", ""]),
+        *_processes_section(results.get("processes")),
         "## ResNet-20 against the fp32 matmul rate",
         "",
         f"A chain of {mm['chain']} dependent {mm['n']}x{mm['n']} float32 matmuls per `tf.function` call, timed "
@@ -879,9 +965,12 @@ def write_markdown(results: dict[str, Any], path: str) -> None:
 # -- main ----------------------------------------------------------------------------------------
 
 
-def run_benchmark(*, quick: bool, candidates: bool = True, families: bool = True,
+def run_benchmark(*, quick: bool, candidates: bool = True, families: bool = True, processes: int | None = None,
                   log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Runs everything and returns the results dict that `write_markdown` and the JSON file take."""
+    """Runs everything and returns the results dict that `write_markdown` and the JSON file take.
+
+    ``processes``: pairs of fresh processes for `measure_processes` (default: 4, or 0 with ``quick``).
+    """
     import training
 
     started = time.perf_counter()
@@ -931,6 +1020,10 @@ def run_benchmark(*, quick: bool, candidates: bool = True, families: bool = True
     results["matmul_share"] = results["training_gflops"] / mm["median_gflops"]
     results["fit_matmul_share"] = (cmp_["fit"]["median_images_per_second"] * TRAINING_FLOPS_FACTOR * forward
                                    / 1e9 / mm["median_gflops"])
+    pairs = (0 if quick else 4) if processes is None else processes
+    if pairs:
+        log(f"loop vs fit across fresh processes: {pairs} pairs x 2 rounds each")
+        results["processes"] = measure_processes(pairs, steps=steps, warmup=warmup, rounds=2, log=log)
     results["targets"] = targets(results)
 
     results["candidates"] = []
@@ -978,6 +1071,13 @@ def print_summary(results: dict[str, Any], log: Callable[[str], None] = print) -
         f"{results['training_gflops']:.1f} GFLOP/s ({TRAINING_FLOPS_FACTOR} x forward FLOPs) = "
         f"{100 * results['matmul_share']:.0f}% of it (fit: {100 * results['fit_matmul_share']:.0f}%; target >= "
         f"{100 * TARGET_MATMUL_SHARE:.0f}%)")
+    if "processes" in results:
+        pr = results["processes"]
+        log(f"fresh processes ({pr['pairs']} pairs x {pr['rounds_per_process']} rounds): loop "
+            f"{', '.join(f'{v:.0f}' for v in pr['loop']['process_medians'])}, fit "
+            f"{', '.join(f'{v:.0f}' for v in pr['fit']['process_medians'])} img/s; ratio of medians "
+            f"{pr['ratio']:.3f}, per pair {pr['paired_ratio']:.3f}; one-core processes loop "
+            f"{pr['loop']['one_core_processes']}/{pr['pairs']}, fit {pr['fit']['one_core_processes']}/{pr['pairs']}")
     for c in results["candidates"]:
         log(f"candidate {c['name']:<24} {c['median_images_per_second']:7.1f} vs loop "
             f"{c['baseline_median_images_per_second']:7.1f} img/s: x{c['ratio']:.3f} "
@@ -992,6 +1092,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--docs", default=DEFAULT_DOCS, help=f"markdown output (default {DEFAULT_DOCS})")
     parser.add_argument("--no-candidates", action="store_true", help="skip the candidate changes")
     parser.add_argument("--no-families", action="store_true", help="skip the per-family table")
+    parser.add_argument("--processes", type=int, default=None,
+                        help="pairs of fresh processes (loop, fit) to compare across (default 4; 0 with --quick)")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # internal: one candidate in a fresh process
     args = parser.parse_args(argv)
     if args.child:
@@ -1000,7 +1102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     log = lambda msg: print(msg, flush=True)  # noqa: E731
     results = run_benchmark(quick=args.quick, candidates=not args.no_candidates, families=not args.no_families,
-                            log=log)
+                            processes=args.processes, log=log)
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump(results, f, indent=1)

@@ -86,6 +86,30 @@ def test_compare_alternates_and_summarizes(bench):
     assert bench.paired_ratio(drift, after) == pytest.approx(200 / 190)
 
 
+def test_measure_processes_alternates_fresh_processes_and_flags_one_core(bench):
+    calls = []
+    rates = iter([900.0, 910.0, 800.0, 780.0, 880.0, 870.0, 420.0, 400.0])  # pair 2's fit: one busy core
+
+    def fake(candidate, *, steps, warmup, rounds, runner):
+        calls.append((candidate.name, runner, steps, warmup, rounds))
+        out = []
+        for _ in range(rounds):
+            rate = next(rates)
+            out.append(bench.Measurement(runner=runner, images_per_second=rate,
+                                         cpu_utilisation=1.0 if rate < 500 else 1.9, others_cpu=0.0, steps=steps,
+                                         seconds=1.0, batch_size=BATCH))
+        return out
+
+    pr = bench.measure_processes(2, steps=50, warmup=25, rounds=2, log=lambda m: None, measure=fake)
+    assert calls == [("loop", "loop", 50, 25, 2), ("loop", "fit", 50, 25, 2)] * 2
+    assert pr["loop"]["process_medians"] == [905.0, 875.0] and pr["fit"]["process_medians"] == [790.0, 410.0]
+    assert pr["ratio"] == pytest.approx(890.0 / 600.0)
+    assert pr["paired_ratio"] == pytest.approx((905 / 790 + 875 / 410) / 2)
+    assert (pr["loop"]["one_core_processes"], pr["fit"]["one_core_processes"]) == (0, 1)
+    assert pr["fit"]["one_core_rounds"] == 2 and len(pr["fit"]["rounds"]) == 4
+    json.dumps(pr)
+
+
 def test_results_render_as_the_docs_page(bench, tmp_path):
     def run(name, rate):
         return lambda: bench.Measurement(runner=name, images_per_second=rate, cpu_utilisation=1.9, others_cpu=0.01,
@@ -114,6 +138,11 @@ def test_results_render_as_the_docs_page(bench, tmp_path):
             {"model": "googlenet", "family": "googlenet", "params": 1, "macs": 1, "steps": 2, "error": "E: x"},
         ],
     }
+    proc = lambda rate, cpu: [bench.Measurement(runner="x", images_per_second=rate, cpu_utilisation=cpu,  # noqa: E731
+                                                others_cpu=0.0, steps=4, seconds=1.0, batch_size=BATCH)]
+    rates = iter([proc(880.0, 1.9), proc(820.0, 1.9)])
+    results["processes"] = bench.measure_processes(1, steps=4, warmup=2, rounds=1, log=lambda m: None,
+                                                   measure=lambda *a, **k: next(rates))
     results["targets"] = bench.targets(results)
     assert list(results["targets"].values()) == [True, True, True]
     path = tmp_path / "train_throughput.md"
@@ -123,6 +152,13 @@ def test_results_render_as_the_docs_page(bench, tmp_path):
                      "The loop runs at **0.900** of it and plain `fit` at 0.800", "steps_per_execution=8",
                      "which the machine's drift over minutes moves less: **1.125**", "| 1.056 | 1.040 |",
                      "failed: E: x", "test CPU",
-                     "| `resnet20` | resnet | 270,810 | 30.8M |"):
+                     "| `resnet20` | resnet | 270,810 | 30.8M |", "0/2 rounds one-core; 0/1 in 1 fresh processes",
+                     "### Across fresh processes", "| 1 | 880.0 | 1.90 | 820.0 | 1.90 |",
+                     "ratio **1.073** (per pair: 1.073)"):
         assert expected in text, expected
     json.dumps(results)
+    # A loop process in the one-core mode fails the first target even when the in-process rounds pass.
+    rates = iter([proc(400.0, 1.0), proc(820.0, 1.9)])
+    results["processes"] = bench.measure_processes(1, steps=4, warmup=2, rounds=1, log=lambda m: None,
+                                                   measure=lambda *a, **k: next(rates))
+    assert list(bench.targets(results).values())[0] is False
