@@ -2,7 +2,7 @@
 
 Issue 3, item 9. Run from the repository root::
 
-    .venv/bin/python benchmarks/train_throughput.py           # full, about 25 minutes
+    .venv/bin/python benchmarks/train_throughput.py           # full, about 20 minutes
     .venv/bin/python benchmarks/train_throughput.py --quick   # a smoke run, under 3 minutes
 
 It prints and writes (``--json``, ``--docs``; defaults below):
