@@ -849,7 +849,7 @@ def write_markdown(results: dict[str, Any], path: str) -> None:
         f"| the shared loop is never in the one-core mode | {loop['one_core_rounds']}/{n} rounds one-core"
         + ("" if "processes" not in results else
            f"; {results['processes']['loop']['one_core_rounds']}/{len(results['processes']['loop']['rounds'])} "
-           f"in {results['processes']['pairs']} fresh processes")
+           f"rounds in {results['processes']['pairs']} fresh loop processes")
         + f" | {met[0]} |",
         f"| loop median ≥ {TARGET_RATIO} x plain `fit` median | {cmp_['ratio']:.3f} | "
         f"{met[1]} |",

@@ -152,7 +152,7 @@ def test_results_render_as_the_docs_page(bench, tmp_path):
                      "The loop runs at **0.900** of it and plain `fit` at 0.800", "steps_per_execution=8",
                      "which the machine's drift over minutes moves less: **1.125**", "| 1.056 | 1.040 |",
                      "failed: E: x", "test CPU",
-                     "| `resnet20` | resnet | 270,810 | 30.8M |", "0/2 rounds one-core; 0/1 in 1 fresh processes",
+                     "| `resnet20` | resnet | 270,810 | 30.8M |", "0/2 rounds one-core; 0/1 rounds in 1 fresh loop processes",
                      "### Across fresh processes", "| 1 | 880.0 | 1.90 | 820.0 | 1.90 |",
                      "ratio **1.073** (per pair: 1.073)"):
         assert expected in text, expected
