@@ -28,13 +28,19 @@ STEPS_PER_EXECUTION = 25
 
 
 def _is_number(value: Any) -> bool:
-    """A real number, not a bool (``True`` is an ``int`` to Python, never a rate or a penalty)."""
+    """A real number (numpy's too), not a bool: ``True`` is an ``int`` to Python, never a rate or a penalty."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _is_count(value: Any) -> bool:
-    """A Python ``int`` >= 1, not a bool (recipes are written to JSON)."""
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    """An integer (numpy's too) >= 1, not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
+
+
+def _set(obj: Any, **values: Any) -> None:
+    """Sets fields of a frozen dataclass (its ``__post_init__`` normalizing what it was given)."""
+    for name, value in values.items():
+        object.__setattr__(obj, name, value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +67,7 @@ class Schedule:
             raise ValueError(f"unknown schedule kind {self.kind!r}. Accepted: {', '.join(SCHEDULES)}")
         if not _is_number(self.warmup_epochs) or self.warmup_epochs < 0:
             raise ValueError(f"warmup_epochs must be a number >= 0; received {self.warmup_epochs!r}")
-        object.__setattr__(self, "milestones", tuple(self.milestones))
+        _set(self, warmup_epochs=float(self.warmup_epochs), milestones=tuple(self.milestones))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +90,7 @@ class Regularization:
             if not _is_number(value) or value < 0 or (field == "label_smoothing" and value >= 1):
                 raise ValueError(f"regularization {field} must be a number >= 0 (and < 1 for label smoothing); "
                                  f"received {value!r}")
+            _set(self, **{field: float(value)})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,15 +141,18 @@ class Recipe:
                if not _is_count(getattr(self, name))]
         if bad:
             raise ValueError(f"{', '.join(counts)} must be integers >= 1; received {', '.join(bad)}")
+        # numpy's numbers become Python's: recipes are written to JSON (``recipe.json``, weights' metadata).
+        _set(self, **{name: int(getattr(self, name)) for name in counts})
         if not _is_number(self.learning_rate) or not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be a number > 0; received {self.learning_rate!r}")
+        _set(self, learning_rate=float(self.learning_rate))
         if self.mixed_precision not in PRECISIONS:
             raise ValueError(f"mixed_precision must be one of {PRECISIONS}; received {self.mixed_precision!r}")
         if isinstance(self.schedule, Mapping):
-            object.__setattr__(self, "schedule", Schedule(**self.schedule))
+            _set(self, schedule=Schedule(**self.schedule))
         if isinstance(self.regularization, Mapping):
-            object.__setattr__(self, "regularization", Regularization(**self.regularization))
-        object.__setattr__(self, "optimizer_options", dict(self.optimizer_options))
+            _set(self, regularization=Regularization(**self.regularization))
+        _set(self, optimizer_options=dict(self.optimizer_options))
 
     def __hash__(self):
         return hash(json.dumps(self.to_dict(), sort_keys=True))

@@ -225,6 +225,10 @@ def test_recipe_files_round_trip_and_reject_unknown_fields(tmp_path):
         Regularization(l2=False)
     with pytest.raises(ValueError, match=r"warmup_epochs must be a number >= 0; received '1'"):
         Schedule(warmup_epochs="1")
+    # numpy's numbers are accepted and stored as Python's, so the recipe still writes to JSON.
+    np_recipe = Recipe(epochs=np.int64(3), learning_rate=np.float32(0.5), regularization={"l2": np.float32(0.25)})
+    assert type(np_recipe.epochs) is int and type(np_recipe.learning_rate) is float
+    assert Recipe.from_dict(json.loads(json.dumps(np_recipe.to_dict()))) == np_recipe
     # A recipe written before steps_per_execution existed reads with the default.
     old = {k: v for k, v in recipe.to_dict().items() if k != "steps_per_execution"}
     assert Recipe.from_dict(old).steps_per_execution == Recipe().steps_per_execution
