@@ -579,17 +579,19 @@ def _run_child(spec: dict[str, Any]) -> None:
     if spec.get("intra_op_threads") is not None:
         tf.config.threading.set_intra_op_parallelism_threads(spec["intra_op_threads"])
     data = _find_data((spec["warmup"] + spec["steps"]) * BATCH_SIZE)
-    images, labels = data.arrays() if spec.get("runner") == "fit" else (None, None)
+    if spec.get("runner") == "fit":
+        images, labels = data.arrays()
+        run = lambda: measure_plain(_model_fn(MODEL), images, labels, steps=spec["steps"],  # noqa: E731
+                                    warmup=spec["warmup"])
+    else:
+        run = lambda: measure_loop(_model_fn(MODEL), data.epoch, steps=spec["steps"],  # noqa: E731
+                                   warmup=spec["warmup"], runner=spec["name"],
+                                   compile_options=dict(spec["compile_options"]),
+                                   recipe_changes=dict(spec["recipe_changes"]))
     out = []
     for _ in range(spec["rounds"]):
         with _gc_paused():
-            if spec.get("runner") == "fit":
-                out.append(measure_plain(_model_fn(MODEL), images, labels, steps=spec["steps"],
-                                         warmup=spec["warmup"]))
-            else:
-                out.append(measure_loop(_model_fn(MODEL), data.epoch, steps=spec["steps"], warmup=spec["warmup"],
-                                        runner=spec["name"], compile_options=dict(spec["compile_options"]),
-                                        recipe_changes=dict(spec["recipe_changes"])))
+            out.append(run())
     print("RESULT " + json.dumps([m.to_dict() for m in out]), flush=True)
 
 
