@@ -16,7 +16,7 @@ import json
 import math
 import numbers
 import os
-from typing import Any, Literal, Mapping
+from typing import Any, Iterable, Literal, Mapping
 
 __all__ = ["Recipe", "Regularization", "Schedule", "WarmupSchedule"]
 
@@ -35,6 +35,23 @@ def _is_number(value: Any) -> bool:
 def _is_count(value: Any) -> bool:
     """An integer (numpy's too) >= 1, not a bool."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
+
+
+def _counts(value: Any) -> tuple[int, ...] | None:
+    """A sequence of counts (list, tuple, numpy array) as a tuple of Python ints; None if it is not one."""
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
+        return None
+    value = tuple(value)
+    return tuple(int(v) for v in value) if all(_is_count(v) for v in value) else None
+
+
+def _build(cls, data: Mapping[str, Any], what: str):
+    """``cls(**data)``, naming the unknown fields (a typo in a recipe file) instead of a TypeError."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"unknown {what} field(s) {', '.join(unknown)}. Accepted: {', '.join(sorted(known))}")
+    return cls(**data)
 
 
 def _set(obj: Any, **values: Any) -> None:
@@ -67,7 +84,15 @@ class Schedule:
             raise ValueError(f"unknown schedule kind {self.kind!r}. Accepted: {', '.join(SCHEDULES)}")
         if not _is_number(self.warmup_epochs) or self.warmup_epochs < 0:
             raise ValueError(f"warmup_epochs must be a number >= 0; received {self.warmup_epochs!r}")
-        _set(self, warmup_epochs=float(self.warmup_epochs), milestones=tuple(self.milestones))
+        if not _is_number(self.gamma) or not self.gamma > 0:
+            raise ValueError(f"gamma must be a number > 0; received {self.gamma!r}")
+        if not _is_number(self.min_learning_rate) or self.min_learning_rate < 0:
+            raise ValueError(f"min_learning_rate must be a number >= 0; received {self.min_learning_rate!r}")
+        milestones = _counts(self.milestones)
+        if milestones is None:
+            raise ValueError(f"milestones must be a sequence of epochs, integers >= 1; received {self.milestones!r}")
+        _set(self, warmup_epochs=float(self.warmup_epochs), gamma=float(self.gamma),
+             min_learning_rate=float(self.min_learning_rate), milestones=milestones)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,12 +171,27 @@ class Recipe:
         if not _is_number(self.learning_rate) or not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be a number > 0; received {self.learning_rate!r}")
         _set(self, learning_rate=float(self.learning_rate))
+        if not isinstance(self.seed, numbers.Integral) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ValueError(f"seed must be an integer >= 0; received {self.seed!r}")
+        if not _is_number(self.aux_loss_weight) or self.aux_loss_weight < 0:
+            raise ValueError(f"aux_loss_weight must be a number >= 0; received {self.aux_loss_weight!r}")
+        if not isinstance(self.deterministic, bool):
+            raise ValueError(f"deterministic must be True or False; received {self.deterministic!r}")
+        _set(self, seed=int(self.seed), aux_loss_weight=float(self.aux_loss_weight),
+             deterministic=bool(self.deterministic))
         if self.mixed_precision not in PRECISIONS:
             raise ValueError(f"mixed_precision must be one of {PRECISIONS}; received {self.mixed_precision!r}")
         if isinstance(self.schedule, Mapping):
-            _set(self, schedule=Schedule(**self.schedule))
+            _set(self, schedule=_build(Schedule, self.schedule, "schedule"))
         if isinstance(self.regularization, Mapping):
-            _set(self, regularization=Regularization(**self.regularization))
+            _set(self, regularization=_build(Regularization, self.regularization, "regularization"))
+        for name, cls in (("schedule", Schedule), ("regularization", Regularization)):
+            if not isinstance(getattr(self, name), cls):
+                raise ValueError(f"{name} must be a {cls.__name__} or a dict of its fields; "
+                                 f"received {getattr(self, name)!r}")
+        if self.schedule.kind == "cosine" and self.schedule.min_learning_rate > self.learning_rate:
+            raise ValueError(f"the cosine schedule's min_learning_rate ({self.schedule.min_learning_rate}) is above "
+                             f"learning_rate ({self.learning_rate}); it must be at most the peak")
         _set(self, optimizer_options=dict(self.optimizer_options))
 
     def __hash__(self):
@@ -162,11 +202,7 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Recipe":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown recipe field(s) {', '.join(unknown)}. Accepted: {', '.join(sorted(known))}")
-        return cls(**data)
+        return _build(cls, data, "recipe")
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> "Recipe":

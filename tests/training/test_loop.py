@@ -225,9 +225,30 @@ def test_recipe_files_round_trip_and_reject_unknown_fields(tmp_path):
         Regularization(l2=False)
     with pytest.raises(ValueError, match=r"warmup_epochs must be a number >= 0; received '1'"):
         Schedule(warmup_epochs="1")
+    with pytest.raises(ValueError, match=r"gamma must be a number > 0; received 0"):
+        Schedule(kind="step", gamma=0)
+    with pytest.raises(ValueError, match=r"min_learning_rate must be a number >= 0; received '0'"):
+        Schedule(min_learning_rate="0")
+    for milestones in ("23", 3, (0, 2), (2.5,)):  # a string would otherwise read as the epochs 2 and 3
+        with pytest.raises(ValueError, match=r"milestones must be a sequence of epochs, integers >= 1; received"):
+            Schedule(kind="step", milestones=milestones)
+    with pytest.raises(ValueError, match=r"min_learning_rate \(0.1\) is above learning_rate \(0.01\)"):
+        Recipe(learning_rate=0.01, schedule={"kind": "cosine", "min_learning_rate": 0.1})
+    with pytest.raises(ValueError, match=r"unknown schedule field\(s\) warmup. Accepted: gamma, kind, milestones"):
+        Recipe.from_dict({"schedule": {"kind": "cosine", "warmup": 1}})
+    with pytest.raises(ValueError, match=r"schedule must be a Schedule or a dict of its fields; received 'cosine'"):
+        Recipe(schedule="cosine")
+    with pytest.raises(ValueError, match=r"seed must be an integer >= 0; received -1"):
+        Recipe(seed=-1)
+    with pytest.raises(ValueError, match=r"aux_loss_weight must be a number >= 0; received None"):
+        Recipe(aux_loss_weight=None)
+    with pytest.raises(ValueError, match=r"deterministic must be True or False; received 'no'"):
+        Recipe(deterministic="no")  # a non-empty string would otherwise switch determinism on
     # numpy's numbers are accepted and stored as Python's, so the recipe still writes to JSON.
-    np_recipe = Recipe(epochs=np.int64(3), learning_rate=np.float32(0.5), regularization={"l2": np.float32(0.25)})
+    np_recipe = Recipe(epochs=np.int64(3), learning_rate=np.float32(0.5), regularization={"l2": np.float32(0.25)},
+                       seed=np.int32(7), schedule=Schedule(kind="step", milestones=np.array([2]), gamma=np.float32(0.5)))
     assert type(np_recipe.epochs) is int and type(np_recipe.learning_rate) is float
+    assert np_recipe.schedule.milestones == (2,) and type(np_recipe.schedule.gamma) is float
     assert Recipe.from_dict(json.loads(json.dumps(np_recipe.to_dict()))) == np_recipe
     # A recipe written before steps_per_execution existed reads with the default.
     old = {k: v for k, v in recipe.to_dict().items() if k != "steps_per_execution"}
