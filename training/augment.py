@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import numbers
 from typing import Mapping
 
 import numpy as np
@@ -78,7 +79,7 @@ class Augment:
             ok = (
                 isinstance(bounds, (tuple, list))
                 and len(bounds) == 2
-                and all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds)
+                and all(isinstance(b, numbers.Real) and not isinstance(b, bool) for b in bounds)
                 and 0.0 < bounds[0] <= bounds[1]
                 and (upper is None or bounds[1] <= upper)
             )

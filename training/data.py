@@ -202,13 +202,16 @@ def load_dataset(
         >>> info.num_examples, info.image_shape, len(ds)
         (360, (28, 28, 1), 6)
     """
+    if not isinstance(name, str):
+        raise ValueError(f"name must be a dataset name (a str): one of {', '.join(list_datasets())} or a TFDS "
+                         f"dataset; received {name!r}")
     _check_int("batch_size", batch_size, minimum=1)
     _check_int("seed", seed, minimum=0)
     _check_int("epoch", epoch, minimum=0)
     if limit is not None:
         _check_int("limit", limit, minimum=1)
     if shuffle is not None and not isinstance(shuffle, bool):
-        raise TypeError(f"shuffle must be None, True or False; received {shuffle!r}")
+        raise ValueError(f"shuffle must be None, True or False; received {shuffle!r}")
     if image_size is not None:
         if (
             not isinstance(image_size, (tuple, list))
@@ -219,7 +222,8 @@ def load_dataset(
         image_size = (int(image_size[0]), int(image_size[1]))
     aug = get_augment(augment)
     if not isinstance(split, str):
-        raise TypeError(f"split must be a str; received {split!r}")
+        raise ValueError(f"split must be a str (train or test for the built-in datasets, any TFDS split "
+                         f"otherwise); received {split!r}")
 
     data = _load_split(name, split, data_dir=data_dir, options=dataset_options)
 
@@ -362,17 +366,6 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     return array.astype(dtype.newbyteorder("="), copy=False)
 
 
-@functools.lru_cache(maxsize=8)
-def _read_idx_cached(path: str, mtime_ns: int, size: int) -> np.ndarray:
-    del mtime_ns, size  # part of the cache key only: a rewritten file is read again
-    return read_idx(path)
-
-
-def _read_idx_once(path: str) -> np.ndarray:
-    st = os.stat(path)
-    return _read_idx_cached(path, st.st_mtime_ns, st.st_size)
-
-
 # -- fashion_mnist --------------------------------------------------------------------------------
 
 
@@ -389,8 +382,16 @@ def _find_idx_pair(directory: str, split: str) -> tuple[str, str] | None:
 
 
 def _fashion_from_idx(images_path: str, labels_path: str, source: str) -> _Split:
-    images = _read_idx_once(images_path)
-    labels = _read_idx_once(labels_path)
+    # The same _Split for unchanged files, so that `_as_tensors` converts it once, not every epoch.
+    stats = [os.stat(p) for p in (images_path, labels_path)]
+    return _fashion_from_idx_cached(images_path, labels_path, source, *((s.st_mtime_ns, s.st_size) for s in stats))
+
+
+@functools.lru_cache(maxsize=4)
+def _fashion_from_idx_cached(images_path: str, labels_path: str, source: str, *file_versions) -> _Split:
+    del file_versions  # (mtime, size) of each file, part of the cache key only: a rewritten file is read again
+    images = read_idx(images_path)
+    labels = read_idx(labels_path)
     if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
         raise ValueError(
             f"{images_path}: expected uint8 images of shape (N, 28, 28); got {images.dtype} {images.shape}"
@@ -449,24 +450,28 @@ def _fashion_mnist(split: str, *, data_dir: str | os.PathLike | None = None) -> 
         source = f"debian:{directory}" if label.startswith("Debian") else os.path.dirname(pair[0])
         return _fashion_from_idx(*pair, source=source)
     try:
-        images, labels, _ = _tfds_load("fashion_mnist", split, None)
+        return _fashion_from_tfds(split)
     except Exception as e:  # noqa: BLE001  (any failure means this source is unavailable; it is reported)
         tried.append(f"TFDS fashion_mnist: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
-    else:
-        return _Split(
-            images=np.asarray(images, np.uint8).reshape(-1, 28, 28, 1),
-            labels=np.asarray(labels, np.int32),
-            class_names=FASHION_MNIST_CLASSES,
-            mean=FASHION_MNIST_MEAN,
-            std=FASHION_MNIST_STD,
-            source="tfds:fashion_mnist",
-        )
     raise FileNotFoundError(
         f"no Fashion-MNIST {split!r} split found. Tried, in order:\n  - "
         + "\n  - ".join(tried)
         + "\nTo get one: install the Debian package (apt-get install dataset-fashion-mnist), or set ZOO_DATA_DIR "
         "(or pass data_dir=) to a directory holding the four IDX files (raw or .gz), or allow network access "
         "so that TFDS can download fashion_mnist."
+    )
+
+
+@functools.lru_cache(maxsize=2)  # one _Split per split, converted to tensors once (see _fashion_from_idx)
+def _fashion_from_tfds(split: str) -> _Split:
+    images, labels, _ = _tfds_load("fashion_mnist", split, None)
+    return _Split(
+        images=np.asarray(images, np.uint8).reshape(-1, 28, 28, 1),
+        labels=np.asarray(labels, np.int32),
+        class_names=FASHION_MNIST_CLASSES,
+        mean=FASHION_MNIST_MEAN,
+        std=FASHION_MNIST_STD,
+        source="tfds:fashion_mnist",
     )
 
 

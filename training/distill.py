@@ -24,8 +24,10 @@ __all__ = ["Distiller", "distillation_loss"]
 def distillation_loss(labels, student_logits, teacher_logits, *, temperature: float, alpha: float) -> tf.Tensor:
     """The mean over the batch of ``alpha * CE(labels) + (1 - alpha) * T² * KL(teacher_T ‖ student_T)``.
 
-    Both logits are pre-softmax; ``T²`` keeps the soft term's gradients on the hard term's scale.
+    Both logits are pre-softmax; ``T²`` keeps the soft term's gradients on the hard term's scale. It
+    is computed in float32, whatever the logits' dtypes (a mixed-precision student, a float32 teacher).
     """
+    student_logits, teacher_logits = tf.cast(student_logits, tf.float32), tf.cast(teacher_logits, tf.float32)
     hard = keras.losses.sparse_categorical_crossentropy(labels, student_logits, from_logits=True)
     soft_teacher = tf.nn.softmax(teacher_logits / temperature)
     log_student = tf.nn.log_softmax(student_logits / temperature)
@@ -76,6 +78,12 @@ class Distiller(keras.Model):
         self.alpha = float(alpha)
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+
+    @property
+    def penalized_model(self) -> keras.Model:
+        """The student: `training.fit` puts a recipe's L1/L2 penalty on its kernels (the teacher is frozen),
+        and ``train_step`` adds ``student.losses`` to the loss."""
+        return self.student
 
     def save_weights(self, filepath, *args, **kwargs):
         """Saves the student's weights: the weights files of a distillation run are the student's."""

@@ -16,12 +16,16 @@ What the loop adds:
   between calls (Keras' ``steps_per_execution``; a call never crosses an epoch's end).
 - **Determinism** (``recipe.deterministic``): op determinism and seeds, for bitwise-equal runs.
 - **Distribution**: any ``tf.distribute`` strategy; the model is built (or cloned) in its scope.
-- **Mixed precision** (``recipe.mixed_precision``): the Keras policy, with float32 outputs.
+- **Mixed precision** (``recipe.mixed_precision``): the Keras policy, with float32 outputs (a
+  subclassed model built by a function is built under the policy and kept as it is).
+- **Weight penalties** (``recipe.regularization.l1``/``l2``): on every kernel of the model, or of
+  the model a custom ``train_step`` trains, named by its ``penalized_model`` (a `Distiller`'s student).
 - **Auxiliary heads**: training-only outputs (GoogLeNet) get the label too, weighted by
   ``recipe.aux_loss_weight``; metrics are reported on the primary output.
 
 The order of operations: seed → build the model in the strategy's scope → penalties → compile →
-restore the last checkpoint → per epoch: fit, checkpoint, log → final weights.
+restore the last checkpoint → per epoch: fit, record the history and best weights, checkpoint →
+final weights.
 
     >>> import zoo, training
     >>> result = training.fit(lambda: zoo.create_model("resnet20", input_shape=(28, 28, 1), num_classes=10),
@@ -121,6 +125,10 @@ def _steps_in(dataset: tf.data.Dataset) -> int:
         raise ValueError("the training dataset must have a known, finite number of batches (its cardinality is "
                          f"{'infinite' if steps == tf.data.INFINITE_CARDINALITY else 'unknown'}); "
                          "use .take(n) or .apply(tf.data.experimental.assert_cardinality(n))")
+    if steps == 0:
+        raise ValueError("the training dataset yields no batches; received a dataset of cardinality 0 (fewer "
+                         "examples than one batch with drop_remainder=True, or an empty split). It must yield at "
+                         "least one batch")
     return steps
 
 
@@ -182,8 +190,14 @@ def _build_model(model, strategy: tf.distribute.Strategy, recipe: Recipe) -> ker
                             f"{type(model).__name__}")
         if not isinstance(built, keras.Model):
             raise TypeError(f"the model function returned {type(built).__name__}, not a tf_keras.Model")
+        # A subclassed model has no outputs to check: built under the policy, it is kept as it is.
         if recipe.mixed_precision and (built.compute_dtype == "float32"
-                                       or any(o.dtype != tf.float32 for o in built.outputs)):
+                                       or any(o.dtype != tf.float32 for o in built.outputs or ())):
+            if not built._is_graph_network:
+                raise ValueError(f"the model function returned a {type(built).__name__} (subclassed) computing in "
+                                 f"float32; the mixed-precision policy {recipe.mixed_precision!r} can only be "
+                                 "applied to it by building its layers inside the function, where the loop sets "
+                                 "the policy")
             built = _with_policy(built, recipe.mixed_precision)
     return built
 
@@ -213,6 +227,18 @@ def _resumable_random_generators(model: keras.Model, seed: int) -> dict[str, tf.
 
 def _has_custom_train_step(model: keras.Model) -> bool:
     return type(model).train_step is not keras.Model.train_step
+
+
+def _penalized(model: keras.Model) -> keras.Model:
+    """The model whose kernels get the recipe's L1/L2 penalty.
+
+    A model with its own ``train_step`` that trains a wrapped model names it ``penalized_model``
+    (`training.distill.Distiller`: its student, not the frozen teacher), and its ``train_step`` adds
+    that model's ``losses`` to the loss. Any other model is penalized itself.
+    """
+    if _has_custom_train_step(model):
+        return getattr(model, "penalized_model", model)
+    return model
 
 
 def _compile(model: keras.Model, recipe: Recipe, steps_per_epoch: int) -> None:
@@ -255,11 +281,16 @@ class _Checkpointer(keras.callbacks.Callback):
     of the first execution that reaches each multiple of N. It runs after the caller's callbacks, so
     a checkpoint holds the state they leave; an epoch's last step is saved at the epoch's end, after
     theirs (TFMOT's `UpdatePruningStep` re-masks the kernels there).
+
+    At an epoch's end it calls ``commit(logs)`` (the loop records the epoch's history and best
+    weights) before it saves: the checkpoint is the commit point, so a run stopped in between
+    resumes at the epoch's start, and the loop drops the history entry written too early.
     """
 
-    def __init__(self, manager: tf.train.CheckpointManager, every: int, steps_per_epoch: int, write: bool):
+    def __init__(self, manager: tf.train.CheckpointManager, every: int, steps_per_epoch: int,
+                 commit: Callable[[dict], None]):
         super().__init__()
-        self.manager, self.every, self.steps_per_epoch, self.write = manager, every, steps_per_epoch, write
+        self.manager, self.every, self.steps_per_epoch, self.commit = manager, every, steps_per_epoch, commit
         self.diverged: tuple[int, int, float] | None = None  # (first step of the execution, last step, loss)
         self.last_saved = -1
         self.previous = 0  # the step at the end of the last execution
@@ -286,7 +317,10 @@ class _Checkpointer(keras.callbacks.Callback):
         self.previous = step
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.diverged is None and self.last_saved != self._step():
+        if self.diverged is not None:
+            return
+        self.commit(logs or {})
+        if self.last_saved != self._step():
             self._save(self._step())
 
 
@@ -404,7 +438,7 @@ def _fit(model, train, *, recipe, val, out_dir, strategy, callbacks, verbose, ch
         if recipe.regularization.l1 or recipe.regularization.l2:
             from training.regularizers import apply_weight_penalty
 
-            model = apply_weight_penalty(model, l1=recipe.regularization.l1, l2=recipe.regularization.l2)
+            apply_weight_penalty(_penalized(model), l1=recipe.regularization.l1, l2=recipe.regularization.l2)
         _compile(model, recipe, steps_per_epoch)
         model.optimizer.build(model.trainable_variables)
         generators = _resumable_random_generators(model, recipe.seed)
@@ -424,9 +458,24 @@ def _fit(model, train, *, recipe, val, out_dir, strategy, callbacks, verbose, ch
     if chief:  # before the first checkpoint, so a run stopped in its first epoch is checked on resume too
         write_json(state_path, {**state, "steps_per_epoch": steps_per_epoch})
     start_step = int(model.optimizer.iterations.numpy())
+    # Entries past the checkpoint were written before a checkpoint that never came (see _Checkpointer).
     history: list[dict[str, float]] = list(state["history"])[: start_step // steps_per_epoch]
+    best = state.get("best_val_accuracy")
 
-    checkpointer = _Checkpointer(manager, recipe.checkpoint_every, steps_per_epoch, chief)
+    def commit(logs: dict) -> None:
+        nonlocal best
+        history.append({k: float(v) for k, v in logs.items()})
+        val_accuracy = _primary_val_accuracy(history[-1])
+        if val_accuracy is not None and (best is None or val_accuracy > best):
+            best = val_accuracy
+            if chief:
+                _save_weights(model, os.path.join(out_dir, BEST_WEIGHTS))
+        if chief:
+            write_json(state_path, {"history": history, "best_val_accuracy": best,
+                                     "step": int(model.optimizer.iterations.numpy()),
+                                     "steps_per_epoch": steps_per_epoch})
+
+    checkpointer = _Checkpointer(manager, recipe.checkpoint_every, steps_per_epoch, commit)
     logs_dir = os.path.join(work_dir, "logs")
     all_callbacks = [
         *callbacks,
@@ -436,11 +485,10 @@ def _fit(model, train, *, recipe, val, out_dir, strategy, callbacks, verbose, ch
     ]
     if verbose != 0:
         all_callbacks.append(_Progbar(recipe.epochs))
-    best = state.get("best_val_accuracy")
     for epoch in range(start_step // steps_per_epoch, recipe.epochs):
         done = int(model.optimizer.iterations.numpy()) - epoch * steps_per_epoch
         data = _label_every_output(model, train_for(epoch).skip(done))
-        fitted = model.fit(data, epochs=epoch + 1, initial_epoch=epoch, validation_data=(
+        model.fit(data, epochs=epoch + 1, initial_epoch=epoch, validation_data=(
             None if val_data is None else _label_every_output(model, val_data)), callbacks=all_callbacks,
             verbose=verbose)
         if checkpointer.diverged is not None:
@@ -450,17 +498,6 @@ def _fit(model, train, *, recipe, val, out_dir, strategy, callbacks, verbose, ch
                 f"loss became {loss} {where} (epoch {epoch + 1}); stopped. The last good checkpoint is "
                 f"{manager.latest_checkpoint or 'none (diverged before the first one)'}. Lower the learning rate "
                 f"(recipe.learning_rate={recipe.learning_rate}) or add warmup.")
-        logs = {k: float(v[-1]) for k, v in fitted.history.items()}
-        history.append(logs)
-        val_accuracy = _primary_val_accuracy(logs)
-        if val_accuracy is not None and (best is None or val_accuracy > best):
-            best = val_accuracy
-            if chief:
-                _save_weights(model, os.path.join(out_dir, BEST_WEIGHTS))
-        if chief:
-            write_json(state_path, {"history": history, "best_val_accuracy": best,
-                                     "step": int(model.optimizer.iterations.numpy()),
-                                     "steps_per_epoch": steps_per_epoch})
     if chief:
         _save_weights(model, os.path.join(out_dir, FINAL_WEIGHTS))
     return FitResult(history=tuple(history), steps=int(model.optimizer.iterations.numpy()),

@@ -201,8 +201,7 @@ def optimizer_paths(
     fig.tight_layout()
 
     out = pathlib.Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, format="png")
+    _savefig_atomic(fig, out)
     return out
 
 
@@ -212,14 +211,21 @@ def optimizer_paths(
 # display is needed, and the process-wide backend (a notebook's inline one, say) is left alone.
 
 
+def _savefig_atomic(fig, path: pathlib.Path, **options) -> None:
+    """Writes the PNG to a temporary name and renames it: an interrupted write leaves the old file whole."""
+    from zoo._files import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", **options)
+
+
 def _save_png(fig, path) -> "pathlib.Path":
     import pathlib
 
     path = pathlib.Path(path)
     if path.suffix.lower() != ".png":
         raise ValueError(f"path must end in .png; received {str(path)!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=120, bbox_inches="tight")
+    _savefig_atomic(fig, path, dpi=120, bbox_inches="tight")
     return path
 
 

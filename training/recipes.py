@@ -18,6 +18,8 @@ import numbers
 import os
 from typing import Any, Iterable, Literal, Mapping
 
+import numpy as np
+
 __all__ = ["Recipe", "Regularization", "Schedule", "WarmupSchedule"]
 
 SCHEDULES = ("constant", "step", "cosine")
@@ -58,6 +60,22 @@ def _set(obj: Any, **values: Any) -> None:
     """Sets fields of a frozen dataclass (its ``__post_init__`` normalizing what it was given)."""
     for name, value in values.items():
         object.__setattr__(obj, name, value)
+
+
+def _optimizer_options(options: Any) -> dict[str, Any]:
+    """A copy of ``options`` whose numpy scalars are Python's, so that it writes to JSON."""
+    if not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options):
+        raise ValueError(f"optimizer_options must be a dict of keyword arguments (str keys); received {options!r}")
+    copy = {}
+    for key, value in options.items():
+        value = value.item() if isinstance(value, np.generic) else value
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError):
+            raise ValueError(f"optimizer_options[{key!r}] must be JSON data (a number, string, bool, None, or a "
+                             f"list or dict of them), to be written to recipe.json; received {value!r}") from None
+        copy[key] = value
+    return copy
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,7 +210,7 @@ class Recipe:
         if self.schedule.kind == "cosine" and self.schedule.min_learning_rate > self.learning_rate:
             raise ValueError(f"the cosine schedule's min_learning_rate ({self.schedule.min_learning_rate}) is above "
                              f"learning_rate ({self.learning_rate}); it must be at most the peak")
-        _set(self, optimizer_options=dict(self.optimizer_options))
+        _set(self, optimizer_options=_optimizer_options(self.optimizer_options))
 
     def __hash__(self):
         return hash(json.dumps(self.to_dict(), sort_keys=True))

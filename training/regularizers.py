@@ -138,7 +138,9 @@ class DropConnect(keras.layers.Dense):
     Args:
         units: output size.
         drop_rate: probability of dropping each weight, in ``[0, 1)``; 0 is a plain ``Dense``.
-        seed: op seed of the mask.
+        seed: seed of the masks. They are drawn from the layer's Keras ``RandomGenerator``, as
+            ``Dropout``'s are, so `training.fit` checkpoints their state and a resumed run draws the
+            masks the uninterrupted one would.
         **kwargs: ``Dense``'s arguments (``activation``, ``use_bias``, ``kernel_initializer``...).
 
     Example:
@@ -154,6 +156,14 @@ class DropConnect(keras.layers.Dense):
             raise ValueError(f"drop_rate must be a float in [0, 1); received {drop_rate!r}")
         self.drop_rate = float(drop_rate)
         self.seed = seed
+        self._make_random_generator(seed)
+
+    @tf.__internal__.tracking.no_automatic_dependency_tracking
+    def _make_random_generator(self, seed):
+        from tf_keras.src import backend  # RandomGenerator is not exported; Dropout's own generator
+
+        # As keras' BaseRandomLayer: the generator's state stays out of the layer's weights.
+        self._random_generator = backend.RandomGenerator(seed)
 
     def call(self, inputs, training=None):
         if self.drop_rate == 0.0:
@@ -172,7 +182,7 @@ class DropConnect(keras.layers.Dense):
             inputs = tf.cast(inputs, dtype=self._compute_dtype_object)
         kernel = tf.convert_to_tensor(self.kernel)
         keep = 1.0 - self.drop_rate
-        mask = tf.random.uniform(tf.shape(kernel), seed=self.seed) < keep
+        mask = self._random_generator.random_uniform(tf.shape(kernel)) < keep
         kernel = tf.where(mask, kernel / tf.cast(keep, kernel.dtype), tf.zeros_like(kernel))
         rank = inputs.shape.rank
         if rank == 2 or rank is None:

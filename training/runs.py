@@ -480,9 +480,10 @@ def _check_resume(saved: SavedRun, spec: RunSpec, recipe: Recipe) -> None:
         diffs = "; ".join(f"{k}: run has {old[k]!r}, received {new[k]!r}" for k in changed)
         raise ValueError(f"{saved.out_dir!r} holds a run of a different recipe ({diffs}); resume with the same "
                          "recipe (only epochs may grow) or use a new out_dir")
-    if recipe.epochs < saved.epochs_done:
-        raise ValueError(f"{saved.out_dir!r} has already trained {saved.epochs_done} epochs; received "
-                         f"epochs={recipe.epochs}. Resume with epochs >= {saved.epochs_done}")
+    if recipe.epochs < saved.recipe.epochs:  # as training.fit requires: a resume may train longer, not shorter
+        raise ValueError(f"{saved.out_dir!r} is a run of {saved.recipe.epochs} epochs (already trained "
+                         f"{saved.epochs_done} epochs); received epochs={recipe.epochs}. Resume with epochs >= "
+                         f"{saved.recipe.epochs}")
 
 
 def _write_report(result: EvalResult, out_dir: str, *, about: Mapping[str, Any],

@@ -36,7 +36,9 @@ def no_system_sources(monkeypatch, tmp_path):
     monkeypatch.delenv("ZOO_DATA_DIR", raising=False)
     monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST_DIR", str(tmp_path / "no-debian"))
     monkeypatch.setattr(data, "_tfds_load", offline)
-    return calls
+    data._fashion_from_tfds.cache_clear()  # a split another test "loaded" through TFDS must not answer here
+    yield calls
+    data._fashion_from_tfds.cache_clear()
 
 
 # -- IDX ------------------------------------------------------------------------------------------
@@ -108,6 +110,17 @@ def test_fashion_mnist_debian_then_tfds(tmp_path, monkeypatch, no_system_sources
     assert info.source == "tfds:fashion_mnist" and info.num_examples == 6 and len(ds) == 2
 
 
+def test_fashion_mnist_is_read_and_converted_once_for_all_epochs(tmp_path, no_system_sources):
+    make_fashion_dir(tmp_path / "fm")
+    hits = data._as_tensors.cache_info().hits
+    for epoch in range(3):  # the loop loads the split again every epoch
+        load_dataset("fashion_mnist", "train", data_dir=tmp_path / "fm", epoch=epoch)
+    assert data._as_tensors.cache_info().hits == hits + 2
+    make_fashion_dir(tmp_path / "fm", n_train=30, seed=1)  # rewritten files are read again
+    _, info = load_dataset("fashion_mnist", "train", data_dir=tmp_path / "fm")
+    assert info.num_examples == 30
+
+
 def test_fashion_mnist_no_source_error(tmp_path, no_system_sources):
     with pytest.raises(FileNotFoundError) as err:
         load_dataset("fashion_mnist", "train", data_dir=tmp_path)
@@ -154,6 +167,13 @@ def test_unknown_split_option_and_arguments():
         load_dataset("digits", "train", image_size=(32,))
     with pytest.raises(ValueError, match="unknown augmentation 'crop_flp'.*Valid names: none, flip, crop.*crop_flip"):
         load_dataset("digits", "train", augment="crop_flp")
+    with pytest.raises(ValueError, match=r"name must be a dataset name \(a str\): one of digits, fashion_mnist, "
+                                         r"synthetic or a TFDS dataset; received None"):
+        load_dataset(None, "train")
+    with pytest.raises(ValueError, match="shuffle must be None, True or False; received 'yes'"):
+        load_dataset("digits", "train", shuffle="yes")
+    with pytest.raises(ValueError, match=r"split must be a str \(train or test .*\); received 0"):
+        load_dataset("digits", 0)
 
 
 def test_other_names_go_to_tfds(monkeypatch):
@@ -290,6 +310,10 @@ def test_get_augment_names_and_validation():
         Augment(random_crop_padding=-1)
     with pytest.raises(ValueError, match="erasing_scale"):
         Augment(erasing_scale=(0.5, 0.1))
+    with pytest.raises(ValueError, match="erasing_ratio"):
+        Augment(erasing_ratio=(True, 2.0))
+    numpy_bounds = Augment(random_erasing=0.5, erasing_scale=(np.float32(0.25), np.float64(0.5)))
+    assert numpy_bounds.erasing_scale == (0.25, 0.5) and all(type(b) is float for b in numpy_bounds.erasing_scale)
 
 
 def _apply(aug, images, *, seed=0, epoch=0, fill=0.0):

@@ -71,3 +71,40 @@ def test_distiller_rejects_bad_settings():
     other = keras.Sequential([keras.Input(_tiny.SHAPE), keras.layers.Flatten(), keras.layers.Dense(7)])
     with pytest.raises(ValueError, match="the teacher predicts 7 classes and the student 4"):
         Distiller(_tiny.plain_model(), other)
+
+
+def test_a_recipes_l2_penalizes_the_students_kernels_in_its_loss(tmp_path):
+    teacher = _tiny.plain_model()
+    frozen = [w.copy() for w in teacher.get_weights()]
+    first = _tiny.plain_model()
+    recipe = training.Recipe(optimizer="sgd", learning_rate=0.1, epochs=1, batch_size=_tiny.BATCH,
+                             steps_per_execution=1)
+
+    def kernel_norm(l2):
+        student = _tiny.plain_model()
+        student.set_weights(first.get_weights())  # the same start for both runs
+        result = training.fit(Distiller(student, teacher), _tiny.epoch_data,
+                              recipe=recipe.replace(regularization={"l2": l2}), out_dir=tmp_path / str(l2), verbose=0)
+        assert result.model.student is student
+        return sum(float(np.square(layer.kernel.numpy()).sum()) for layer in student.layers if hasattr(layer, "kernel"))
+
+    plain = kernel_norm(0.0)
+    penalized = kernel_norm(1.0)  # 6 SGD steps of decay 1 - 2 * l2 * lr = 0.8 on every kernel
+    assert penalized < 0.5 * plain
+    assert teacher.losses == []  # the frozen teacher is not penalized
+    for old, new in zip(frozen, teacher.get_weights()):
+        np.testing.assert_array_equal(old, new)
+
+
+def test_mixed_precision_with_a_distiller_built_by_a_function(tmp_path):
+    teacher = _tiny.plain_model()
+    recipe = training.Recipe(epochs=1, batch_size=_tiny.BATCH, steps_per_execution=1, mixed_precision="mixed_bfloat16")
+    data = lambda e: _tiny.epoch_data(e).take(2)  # noqa: E731
+    result = training.fit(lambda: Distiller(_tiny.plain_model(), teacher), data, recipe=recipe,
+                          out_dir=tmp_path / "fn", verbose=0)
+    assert result.model.student.get_layer("conv").compute_dtype == "bfloat16"
+    assert np.isfinite(result.history[0]["loss"])
+    built = Distiller(_tiny.plain_model(), teacher)  # float32, and a subclassed model cannot be cloned
+    with pytest.raises(ValueError, match=r"returned a Distiller \(subclassed\) computing in float32; the "
+                                         r"mixed-precision policy 'mixed_bfloat16' can only be applied"):
+        training.fit(lambda: built, data, recipe=recipe, out_dir=tmp_path / "built", verbose=0)

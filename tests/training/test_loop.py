@@ -182,6 +182,54 @@ def test_a_model_with_its_own_train_step_trains(tmp_path):
     assert result.history[1]["custom_loss"] < result.history[0]["custom_loss"]
 
 
+def test_an_epochs_history_and_best_weights_are_committed_with_its_checkpoint(tmp_path, monkeypatch):
+    recipe = RECIPE.replace(epochs=2)
+    val = lambda e: _tiny.epoch_data(0, seed=1)  # noqa: E731
+    # Stopped right after epoch 1's checkpoint (the CSV logger runs after it): its history is already written.
+    csv_epoch_end = keras.callbacks.CSVLogger.on_epoch_end
+
+    def stop(self, epoch, logs=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(keras.callbacks.CSVLogger, "on_epoch_end", stop)
+    with pytest.raises(KeyboardInterrupt):
+        training.fit(_tiny.plain_model, _tiny.epoch_data, val=val, recipe=recipe, out_dir=tmp_path / "a", verbose=0)
+    assert tf.train.latest_checkpoint(str(tmp_path / "a" / "checkpoints")).endswith("-6")
+    assert (tmp_path / "a" / "best_weights.h5").exists()
+    monkeypatch.setattr(keras.callbacks.CSVLogger, "on_epoch_end", csv_epoch_end)
+    resumed = training.fit(_tiny.plain_model, _tiny.epoch_data, val=val, recipe=recipe, out_dir=tmp_path / "a", verbose=0)
+    assert resumed.resumed_from_step == 6 and len(resumed.history) == 2
+    assert resumed.best_val_accuracy == max(h["val_accuracy"] for h in resumed.history)
+
+    # Stopped while epoch 2's checkpoint is saved, after its history: the resumed run drops that entry and
+    # trains the epoch again from the checkpoint at step 8.
+    save = training.loop._Checkpointer._save
+
+    def stop_at_12(self, step):
+        if step == 12:
+            raise KeyboardInterrupt
+        save(self, step)
+
+    monkeypatch.setattr(training.loop._Checkpointer, "_save", stop_at_12)
+    with pytest.raises(KeyboardInterrupt):
+        training.fit(_tiny.plain_model, _tiny.epoch_data, val=val, recipe=recipe, out_dir=tmp_path / "b", verbose=0)
+    assert len(json.loads((tmp_path / "b" / "state.json").read_text())["history"]) == 2
+    monkeypatch.setattr(training.loop._Checkpointer, "_save", save)
+    resumed = training.fit(_tiny.plain_model, _tiny.epoch_data, val=val, recipe=recipe, out_dir=tmp_path / "b", verbose=0)
+    assert resumed.resumed_from_step == 8 and resumed.steps == 12 and len(resumed.history) == 2
+    assert len(json.loads((tmp_path / "b" / "state.json").read_text())["history"]) == 2
+
+
+def test_a_dataset_without_batches_is_refused_before_training(tmp_path):
+    empty = _tiny.epoch_data(0).take(0)
+    with pytest.raises(ValueError, match=r"the training dataset yields no batches; received a dataset of "
+                                         r"cardinality 0"):
+        training.fit(_tiny.plain_model, empty, recipe=RECIPE, out_dir=tmp_path, verbose=0)
+    assert not (tmp_path / "state.json").exists()
+    with pytest.raises(ValueError, match="yields no batches"):
+        training.steps_per_epoch(empty, RECIPE)
+
+
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
 def test_mixed_precision_step(tmp_path, policy):
     data = lambda e: _tiny.epoch_data(e).take(2)  # noqa: E731
@@ -253,6 +301,20 @@ def test_recipe_files_round_trip_and_reject_unknown_fields(tmp_path):
     # A recipe written before steps_per_execution existed reads with the default.
     old = {k: v for k, v in recipe.to_dict().items() if k != "steps_per_execution"}
     assert Recipe.from_dict(old).steps_per_execution == Recipe().steps_per_execution
+
+
+def test_recipe_optimizer_options_are_keyword_arguments_written_to_json(tmp_path):
+    recipe = Recipe(optimizer="rmsprop", optimizer_options={"rho": np.float32(0.5), "centered": np.bool_(True)})
+    assert recipe.optimizer_options == {"rho": 0.5, "centered": True}
+    assert type(recipe.optimizer_options["rho"]) is float and type(recipe.optimizer_options["centered"]) is bool
+    assert Recipe.from_dict(json.loads(json.dumps(recipe.to_dict()))) == recipe
+    for options in (None, [("rho", 0.9)], {1: 0.9}):
+        with pytest.raises(ValueError, match=r"optimizer_options must be a dict of keyword arguments \(str keys\); "
+                                             r"received"):
+            Recipe(optimizer_options=options)
+    for value in (np.array([0.9, 0.99]), object(), float("nan")):
+        with pytest.raises(ValueError, match=r"optimizer_options\['rho'\] must be JSON data .* received"):
+            Recipe(optimizer_options={"rho": value})
 
 
 MIRRORED = """

@@ -13,6 +13,7 @@ def test_writes_a_readable_png(tmp_path):
 
     out = optimizer_paths(tmp_path / "figures" / "paths.png", steps=20, surface="saddle")
     assert out == tmp_path / "figures" / "paths.png"
+    assert [p.name for p in out.parent.iterdir()] == ["paths.png"]  # written atomically: no temporary file left
     data = out.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
     image = matplotlib.image.imread(out)

@@ -84,3 +84,25 @@ def test_training_curves_loss_only_and_errors(tmp_path):
         training_curves_png({"accuracy": [0.5]}, tmp_path / "x.png")
     with pytest.raises(TypeError, match="CSVLogger"):
         training_curves_png(42, tmp_path / "x.png")
+
+
+def test_an_interrupted_write_keeps_the_previous_png_whole(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    matrix, curves = tmp_path / "confusion_matrix.png", tmp_path / "curves.png"
+    confusion_matrix_png(_result(), matrix)
+    training_curves_png(HISTORY, curves)
+    before = {p: p.read_bytes() for p in (matrix, curves)}
+
+    def interrupted(self, fname, **kwargs):  # Ctrl-C halfway through encoding
+        with open(fname, "wb") as f:
+            f.write(PNG_MAGIC)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Figure, "savefig", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        confusion_matrix_png(_result(), matrix)
+    with pytest.raises(KeyboardInterrupt):
+        training_curves_png(HISTORY, curves)
+    assert {p: p.read_bytes() for p in (matrix, curves)} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["confusion_matrix.png", "curves.png"]  # no temporary files

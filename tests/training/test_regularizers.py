@@ -112,6 +112,7 @@ def test_fitting_with_l2_shrinks_the_weights():
 
 
 def dropconnect(drop_rate=0.5, units=5, inputs=4, seed=None):
+    keras.utils.set_random_seed(0)  # a fixed kernel: a weight near 0 next to its bias defeats recover_mask
     layer = DropConnect(units, drop_rate=drop_rate, seed=seed)
     layer.build((None, inputs))
     layer.bias.assign(np.linspace(-1, 1, units).astype("float32"))
@@ -193,6 +194,33 @@ def test_dropconnect_config_round_trip_macs_and_fit():
     assert np.isfinite(history).all()
     with pytest.raises(ValueError, match=r"drop_rate must be a float in \[0, 1\); received 1.0"):
         DropConnect(3, drop_rate=1.0)
+
+
+def test_a_resumed_run_draws_the_masks_the_uninterrupted_one_draws(tmp_path):
+    # As tests/training/test_loop.py's resume tests: the masks' generator state is in the checkpoint.
+    import _tiny
+    import training
+
+    def model():
+        inputs = keras.Input(_tiny.SHAPE)
+        x = keras.layers.Flatten()(inputs)
+        x = DropConnect(16, drop_rate=0.5, activation="relu", name="dc")(x)
+        return keras.Model(inputs, keras.layers.Dense(_tiny.CLASSES, name="predictions")(x))
+
+    class Stop(keras.callbacks.Callback):  # at step 4, one step past the checkpoint at step 3
+        def on_train_batch_end(self, batch, logs=None):
+            if int(self.model.optimizer.iterations.numpy()) == 4:
+                raise KeyboardInterrupt
+
+    recipe = training.Recipe(optimizer="sgd", learning_rate=0.1, epochs=1, batch_size=_tiny.BATCH, checkpoint_every=3,
+                             steps_per_execution=1, deterministic=True)
+    straight = training.fit(model, _tiny.epoch_data, recipe=recipe, out_dir=tmp_path / "a", verbose=0)
+    with pytest.raises(KeyboardInterrupt):
+        training.fit(model, _tiny.epoch_data, recipe=recipe, out_dir=tmp_path / "b", callbacks=[Stop()], verbose=0)
+    resumed = training.fit(model, _tiny.epoch_data, recipe=recipe, out_dir=tmp_path / "b", verbose=0)
+    assert resumed.resumed_from_step == 3 and resumed.steps == 6
+    for a, b in zip(straight.model.get_weights(), resumed.model.get_weights()):
+        np.testing.assert_array_equal(a, b)
 
 
 # -- label smoothing ------------------------------------------------------------------------------------
