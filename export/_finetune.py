@@ -9,7 +9,7 @@ from typing import Sequence
 
 import tf_keras as keras
 
-__all__ = ["finetune_wrapped", "wrap_layers"]
+__all__ = ["finetune_wrapped", "functional", "wrap_layers"]
 
 
 def finetune_wrapped(model: keras.Model, train, *, recipe, out_dir: str | os.PathLike | None,
@@ -33,14 +33,32 @@ def finetune_wrapped(model: keras.Model, train, *, recipe, out_dir: str | os.Pat
     return trained.student if teacher is not None else trained
 
 
-def wrap_layers(model: keras.Model, wrap, *, what: str) -> keras.Model:
-    """Clones the functional ``model``, replacing each layer by ``wrap(layer)`` (which may return the layer).
+def functional(model, *, what: str) -> keras.Model:
+    """``model`` as a functional model, the check at the top of every transform (TFMOT clones only graphs,
+    and the transforms edit the functional config).
+
+    A functional model is returned as is; a Sequential with an input becomes the functional model of
+    the same layers (same weights and names).
 
     Raises:
-        ValueError: ``model`` is not functional or Sequential (TFMOT clones only those).
+        ValueError: a subclassed model, a Sequential without an input, or not a tf_keras model at all.
     """
-    if not isinstance(model, keras.Model) or not (model._is_graph_network or isinstance(model, keras.Sequential)):
-        raise ValueError(f"{what} needs a functional or Sequential tf_keras model; received "
-                         f"{type(model).__module__}.{type(model).__name__} (subclassed models cannot be cloned)")
-    clone = keras.models.clone_model(model, clone_function=wrap)
-    return clone
+    if isinstance(model, keras.Sequential) and model.inputs:
+        return keras.Model(model.inputs, model.outputs, name=model.name)
+    if isinstance(model, keras.Model) and not isinstance(model, keras.Sequential) and model._is_graph_network:
+        return model
+    kind = f"{type(model).__module__}.{type(model).__name__}"
+    if isinstance(model, keras.Sequential):
+        why = "a Sequential model without an input: start it with keras.Input(shape)"
+    elif isinstance(model, keras.Model):
+        why = "a subclassed model: its graph cannot be read or cloned"
+    else:
+        why = "not a tf_keras model (a Keras 3 model? set TF_USE_LEGACY_KERAS=1 before importing TensorFlow)"
+    raise ValueError(f"{what} needs a functional tf_keras model (or a Sequential one with an input); received "
+                     f"{kind}, {why}")
+
+
+def wrap_layers(model: keras.Model, wrap) -> keras.Model:
+    """Clones the functional ``model`` (see `functional`), replacing each layer by ``wrap(layer)`` (which may
+    return the layer)."""
+    return keras.models.clone_model(model, clone_function=wrap)

@@ -16,7 +16,7 @@ import os
 import numpy as np
 import tf_keras as keras
 
-from export._finetune import finetune_wrapped, wrap_layers
+from export._finetune import finetune_wrapped, functional, wrap_layers
 
 __all__ = ["INITS", "cluster", "clusterable_layers", "distinct_values", "finetune_clustered", "strip"]
 
@@ -61,7 +61,8 @@ def cluster(
     """Wraps the clusterable layers of a functional model so each kernel takes ``clusters`` values.
 
     Args:
-        model: a functional ``tf_keras`` model (a stripped pruned model for sparsity preservation).
+        model: a functional (or Sequential) ``tf_keras`` model (a stripped pruned model for sparsity
+            preservation).
         clusters: distinct values per kernel (16 is 4 bits per weight).
         init: centroid initialization: ``"kmeans++"``, ``"linear"``, ``"density"`` or ``"random"``.
         preserve_sparsity: keep zero weights at zero (sparsity-preserving clustering).
@@ -71,8 +72,10 @@ def cluster(
         The wrapped model; fine-tune it with `finetune_clustered`, then `strip` it.
 
     Raises:
-        ValueError: a bad ``clusters`` or ``init``, a pattern that matches nothing, or a model TFMOT cannot clone.
+        ValueError: a bad ``clusters`` or ``init``, a pattern that matches nothing, nothing left to cluster,
+            or a model that is not functional.
     """
+    model = functional(model, what="clustering")
     tfmot = _tfmot()
     if not isinstance(clusters, int) or clusters < 2:
         raise ValueError(f"clusters must be an int >= 2; received {clusters!r}")
@@ -84,6 +87,9 @@ def cluster(
             raise ValueError(f"pattern {pattern!r} matches no clusterable layer of {model.name!r}; clusterable: "
                              f"{', '.join(candidates[:12])}{' ...' if len(candidates) > 12 else ''}")
     chosen = {n for n in candidates if not any(fnmatch.fnmatchcase(n, p) for p in skip)}
+    if not chosen:
+        raise ValueError(f"nothing to cluster in {model.name!r}: clusterable layers: "
+                         f"{', '.join(candidates) or 'none'}; received skip={skip}")
     centroid_init = getattr(tfmot.clustering.keras.CentroidInitialization, INITS[init])
     copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
@@ -95,7 +101,7 @@ def cluster(
             layer, number_of_clusters=clusters, cluster_centroids_init=centroid_init,
             preserve_sparsity=preserve_sparsity)
 
-    return wrap_layers(copy, wrap, what="clustering")
+    return wrap_layers(copy, wrap)
 
 
 def finetune_clustered(model: keras.Model, train, *, recipe, out_dir: str | os.PathLike | None = None,

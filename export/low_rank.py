@@ -25,6 +25,8 @@ import fnmatch
 import numpy as np
 import tf_keras as keras
 
+from export._finetune import functional
+
 __all__ = ["Factorization", "low_rank"]
 
 
@@ -77,7 +79,7 @@ def low_rank(
     """Replaces Dense and Conv2D layers of a functional model by truncated-SVD factor pairs.
 
     Args:
-        model: a functional ``tf_keras`` model.
+        model: a functional (or Sequential) ``tf_keras`` model.
         rank: the rank of every factorization, or
         energy: the fraction of the squared singular values to keep (e.g. 0.9), per layer.
         layers: glob patterns of the layers to consider (ungrouped, undilated ``Conv2D`` and ``Dense``).
@@ -93,14 +95,13 @@ def low_rank(
     Example:
         >>> small, report = low_rank(zoo.create_model("alexnet_2012", input_shape=(28, 28, 1)), rank=64, layers=("fc6", "fc7"))  # doctest: +SKIP
     """
+    model = functional(model, what="low_rank")
     if (rank is None) == (energy is None):
         raise ValueError(f"give exactly one of rank and energy; received rank={rank!r}, energy={energy!r}")
     if rank is not None and (not isinstance(rank, int) or rank < 1):
         raise ValueError(f"rank must be a positive int; received {rank!r}")
     if energy is not None and not 0.0 < energy <= 1.0:
         raise ValueError(f"energy must be in (0, 1]; received {energy!r}")
-    if not getattr(model, "_is_graph_network", False):
-        raise ValueError(f"low_rank needs a functional tf_keras model; received {type(model).__name__}")
     candidates = [layer for layer in model.layers if _factorable(layer)]
     for pattern in layers:
         if not any(fnmatch.fnmatchcase(layer.name, pattern) for layer in candidates):

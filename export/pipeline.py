@@ -13,20 +13,25 @@ file size, gzip'd size, latency at batch 1 and throughput at batch 64. ``zoo exp
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
+import numbers
 import os
+import shutil
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import tf_keras as keras
 
 from export import tflite
 from export._choices import CALIBRATION_IMAGES, LR_SCHEDULES, QUANTIZE, STAGES
-from export._finetune import finetune_wrapped
-from zoo._files import write_bytes
+from export._finetune import finetune_wrapped, functional
+from zoo._files import write_bytes, write_json
 
 __all__ = ["ExportData", "Plan", "STANDARD_PLANS", "VariantResult", "compress", "deep_compression_plan",
-           "export_variant", "finetune_recipe", "load_export_data"]
+           "export_variant", "finetune_recipe", "load_export_data", "named_plan"]
 
 
 def _percent(fraction: float) -> str:
@@ -47,15 +52,17 @@ class Plan:
         quantize: ``"none"`` (float32), ``"fp16"``, ``"dynamic"``, ``"int8"`` (post-training,
             full integer) or ``"qat"`` (quantization-aware training, then int8).
         prune_layers: per-layer sparsities overriding ``prune``: ``(glob, sparsity)`` pairs matched
-            against layer names, first match wins (Deep Compression prunes the large dense layers
-            harder than the convolutions). The first convolution and the classifier
+            against layer names, first match wins, each glob once (Deep Compression prunes the large
+            dense layers harder than the convolutions). The first convolution and the classifier
             (`export.prune.edge_layers`) stay dense unless a pattern here names them.
-        epochs: fine-tuning epochs of a stage (``"low_rank"``, ``"prune"``, ``"cluster"``, ``"qat"``)
-            when it differs from the recipe's, e.g. ``{"prune": 3}``: pruning ramps up over its stage.
+        epochs: fine-tuning epochs of a stage the plan runs (``"low_rank"``, ``"prune"``, ``"cluster"``,
+            ``"qat"``) when it differs from the recipe's, e.g. ``{"prune": 3}``: pruning ramps up over its
+            stage. Stored as a read-only mapping (a plan is immutable and hashable).
         distill: fine-tune every stage on the float source's soft targets besides the labels
             (knowledge distillation, `training.distill.Distiller`).
         schedule: each stage's learning-rate schedule, ``"constant"`` or ``"cosine"`` (decaying to
-            zero over the stage), replacing the recipe's; None keeps the recipe's.
+            zero over the stage), replacing the recipe's; None keeps the recipe's. Only for plans that
+            fine-tune.
 
     Example:
         >>> Plan("deep", prune=0.85, prune_layers=(("fc*", 0.97),), cluster=16, quantize="qat").describe()
@@ -69,7 +76,7 @@ class Plan:
     low_rank: float | None = None
     quantize: str = "none"
     prune_layers: tuple[tuple[str, float], ...] = ()
-    epochs: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    epochs: Mapping[str, int] = dataclasses.field(default_factory=dict, hash=False)  # the other fields hash it
     distill: bool = False
     schedule: str | None = None
 
@@ -80,10 +87,14 @@ class Plan:
             raise ValueError(f"prune must be a sparsity in (0, 1); received {self.prune!r}")
         if self.m_by_n is not None and (len(self.m_by_n) != 2 or not 0 < self.m_by_n[0] < self.m_by_n[1]):
             raise ValueError(f"m_by_n must be (m, n) with 0 < m < n, e.g. (2, 4); received {self.m_by_n!r}")
+        if self.m_by_n is not None:
+            object.__setattr__(self, "m_by_n", tuple(self.m_by_n))
         if self.prune is not None and self.m_by_n is not None:
             raise ValueError("give prune (a sparsity) or m_by_n (structured), not both")
-        if self.cluster is not None and (not isinstance(self.cluster, int) or self.cluster < 2):
+        if self.cluster is not None and (not isinstance(self.cluster, numbers.Integral) or self.cluster < 2):
             raise ValueError(f"cluster must be an int >= 2; received {self.cluster!r}")
+        if self.cluster is not None:
+            object.__setattr__(self, "cluster", int(self.cluster))  # numpy's ints too
         if self.low_rank is not None and not 0.0 < self.low_rank <= 1.0:
             raise ValueError(f"low_rank must be an energy in (0, 1]; received {self.low_rank!r}")
         object.__setattr__(self, "prune_layers", tuple((str(g), float(v)) for g, v in self.prune_layers))
@@ -92,17 +103,27 @@ class Plan:
         bad = [(g, v) for g, v in self.prune_layers if not 0.0 <= v < 1.0]
         if bad:
             raise ValueError(f"prune_layers sparsities must be in [0, 1); received {bad!r}")
-        object.__setattr__(self, "epochs", dict(self.epochs))
+        globs = [g for g, _ in self.prune_layers]
+        repeated = sorted({g for g in globs if globs.count(g) > 1})
+        if repeated:
+            raise ValueError(f"prune_layers name each glob once (the first match wins, a repeat is never used); "
+                             f"received {', '.join(repeated)} more than once in {self.prune_layers!r}")
         if self.schedule is not None and self.schedule not in LR_SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(LR_SCHEDULES)} or None (the recipe's); "
                              f"received {self.schedule!r}")
-        if self.distill and not self.stages:
-            raise ValueError(f"distill applies to fine-tuning; plan {self.name!r} ({self.describe()}) has none")
-        for stage, n in self.epochs.items():
+        for option, given in (("distill", self.distill), ("schedule", self.schedule is not None)):
+            if given and not self.stages:
+                raise ValueError(f"{option} applies to fine-tuning; plan {self.name!r} ({self.describe()}) has none")
+        epochs = dict(self.epochs)
+        for stage, n in epochs.items():
             if stage not in STAGES:
                 raise ValueError(f"unknown fine-tuning stage {stage!r} in epochs; accepted: {', '.join(STAGES)}")
+            if stage not in self.stages:
+                raise ValueError(f"epochs[{stage!r}]: plan {self.name!r} ({self.describe()}) has no {stage} stage; "
+                                 f"its stages: {', '.join(self.stages) or 'none'}")
             if not isinstance(n, int) or isinstance(n, bool) or n < 1:
                 raise ValueError(f"epochs[{stage!r}] must be an int >= 1; received {n!r}")
+        object.__setattr__(self, "epochs", MappingProxyType(epochs))
 
     @property
     def stages(self) -> tuple[str, ...]:
@@ -134,6 +155,35 @@ class Plan:
         parts.append({"none": "float32", "fp16": "FP16", "dynamic": "dynamic-range int8", "int8": "PTQ int8",
                       "qat": "QAT int8"}[self.quantize])
         return " + ".join(parts) + (", distilled" if self.distill and self.trains else "")
+
+
+def named_plan(**parameters) -> Plan:
+    """A `Plan` named by its parameters (how ``zoo export`` names a custom plan), so that plans that differ
+    have different files and fine-tuning runs. In order: ``lowrank90``; ``pruned80`` and each per-layer
+    sparsity (``fcx97`` for ``fc*``: 97%) or ``pruned2of4``; ``clustered16``; the quantization; stage
+    epochs (``prune3ep``); ``distilled``; the schedule. ``float32`` when there is nothing.
+
+    Example:
+        >>> named_plan(prune=0.8, prune_layers=(("fc*", 0.97),), cluster=16, quantize="qat").name
+        'pruned80_fcx97_clustered16_qat'
+    """
+
+    def slug(glob: str) -> str:
+        return "".join(c for c in glob.replace("*", "x").replace("?", "q") if c.isalnum() or c == "_")
+
+    def percent(fraction: float) -> str:
+        return f"{round(100 * fraction, 1):g}"
+
+    plan = Plan("float32", **parameters)  # validates the parameters
+    parts = [f"lowrank{percent(plan.low_rank)}" if plan.low_rank is not None else "",
+             f"pruned{percent(plan.prune)}" if plan.prune is not None else "",
+             *(f"{slug(glob)}{percent(value)}" for glob, value in plan.prune_layers),
+             f"pruned{plan.m_by_n[0]}of{plan.m_by_n[1]}" if plan.m_by_n is not None else "",
+             f"clustered{plan.cluster}" if plan.cluster is not None else "",
+             plan.quantize if plan.quantize != "none" else "",
+             *(f"{stage}{plan.epochs[stage]}ep" for stage in STAGES if stage in plan.epochs),
+             "distilled" if plan.distill else "", plan.schedule or ""]
+    return dataclasses.replace(plan, name="_".join(p for p in parts if p) or "float32")
 
 
 STANDARD_PLANS = (
@@ -198,6 +248,7 @@ class ExportData:
         representative: raw-pixel training images for int8 calibration (a few hundred).
         test_images, test_labels: raw-pixel labelled images for the parity check and accuracy.
         mean, std, scale: the model's input normalization, ``(x * scale - mean) / std``.
+        class_names: the dataset's class names, one per label (empty when unknown).
     """
 
     train: Any
@@ -207,6 +258,7 @@ class ExportData:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     scale: float = 1 / 255
+    class_names: tuple[str, ...] = ()
 
 
 def load_export_data(dataset: str, *, representative: int = CALIBRATION_IMAGES, test_limit: int | None = None,
@@ -225,7 +277,8 @@ def load_export_data(dataset: str, *, representative: int = CALIBRATION_IMAGES, 
     rep, _, info = raw("train", representative)
     test_images, test_labels, _ = raw("test", test_limit)
     return ExportData(train=dataset, representative=rep.astype(np.float32), test_images=test_images.astype(np.float32),
-                      test_labels=test_labels, mean=tuple(info.mean), std=tuple(info.std))
+                      test_labels=test_labels, mean=tuple(info.mean), std=tuple(info.std),
+                      class_names=tuple(info.class_names))
 
 
 # QAT begins from calibrated ranges at about the float model's accuracy (`quantize.calibrate_ranges`), so it
@@ -244,8 +297,12 @@ def finetune_recipe(**changes):
 
 
 def _limited(train, recipe, steps: int | None):
+    import tensorflow as tf
+
     if steps is None:
         return train
+    if isinstance(train, tf.data.Dataset):
+        return train.take(steps)
     if isinstance(train, str):
         from training import load_dataset
 
@@ -257,6 +314,75 @@ def _limited(train, recipe, steps: int | None):
     return lambda epoch: train(epoch).take(steps)
 
 
+FINGERPRINT_FILE = "fingerprint.json"
+
+
+def _fingerprint(model: keras.Model, plan: Plan, recipe, train, finetune_steps: int | None) -> dict[str, Any]:
+    """What a plan's fine-tuning runs are made from, JSON-ready: the plan, the recipe, the data (its name,
+    when it has one) and the source model (its architecture and weights, hashed)."""
+    weights = hashlib.sha256()
+    for w in model.weights:
+        weights.update(np.ascontiguousarray(w.numpy()).tobytes())
+    architecture = json.dumps(model.get_config(), sort_keys=True, default=repr).encode()
+    plan_fields = {f.name: getattr(plan, f.name) for f in dataclasses.fields(plan)}
+    return json.loads(json.dumps({
+        "plan": {**plan_fields, "epochs": dict(plan.epochs)}, "description": plan.describe(),
+        "recipe": recipe.to_dict(), "train": train if isinstance(train, str) else None,
+        "finetune_steps": finetune_steps,
+        "source": {"architecture_sha256": hashlib.sha256(architecture).hexdigest(),
+                   "weights_sha256": weights.hexdigest()},
+    }))
+
+
+def _resume_or_start(work: Path, fingerprint: dict[str, Any]) -> None:
+    """Keeps the stage runs in ``work`` when ``FINGERPRINT_FILE`` there matches (an interrupted export resumes
+    them), else removes them: `training.fit` resumes any checkpoint it finds, so a run of another plan or
+    source model would otherwise come back finished."""
+    path = work / FINGERPRINT_FILE
+    try:
+        same = json.loads(path.read_text()) == fingerprint
+    except (OSError, ValueError):
+        same = False
+    if not same:
+        for stage in STAGES:
+            shutil.rmtree(work / stage, ignore_errors=True)
+        write_json(path, fingerprint)
+
+
+def _frozen_copy(model: keras.Model) -> keras.Model:
+    """The distillation teacher: a copy of ``model`` (the `Distiller` freezes its teacher; the caller's model
+    must stay trainable)."""
+    teacher = keras.models.clone_model(model)
+    teacher.set_weights(model.get_weights())
+    teacher.trainable = False
+    return teacher
+
+
+def _pruning_schedule(steps: int) -> dict[str, int]:
+    """The polynomial schedule of a pruning stage of ``steps`` optimizer steps: masks updated about 20 times,
+    the sparsity ramping up over the first 70% and reaching its target at a step the stage takes, however
+    short (TFMOT's pruning step counts from 1 and updates at its multiples of ``frequency``)."""
+    frequency = max(1, steps // 20)
+    return {"end_step": max(frequency, int(0.7 * steps) // frequency * frequency), "frequency": frequency}
+
+
+def _check_sparsity(model: keras.Model, targets: Mapping[str, float], plan: Plan) -> None:
+    """Raises unless each pruned kernel of the stripped ``model`` holds its target's zeros (to one weight, or 0.5%)."""
+    from export import prune
+
+    achieved = prune.sparsity(model)
+    short = []
+    for name, target in targets.items():
+        if name not in achieved:  # no kernel `sparsity` counts
+            continue
+        size = sum(int(np.prod(k.shape)) for k in prune.kernel_weights(model.get_layer(name)))
+        if achieved[name] < target - max(1 / size, 0.005):
+            short.append(f"{name} {achieved[name]:.3f} < {target:.3f}")
+    if short:
+        raise ValueError(f"plan {plan.name!r} ({plan.describe()}) did not reach its sparsity after fine-tuning: "
+                         f"{'; '.join(short)}")
+
+
 def compress(model: keras.Model, plan: Plan, *, train=None, recipe=None, finetune_steps: int | None = None,
              work_dir: str | os.PathLike | None = None, on_stage: Callable[[str, keras.Model], None] | None = None,
              verbose=0) -> keras.Model:
@@ -264,8 +390,19 @@ def compress(model: keras.Model, plan: Plan, *, train=None, recipe=None, finetun
 
     ``on_stage(stage, model)`` is called with each stage's stripped result (e.g. to measure what
     each stage costs). Every stage fine-tunes with ``recipe`` (default `finetune_recipe`), the QAT
-    stage at `QAT_LEARNING_RATE_SCALE` times its learning rate. Returns the stripped Keras model
-    (quantization-aware for ``quantize="qat"``); the input is not changed.
+    stage at `QAT_LEARNING_RATE_SCALE` times its learning rate; a distilled plan's teacher is a frozen
+    copy of ``model``. Returns the stripped Keras model (quantization-aware for ``quantize="qat"``);
+    the input is not changed.
+
+    ``work_dir`` holds one fine-tuning run per stage and ``fingerprint.json``: the plan, recipe, data
+    name, ``finetune_steps`` and a hash of the model's architecture and weights. With the same
+    fingerprint the runs resume (an interrupted export continues); with another they are removed
+    and fine-tuning starts over.
+
+    Raises:
+        ValueError: no ``train`` for a plan that fine-tunes, a model that is not functional, a stage with
+            nothing to act on (no Dense layer to factor or none that gets smaller, no layer to prune or
+            cluster), or a kernel short of its target sparsity after pruning (``prune``, ``prune_layers``).
     """
     from export import cluster, low_rank, prune, quantize
 
@@ -273,9 +410,13 @@ def compress(model: keras.Model, plan: Plan, *, train=None, recipe=None, finetun
         return model
     if train is None:
         raise ValueError(f"plan {plan.name!r} ({plan.describe()}) fine-tunes: pass train data")
+    model = functional(model, what=f"plan {plan.name!r} ({plan.describe()})")
     recipe = recipe or finetune_recipe()
     from training import steps_per_epoch
 
+    work = Path(work_dir) if work_dir else None
+    if work is not None:
+        _resume_or_start(work, _fingerprint(model, plan, recipe, train, finetune_steps))
     data = _limited(train, recipe, finetune_steps)
     if plan.schedule is not None:
         from training.recipes import Schedule
@@ -285,8 +426,7 @@ def compress(model: keras.Model, plan: Plan, *, train=None, recipe=None, finetun
                for stage in STAGES}
     recipes["qat"] = dataclasses.replace(recipes["qat"],
                                          learning_rate=recipes["qat"].learning_rate * QAT_LEARNING_RATE_SCALE)
-    work = Path(work_dir) if work_dir else None
-    teacher = model if plan.distill else None
+    teacher = _frozen_copy(model) if plan.distill else None
 
     def run_dir(stage: str):
         return None if work is None else work / stage
@@ -299,19 +439,26 @@ def compress(model: keras.Model, plan: Plan, *, train=None, recipe=None, finetun
     m = model
     if "low_rank" in plan.stages:
         dense = tuple(l.name for l in m.layers if type(l) is keras.layers.Dense)
-        if dense:
-            m, _ = low_rank.low_rank(m, energy=plan.low_rank, layers=dense)
-            m = done("low_rank", finetune_wrapped(m, data, recipe=recipes["low_rank"], out_dir=run_dir("low_rank"),
-                                                  teacher=teacher, verbose=verbose))
+        if not dense:
+            kinds = sorted({type(l).__name__ for l in m.layers})
+            raise ValueError(f"plan {plan.name!r} ({plan.describe()}) factors Dense layers; {m.name!r} has none "
+                             f"(its layer types: {', '.join(kinds)})")
+        m, factored = low_rank.low_rank(m, energy=plan.low_rank, layers=dense)
+        if not factored:
+            raise ValueError(f"plan {plan.name!r} ({plan.describe()}): no Dense layer of {m.name!r} gets smaller "
+                             f"factored at energy {plan.low_rank} (eligible: {', '.join(dense)}); lower the energy")
+        m = done("low_rank", finetune_wrapped(m, data, recipe=recipes["low_rank"], out_dir=run_dir("low_rank"),
+                                              teacher=teacher, verbose=verbose))
     if "prune" in plan.stages:
-        # The sparsity ramps up over the first 70% of the stage; the rest recovers at the final masks.
         steps = steps_per_epoch(data, recipes["prune"]) * recipes["prune"].epochs
-        wrapped = prune.prune(m, sparsity=plan.prune or 0.5, per_layer=dict(plan.prune_layers) or None,
-                              m_by_n=plan.m_by_n, schedule="polynomial", end_step=max(2, int(0.7 * steps)),
-                              frequency=max(1, steps // 20), dense_edges=True, lower_dropout=True)
-        m = done("prune", prune.strip(prune.finetune_pruned(wrapped, data, recipe=recipes["prune"],
-                                                            out_dir=run_dir("prune"), teacher=teacher,
-                                                            verbose=verbose)))
+        targets = dict(sparsity=plan.prune or 0.5, per_layer=dict(plan.prune_layers) or None, m_by_n=plan.m_by_n,
+                       dense_edges=True)
+        wrapped = prune.prune(m, **targets, schedule="polynomial", **_pruning_schedule(steps), lower_dropout=True)
+        pruned = prune.strip(prune.finetune_pruned(wrapped, data, recipe=recipes["prune"], out_dir=run_dir("prune"),
+                                                   teacher=teacher, verbose=verbose))
+        if plan.m_by_n is None:  # m:n masks are set at the first step, and a last partial block stays dense
+            _check_sparsity(pruned, prune.layer_targets(m, **targets), plan)
+        m = done("prune", pruned)
     if "cluster" in plan.stages:
         wrapped = cluster.cluster(m, clusters=plan.cluster, preserve_sparsity="prune" in plan.stages)
         m = done("cluster", cluster.strip(cluster.finetune_clustered(wrapped, data, recipe=recipes["cluster"],
@@ -435,8 +582,3 @@ def export_variant(
         gzip_bytes=tflite.gzip_size(flat), float32_weight_bytes=float32_weight_bytes(model),
         conversion=conversion, parity=parity, latency_ms_batch1=1000 * latency, images_per_s_batch64=throughput,
         stage_accuracy=stage_accuracy, calibration_images=0 if calibration is None else len(calibration))
-
-
-def export_all(model: keras.Model, plans: Sequence[Plan], **kwargs) -> list[VariantResult]:
-    """`export_variant` for each plan, in order."""
-    return [export_variant(model, plan, **kwargs) for plan in plans]

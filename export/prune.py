@@ -18,10 +18,10 @@ from typing import Mapping
 import numpy as np
 import tf_keras as keras
 
-from export._finetune import finetune_wrapped, wrap_layers
+from export._finetune import finetune_wrapped, functional, wrap_layers
 
-__all__ = ["SCHEDULES", "edge_layers", "finetune_pruned", "kernel_weights", "prune", "prunable_layers",
-           "scale_dropout", "sensitivity", "sparsity", "strip"]
+__all__ = ["SCHEDULES", "edge_layers", "finetune_pruned", "kernel_weights", "layer_targets", "prune",
+           "prunable_layers", "scale_dropout", "sensitivity", "sparsity", "strip"]
 
 SCHEDULES = ("constant", "polynomial")
 
@@ -59,6 +59,47 @@ def edge_layers(model: keras.Model) -> tuple[str, ...]:
     return tuple(dict.fromkeys((names[0], names[-1]))) if names else ()
 
 
+def layer_targets(model: keras.Model, *, sparsity: float = 0.8, per_layer: Mapping[str, float] | None = None,
+                  m_by_n: tuple[int, int] | None = None, skip: tuple[str, ...] = (),
+                  dense_edges: bool = False) -> dict[str, float]:
+    """The layers `prune` wraps, each with the sparsity it reaches (``m / n`` with ``m_by_n``), in model order.
+
+    Same arguments as `prune`; layers left dense are not listed.
+
+    Raises:
+        ValueError: a ``per_layer`` or ``skip`` pattern that matches no prunable layer, or a sparsity out of range.
+
+    Example:
+        >>> layer_targets(model, sparsity=0.8, per_layer={"fc*": 0.95}, dense_edges=True)  # doctest: +SKIP
+        {'conv2': 0.8, 'fc1': 0.95}
+    """
+    per_layer = dict(per_layer or {})
+    candidates = prunable_layers(model)
+    for pattern in [*per_layer, *skip]:
+        if not any(fnmatch.fnmatchcase(n, pattern) for n in candidates):
+            raise ValueError(f"pattern {pattern!r} matches no prunable layer of {model.name!r}; prunable layers: "
+                             f"{', '.join(candidates[:12])}{' ...' if len(candidates) > 12 else ''}")
+    for pattern, value in per_layer.items():
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"per_layer sparsity for {pattern!r} must be in [0, 1); received {value!r}")
+    edges = edge_layers(model) if dense_edges else ()
+    targets = {}
+    for name in candidates:
+        named = next((v for p, v in per_layer.items() if fnmatch.fnmatchcase(name, p)), None)
+        if any(fnmatch.fnmatchcase(name, p) for p in skip):
+            target = 0.0
+        elif named is not None:
+            target = named
+        else:
+            target = 0.0 if name in edges else sparsity
+        if m_by_n is not None and target:  # structured sparsity: Conv2D and Dense kernels only
+            structured = isinstance(model.get_layer(name), (keras.layers.Conv2D, keras.layers.Dense))
+            target = m_by_n[0] / m_by_n[1] if structured else 0.0
+        if target:
+            targets[name] = target
+    return targets
+
+
 def _schedule(kind: str, target: float, *, begin_step: int, end_step: int, frequency: int):
     sparsity = _tfmot().sparsity.keras
     if kind == "constant":
@@ -83,7 +124,7 @@ def prune(
     """Wraps the prunable layers of a functional model for magnitude pruning (weights copied).
 
     Args:
-        model: a functional ``tf_keras`` model.
+        model: a functional (or Sequential) ``tf_keras`` model.
         sparsity: the final fraction of zeros in each pruned kernel.
         schedule: ``"constant"`` (prune to ``sparsity`` at ``begin_step`` and hold) or
             ``"polynomial"`` (0 to ``sparsity`` along a cubic between ``begin_step`` and ``end_step``).
@@ -99,11 +140,14 @@ def prune(
             (`scale_dropout`, with each layer's target sparsity); not with ``m_by_n``.
 
     Returns:
-        The wrapped model; fine-tune it with `finetune_pruned`, then `strip` it.
+        The wrapped model; fine-tune it with `finetune_pruned`, then `strip` it. `layer_targets` lists
+        what it prunes.
 
     Raises:
-        ValueError: a bad sparsity, schedule or pattern that matches nothing, or a model TFMOT cannot clone.
+        ValueError: a bad sparsity, schedule or pattern that matches nothing, nothing left to prune, or a
+            model that is not functional.
     """
+    model = functional(model, what="pruning")
     tfmot = _tfmot()
     if not 0.0 <= sparsity < 1.0:
         raise ValueError(f"sparsity must be in [0, 1); received {sparsity!r}")
@@ -114,44 +158,29 @@ def prune(
                          f"end_step={end_step}, frequency={frequency}")
     if m_by_n is not None and (len(m_by_n) != 2 or not 0 < m_by_n[0] < m_by_n[1]):
         raise ValueError(f"m_by_n must be (m, n) with 0 < m < n, e.g. (2, 4); received {m_by_n!r}")
-    per_layer = dict(per_layer or {})
-    candidates = prunable_layers(model)
-    for pattern in [*per_layer, *skip]:
-        if not any(fnmatch.fnmatchcase(n, pattern) for n in candidates):
-            raise ValueError(f"pattern {pattern!r} matches no prunable layer of {model.name!r}; prunable layers: "
-                             f"{', '.join(candidates[:12])}{' ...' if len(candidates) > 12 else ''}")
-    for pattern, value in per_layer.items():
-        if not 0.0 <= value < 1.0:
-            raise ValueError(f"per_layer sparsity for {pattern!r} must be in [0, 1); received {value!r}")
-    prunable = set(candidates)
+    targets = layer_targets(model, sparsity=sparsity, per_layer=per_layer, m_by_n=m_by_n, skip=skip,
+                            dense_edges=dense_edges)
+    if not targets:
+        candidates = prunable_layers(model)
+        edges = f"; {', '.join(edge_layers(model))} stay dense as edge layers (dense_edges)" if dense_edges else ""
+        raise ValueError(f"nothing to prune in {model.name!r}: every prunable layer is left dense. Prunable layers: "
+                         f"{', '.join(candidates) or 'none'}{edges}; received sparsity={sparsity}, "
+                         f"per_layer={per_layer}, m_by_n={m_by_n}, skip={skip}")
     copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
 
-    edges = edge_layers(model) if dense_edges else ()
-
-    def target_of(name: str) -> float:
-        if any(fnmatch.fnmatchcase(name, p) for p in skip):
-            return 0.0
-        named = next((v for p, v in per_layer.items() if fnmatch.fnmatchcase(name, p)), None)
-        return named if named is not None else 0.0 if name in edges else sparsity
-
     def wrap(layer):
-        if layer.name not in prunable:
+        if layer.name not in targets:
             return layer
-        target = target_of(layer.name)
         if m_by_n is not None:
-            if target == 0.0 or not isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
-                return layer
             return tfmot.sparsity.keras.prune_low_magnitude(layer, sparsity_m_by_n=tuple(m_by_n))
-        if target == 0.0:
-            return layer
         return tfmot.sparsity.keras.prune_low_magnitude(
-            layer, pruning_schedule=_schedule(schedule, target, begin_step=begin_step, end_step=end_step,
+            layer, pruning_schedule=_schedule(schedule, targets[layer.name], begin_step=begin_step, end_step=end_step,
                                               frequency=frequency))
 
-    wrapped = wrap_layers(copy, wrap, what="pruning")
+    wrapped = wrap_layers(copy, wrap)
     if lower_dropout and m_by_n is None:
-        scale_dropout(wrapped, {name: target_of(name) for name in prunable})
+        scale_dropout(wrapped, targets)
     return wrapped
 
 

@@ -31,7 +31,7 @@ import os
 import numpy as np
 import tf_keras as keras
 
-from export._finetune import finetune_wrapped, wrap_layers
+from export._finetune import finetune_wrapped, functional, wrap_layers
 
 __all__ = ["PRESERVE", "UnsupportedLayerError", "batch_norms_as_depthwise", "calibrate_ranges", "finetune_quantized",
            "fuse_relu", "quantize_aware", "quantize_scope"]
@@ -197,7 +197,11 @@ def batch_norms_as_depthwise(model: keras.Model) -> keras.Model:
     them: its QAT and int8 models disagreed on 2% of the test images). A depthwise convolution is one
     int8 op that QAT models exactly: its per-channel kernel holds one weight per channel, which int8 with
     a per-channel scale represents without error, and a ReLU after it fuses into it (`fuse_relu`).
+
+    Raises:
+        ValueError: a model that is not functional (a Sequential one is read as functional).
     """
+    model = functional(model, what="batch_norms_as_depthwise")
     config = copy_module.deepcopy(model.get_config())
     folded = _folded_batch_norms(config)
     replaced = {}
@@ -244,7 +248,11 @@ def fuse_relu(model: keras.Model) -> keras.Model:
     ReLU layer a no-op quantize config, so its kernel would train and convert unquantized, and the
     collaborative schemes (PQAT, CQAT) would not preserve its zeros or shared values. The zoo builds
     non-BN networks (AlexNet, VGG, NiN, SqueezeNet, the classifier heads) that way.
+
+    Raises:
+        ValueError: a model that is not functional (a Sequential one is read as functional).
     """
+    model = functional(model, what="fuse_relu")
     config = copy_module.deepcopy(model.get_config())
     by_name, consumers = _graph(config)
     outputs = {o[0] for o in config["output_layers"]}
@@ -281,7 +289,7 @@ def quantize_aware(model: keras.Model, *, preserve: str = "none") -> keras.Model
     """The QAT version of a functional model (fake-quant int8 weights and activations; weights copied).
 
     Args:
-        model: a functional ``tf_keras`` model (stripped of pruning/clustering wrappers).
+        model: a functional (or Sequential) ``tf_keras`` model (stripped of pruning/clustering wrappers).
         preserve: ``"none"``, ``"sparsity"`` (keep a pruned model's zeros, PQAT), ``"clusters"``
             (keep a clustered model's shared values, CQAT) or ``"sparsity_clusters"`` (both, PCQAT).
 
@@ -290,8 +298,9 @@ def quantize_aware(model: keras.Model, *, preserve: str = "none") -> keras.Model
 
     Raises:
         UnsupportedLayerError: a layer with no quantization rule, named with its class.
-        ValueError: an unknown ``preserve`` or a model TFMOT cannot clone.
+        ValueError: an unknown ``preserve`` or a model that is not functional.
     """
+    model = functional(model, what="quantization-aware training")
     import tensorflow_model_optimization as tfmot
     from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
         default_8bit_quantize_registry,
@@ -341,7 +350,7 @@ def quantize_aware(model: keras.Model, *, preserve: str = "none") -> keras.Model
             return annotate(layer, quantize_config=configs[name](preserve_sparsity="sparsity" in preserve))
         return annotate(layer, quantize_config=configs[name]()) if name else annotate(layer)
 
-    annotated = wrap_layers(copy, wrap, what="quantization-aware training")
+    annotated = wrap_layers(copy, wrap)
     scheme = None
     if preserve == "sparsity":
         scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()

@@ -28,6 +28,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from export.tflite import normalization
+
 __all__ = ["METADATA_FILE", "export_saved_model", "read_metadata", "replace_dir"]
 
 METADATA_FILE = "zoo_export.json"
@@ -96,9 +98,7 @@ def export_saved_model(
     """
     shape = tuple(model.input_shape[1:])
     num_classes = int((model.output_shape[0] if isinstance(model.output_shape, list) else model.output_shape)[-1])
-    if len(mean) != shape[-1] or len(std) != shape[-1] or min(std) <= 0:
-        raise ValueError(f"mean and std need one value per input channel ({shape[-1]}), std > 0; received "
-                         f"mean={list(mean)}, std={list(std)}")
+    normalization(mean, std, channels=shape[-1])  # one value per channel, std > 0, else a ValueError
     class_names = [str(i) for i in range(num_classes)] if class_names is None else [str(n) for n in class_names]
     if len(class_names) != num_classes:
         raise ValueError(f"class_names must have one entry per class ({num_classes}); received {len(class_names)}")

@@ -18,6 +18,7 @@ import dataclasses
 import gzip
 import re
 import time
+from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -32,6 +33,7 @@ __all__ = [
     "check_parity",
     "convert",
     "gzip_size",
+    "normalization",
     "op_counts",
     "predictions",
     "select_ops",
@@ -56,13 +58,27 @@ def with_preprocessing(model: keras.Model, *, mean: Sequence[float], std: Sequen
         >>> m = with_preprocessing(zoo.create_model("resnet20", input_shape=(28, 28, 1)), mean=(0.5,), std=(0.25,))  # doctest: +SKIP
     """
     shape = tuple(model.input_shape[1:])
-    mean, std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
-    if mean.shape != (shape[-1],) or std.shape != (shape[-1],) or np.any(std <= 0):
-        raise ValueError(f"mean and std need one value per input channel ({shape[-1]}), std > 0; "
-                         f"received mean={mean.tolist()}, std={std.tolist()}")
+    mean, std = normalization(mean, std, channels=shape[-1])
     inputs = keras.Input(shape, name="pixels")
     x = keras.layers.Rescaling(scale / std, offset=-mean / std, name="normalize")(inputs)
     return keras.Model(inputs, model(x), name=name or f"{model.name}_pixels")
+
+
+def normalization(mean, std, *, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """``mean`` and ``std`` as float32 arrays of one value per input channel, checked (std > 0).
+
+    Raises:
+        ValueError: a scalar, a wrong number of values, or a std <= 0; the message gives what was received.
+
+    Example:
+        >>> normalization((0.5,), (0.25,), channels=1)
+        (array([0.5], dtype=float32), array([0.25], dtype=float32))
+    """
+    mean_array, std_array = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+    if mean_array.shape != (channels,) or std_array.shape != (channels,) or np.any(std_array <= 0):
+        raise ValueError(f"mean and std need one value per input channel ({channels}), std > 0; received "
+                         f"mean={mean!r}, std={std!r}")
+    return mean_array, std_array
 
 
 def _converter(model: keras.Model) -> tf.lite.TFLiteConverter:
@@ -107,14 +123,17 @@ def convert(
         quantize: ``"none"`` (float32), ``"fp16"`` (float16 weights), ``"dynamic"`` (int8 weights,
             float activations) or ``"int8"`` (full-integer: weights and activations).
         representative_images: inputs for calibrating int8 activation ranges (a few hundred
-            training images); required for ``"int8"`` unless the model is quantization-aware. A QAT
+            training images, shape ``(N, *model.input_shape[1:])``, N >= 1); required for ``"int8"``
+            unless the model is quantization-aware. A QAT
             model should get them too: a batch norm that follows no layer it folds into is a MUL and an
             ADD whose intermediate has no QAT range, and without calibration both stay float between
             DEQUANTIZE and QUANTIZE (DenseNet-BC had 21 such float islands, 7x slower than PTQ int8,
             before `export.quantize.quantize_aware` made its 4-D ones depthwise convolutions). With
             them the whole graph is integer.
         integer_io: with ``"int8"``, take ``uint8`` input (raw pixels) and return int8 logits
-            instead of float32 at the boundary.
+            instead of float32 at the boundary. The model must take raw ``[0, 255]`` pixels: an all-0
+            and an all-255 image join the calibration images, so the input's scale is 1 and its zero
+            point 0 (the uint8 input is the pixel), whatever range the calibration images span.
         allow_select_ops: allow TF Select fallbacks; without it a model that needs them raises,
             naming the ops.
 
@@ -122,7 +141,8 @@ def convert(
         The ``.tflite`` file's bytes.
 
     Raises:
-        ValueError: an unknown ``quantize``, missing representative data, or ops TFLite cannot run.
+        ValueError: an unknown ``quantize``, missing, empty or wrongly shaped representative data, or ops
+            TFLite cannot run.
     """
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"unknown quantization {quantize!r}; accepted: {', '.join(QUANTIZATIONS)}")
@@ -141,6 +161,12 @@ def convert(
     elif quantize == "int8":
         if representative_images is not None:
             images = np.asarray(representative_images, np.float32)
+            shape = tuple(model.input_shape[1:])
+            if images.shape[1:] != shape or not len(images):
+                raise ValueError(f"representative_images must be N >= 1 inputs of the model, shape (N, "
+                                 f"{', '.join(map(str, shape))}); received shape {images.shape}")
+            if integer_io:  # pin the input's range to the pixels' [0, 255]
+                images = np.concatenate([np.zeros_like(images[:1]), np.full_like(images[:1], 255.0), images])
 
             def representative():
                 for i in range(len(images)):
@@ -196,7 +222,7 @@ class TFLiteModel:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError as error:  # pragma: no cover - a declared dependency
             raise ImportError("TFLite inference needs ai-edge-litert: pip install ai-edge-litert") from error
-        self.content = model if isinstance(model, (bytes, bytearray)) else open(model, "rb").read()
+        self.content = model if isinstance(model, (bytes, bytearray)) else Path(model).read_bytes()
         self._interpreter = Interpreter(model_content=bytes(self.content), num_threads=num_threads)
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
@@ -308,7 +334,7 @@ def op_counts(model) -> dict[str, int]:
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     content = model.content if isinstance(model, TFLiteModel) else (
-        model if isinstance(model, (bytes, bytearray)) else open(model, "rb").read())
+        model if isinstance(model, (bytes, bytearray)) else Path(model).read_bytes())
     interpreter = Interpreter(model_content=bytes(content),
                               experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     interpreter.allocate_tensors()
@@ -344,7 +370,8 @@ def check_parity(
         The `ParityReport`.
 
     Raises:
-        ParityError: a tolerance is exceeded; the message holds the whole report.
+        ParityError: a tolerance is exceeded, or either model's outputs hold a NaN or an infinity
+            (whatever the tolerances); the message holds the whole report.
     """
     labels = np.asarray(labels).reshape(-1)
     if len(images) != len(labels) or not len(labels):
@@ -362,12 +389,14 @@ def check_parity(
         accuracy=float(np.mean(out.argmax(-1) == labels)),
         max_abs_diff=float(np.max(np.abs(ref - out))),
     )
-    failures = []
-    if max_accuracy_drop is not None and -report.accuracy_change > max_accuracy_drop:
+    failures = [f"{name} outputs hold {int(np.sum(~np.isfinite(y)))} NaN or infinite values"
+                for name, y in (("converted", out), ("reference", ref)) if not np.all(np.isfinite(y))]
+    # written as `not (value within tolerance)`, so that a NaN fails too
+    if max_accuracy_drop is not None and not -report.accuracy_change <= max_accuracy_drop:
         failures.append(f"accuracy fell {-report.accuracy_change:.2f} pt (allowed {max_accuracy_drop})")
-    if min_top1_agreement is not None and report.top1_agreement < min_top1_agreement:
+    if min_top1_agreement is not None and not report.top1_agreement >= min_top1_agreement:
         failures.append(f"top-1 agreement {report.top1_agreement:.4f} < {min_top1_agreement}")
-    if max_abs_diff is not None and report.max_abs_diff > max_abs_diff:
+    if max_abs_diff is not None and not report.max_abs_diff <= max_abs_diff:
         failures.append(f"max |logit diff| {report.max_abs_diff:.4g} > {max_abs_diff}")
     if failures:
         raise ParityError(f"parity check failed: {'; '.join(failures)}. {report.summary()}")

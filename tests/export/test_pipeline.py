@@ -99,6 +99,97 @@ def test_per_layer_sparsity_and_stage_epochs_reach_the_transforms(tmp_path):
     assert state["step"] == 20 and len(state["history"]) == 2  # two epochs of 10 steps
 
 
+# -- re-exports, distillation, schedules, empty stages ---------------------------------------------
+
+
+def _short(epoch: int):
+    return _data.train_data(epoch, steps=2)
+
+
+def test_a_work_dir_resumes_the_same_plan_and_source_and_starts_over_for_others(tmp_path):
+    from export import prune
+
+    first, other = _data.tiny_model(seed=0), _data.tiny_model(seed=1)
+
+    def run(model, sparsity):
+        return pipeline.compress(model, pipeline.Plan("pruned", prune=sparsity), train=_short, work_dir=tmp_path)
+
+    done = run(first, 0.5)
+    log = tmp_path / "prune" / "log.csv"
+    rows = log.read_text().count("\n")
+    again = run(first, 0.5)  # the same fingerprint: the finished run is restored, not trained again
+    assert log.read_text().count("\n") == rows
+    for a, b in zip(done.weights, again.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert json.loads((tmp_path / pipeline.FINGERPRINT_FILE).read_text())["plan"]["prune"] == 0.5
+    # another sparsity, then another source model, under the same plan name: each starts over
+    assert prune.sparsity(run(first, 0.75))["fc1"] == pytest.approx(0.75, abs=0.01)
+    stem = run(other, 0.75).get_layer("conv1").kernel.numpy()  # an edge layer: dense, fine-tuned a little
+    source, old = other.get_layer("conv1").kernel.numpy(), first.get_layer("conv1").kernel.numpy()
+    assert np.abs(stem - source).max() < 0.05 < np.abs(stem - old).max()
+
+
+def test_a_distilled_plan_leaves_the_source_model_trainable():
+    model = _data.tiny_model()
+    trainable = len(model.trainable_weights)
+    out = pipeline.compress(model, pipeline.Plan("d", prune=0.5, distill=True), train=_short)
+    assert model.trainable and len(model.trainable_weights) == trainable
+    assert len(out.trainable_weights) == trainable
+
+
+def test_pruning_reaches_its_target_by_the_last_step_of_however_short_a_stage():
+    import tensorflow as tf
+    from export import prune
+
+    for steps in range(1, 300):
+        schedule = pipeline._pruning_schedule(steps)  # TFMOT updates masks at step multiples of frequency, from 1
+        assert 1 <= schedule["end_step"] <= steps and schedule["end_step"] % schedule["frequency"] == 0
+    images, labels = _data.pixels(32)
+    batches = tf.data.Dataset.from_tensor_slices((_data.normalized(images), labels)).batch(16)  # a Dataset
+    out = pipeline.compress(_data.tiny_model(), pipeline.Plan("p", prune=0.8), train=batches, finetune_steps=1)
+    zeros = prune.sparsity(out)
+    assert zeros["fc1"] == pytest.approx(0.8, abs=0.01) and zeros["conv2"] == pytest.approx(0.8, abs=0.01)
+    with pytest.raises(ValueError, match=r"plan 'p' \(prune 80% \+ float32\) did not reach its sparsity after "
+                                         r"fine-tuning: fc1 0.800 < 0.900"):  # the check after every pruning stage
+        pipeline._check_sparsity(out, {"conv2": 0.8, "fc1": 0.9}, pipeline.Plan("p", prune=0.8))
+
+
+def test_a_stage_with_nothing_to_act_on_is_refused():
+    import tf_keras as keras
+
+    inputs = keras.Input(_data.SHAPE)
+    convolutions = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inputs)))
+    with pytest.raises(ValueError, match=r"plan 'lr' \(low-rank Dense .*\) factors Dense layers; .* has none"):
+        pipeline.compress(convolutions, pipeline.Plan("lr", low_rank=0.5), train=_short)
+    with pytest.raises(ValueError, match=r"no Dense layer of 'tiny' gets smaller .* \(eligible: fc1, predictions\)"):
+        pipeline.compress(_data.tiny_model(), pipeline.Plan("lr", low_rank=1.0), train=_short)
+    edges_only = keras.Model(inputs, keras.layers.Dense(4, name="predictions")(
+        keras.layers.Flatten()(keras.layers.Conv2D(4, 3, name="conv1")(inputs))))
+    with pytest.raises(ValueError, match="nothing to prune .* Prunable layers: conv1, predictions; conv1, "
+                                         "predictions stay dense as edge layers"):
+        pipeline.compress(edges_only, pipeline.Plan("p", prune=0.8), train=_short)
+
+
+def test_plans_refuse_options_they_would_ignore_and_are_immutable_and_hashable():
+    with pytest.raises(ValueError, match=r"epochs\['cluster'\]: plan 'x' \(prune 80% \+ float32\) has no cluster "
+                                         "stage; its stages: prune"):
+        pipeline.Plan("x", prune=0.8, epochs={"cluster": 3})
+    with pytest.raises(ValueError, match=r"schedule applies to fine-tuning; plan 'x' \(PTQ int8\) has none"):
+        pipeline.Plan("x", quantize="int8", schedule="cosine")
+    with pytest.raises(ValueError, match=r"prune_layers name each glob once .*received fc\* more than once"):
+        pipeline.Plan("x", prune=0.8, prune_layers=(("fc*", 0.9), ("fc*", 0.5)))
+    plan = pipeline.Plan("x", prune=0.8, epochs={"prune": 2}, m_by_n=None)
+    with pytest.raises(TypeError):
+        plan.epochs["prune"] = 0
+    assert {plan, pipeline.Plan("x", prune=0.8, epochs={"prune": 2})} == {plan}
+    assert pipeline.Plan("c", cluster=np.int64(16)).cluster == 16
+    assert [pipeline.named_plan(**p).name for p in (
+        {}, {"prune": 0.3}, {"prune": 0.9}, {"m_by_n": (2, 4)}, {"prune": 0.985, "prune_layers": (("fc*", 0.5),)},
+        {"low_rank": 0.9, "cluster": 16, "quantize": "qat", "epochs": {"qat": 2}, "distill": True})] == [
+        "float32", "pruned30", "pruned90", "pruned2of4", "pruned98.5_fcx50",
+        "lowrank90_clustered16_qat_qat2ep_distilled"]
+
+
 def _zoo(*args, cwd):
     return subprocess.run([sys.executable, "-m", "zoo.cli", *args], capture_output=True, text=True, cwd=cwd)
 
@@ -125,16 +216,68 @@ def test_cli_rejects_bad_arguments_in_one_line(args, message, tmp_path):
 
 
 def test_cli_exports_pretrained_weights(tmp_path):
+    import zoo
+    from export import saved_model
+
     done = _zoo("export", "resnet20", "--weights", "fashion_mnist", "--dataset", "synthetic", "--quantize", "dynamic",
                 "--prune", "0.5", "--prune-layer", "stage3*=0.9", "--epochs", "prune=2", "--lr-schedule", "cosine",
-                "--finetune-steps", "2",
+                "--finetune-steps", "2", "--saved-model",
                 "--test-limit", "64", "--max-accuracy-drop", "100", "--out", str(tmp_path / "out"), cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads((tmp_path / "out" / "export.json").read_text())
+    name = "pruned50_stage3x90_dynamic_prune2ep_cosine"  # named by its parameters
     assert [(v["name"], v["description"]) for v in report["variants"]] == [
-        ("pruned_dynamic", "prune 50% (stage3*: 90%) + dynamic-range int8")]
-    assert (tmp_path / "out" / "pruned_dynamic.tflite").stat().st_size == report["variants"][0]["size_bytes"]
-    state = json.loads((tmp_path / "out" / "runs" / "pruned_dynamic" / "prune" / "state.json").read_text())
+        (name, "prune 50% (stage3*: 90%) + dynamic-range int8")]
+    assert report["weights"] == "resnet20.fashion_mnist"
+    assert (tmp_path / "out" / f"{name}.tflite").stat().st_size == report["variants"][0]["size_bytes"]
+    state = json.loads((tmp_path / "out" / "runs" / name / "prune" / "state.json").read_text())
     assert state["step"] == 4  # two epochs of two steps
-    recipe = json.loads((tmp_path / "out" / "runs" / "pruned_dynamic" / "prune" / "recipe.json").read_text())
+    recipe = json.loads((tmp_path / "out" / "runs" / name / "prune" / "recipe.json").read_text())
     assert recipe["schedule"]["kind"] == "cosine" and recipe["epochs"] == 2
+    meta = zoo.get_weights_info("resnet20.fashion_mnist")  # the SavedModel carries the weights' own metadata
+    about = saved_model.read_metadata(tmp_path / "out" / "saved_model")
+    assert about["weights"] == meta.name and about["sha256"] == meta.source.sha256
+    assert about["class_names"] == list(meta.head.class_names) and about["input"]["mean"] == list(meta.input.mean)
+
+
+def _training_run(tmp_path):
+    """A `zoo train`-like run directory: final_weights.h5 of a 12x12x1 resnet20 (one block a stage), run.json."""
+    import zoo
+    from training.runs import RunSpec
+
+    run = tmp_path / "run"
+    run.mkdir()
+    options = {"stage_depths": (1, 1, 1)}
+    model = zoo.create_model("resnet20", input_shape=(12, 12, 1), num_classes=10, **options)
+    model.save_weights(run / "final_weights.h5")
+    (run / "run.json").write_text(json.dumps(RunSpec(model="resnet20", dataset="synthetic", input_shape=(12, 12, 1),
+                                                     options=options).to_dict()))
+    return run
+
+
+def test_cli_exports_a_training_runs_weights_built_as_its_run_json_records(tmp_path):
+    import hashlib
+
+    from export import saved_model
+    from zoo.cli import main
+
+    weights = _training_run(tmp_path) / "final_weights.h5"
+    assert main(["export", "resnet20", "--weights", str(weights), "--test-limit", "16", "--calibration", "4",
+                 "--saved-model", "--out", str(tmp_path / "out")]) == 0
+    report = json.loads((tmp_path / "out" / "export.json").read_text())
+    assert report["dataset"] == "synthetic" and [v["name"] for v in report["variants"]] == ["float32"]
+    about = saved_model.read_metadata(tmp_path / "out" / "saved_model")
+    assert about["input"]["shape"] == [12, 12, 1] and about["class_names"] == [f"class_{i}" for i in range(10)]
+    assert about["weights"] == str(weights) and about["sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+
+
+def test_cli_builds_a_weights_file_without_run_json_from_its_flags(tmp_path, capsys):
+    from zoo.cli import main
+
+    run = _training_run(tmp_path)
+    (run / "run.json").unlink()
+    export = ["export", "resnet20", "--weights", str(run / "final_weights.h5"), "--dataset", "synthetic",
+              "--test-limit", "16", "--out", str(tmp_path / "out")]
+    assert main(export) == 2  # the model's defaults do not fit, and the error says what to give
+    assert "give --input-shape and --num-classes, or keep the training run's run.json" in capsys.readouterr().err
+    assert main([*export, "--input-shape", "12", "12", "1", "--num-classes", "10", "-o", "stage_depths=(1, 1, 1)"]) == 0

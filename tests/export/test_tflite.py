@@ -1,5 +1,7 @@
 """Conversion to TFLite, the LiteRT interpreter wrapper, parity checks and the TF Select report."""
 
+import re
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -46,6 +48,52 @@ def test_int8_with_integer_io_takes_uint8_pixels(trained, test_set):
     assert model.input_dtype == np.uint8
     report = tflite.check_parity(model, trained, images.astype(np.uint8), labels, min_top1_agreement=0.97)
     assert report.accuracy > 0.9
+
+
+def test_integer_io_takes_raw_pixels_whatever_range_the_calibration_images_span(trained, test_set):
+    from ai_edge_litert.interpreter import Interpreter
+
+    images, labels = test_set
+    narrow = np.clip(images[:64], 20, 180)  # calibration images that happen not to span [0, 255]
+    flat = tflite.convert(trained, quantize="int8", representative_images=narrow, integer_io=True)
+    assert Interpreter(model_content=flat).get_input_details()[0]["quantization"] == (1.0, 0)  # uint8 p is pixel p
+    raw = tflite.TFLiteModel(flat).predict(images.astype(np.uint8))
+    tflite.check_parity(raw, trained, images, labels, min_top1_agreement=0.97, max_accuracy_drop=1.0)
+
+
+def test_int8_calibration_images_must_be_inputs_of_the_model(trained):
+    for images in (np.zeros((0, *_data.SHAPE)), np.zeros((4, 12, 12)), np.zeros((4, 16, 16, 1))):
+        message = f"representative_images must be N >= 1 inputs of the model, shape (N, 12, 12, 1); received shape " \
+                  f"{images.shape}"
+        with pytest.raises(ValueError, match=re.escape(message)):
+            tflite.convert(trained, quantize="int8", representative_images=images)
+
+
+def test_parity_check_fails_on_nan_or_infinite_outputs():
+    reference = np.eye(3, dtype=np.float32) * 2
+    nan = reference.copy()
+    nan[0, 0] = nan[1, 1] = np.nan  # NaN where the class is predicted: argmax and accuracy are unchanged
+    labels, images = np.arange(3), np.zeros((3, 1))
+    with pytest.raises(tflite.ParityError, match="converted outputs hold 2 NaN or infinite values"):
+        tflite.check_parity(nan, reference, images, labels, max_accuracy_drop=None)
+    infinite = reference.copy()
+    infinite[2, 0] = np.inf
+    with pytest.raises(tflite.ParityError, match=r"reference outputs hold 1 NaN .*max \|logit diff\| inf > 1.0"):
+        tflite.check_parity(reference, infinite, images, labels, max_abs_diff=1.0, max_accuracy_drop=None)
+
+
+def test_a_tflite_file_is_read_and_closed(trained, tmp_path):
+    import gc
+    import warnings
+
+    path = tmp_path / "m.tflite"
+    path.write_bytes(tflite.convert(trained))
+    with warnings.catch_warnings(record=True) as caught:  # an unclosed file warns when it is collected
+        warnings.simplefilter("always", ResourceWarning)
+        assert tflite.TFLiteModel(str(path)).input_shape == _data.SHAPE
+        assert tflite.op_counts(str(path))["FULLY_CONNECTED"] == 1
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
 
 
 def test_parity_check_fails_loudly_past_tolerance(trained, test_set):

@@ -366,3 +366,48 @@ def test_pruning_preserving_qat_keeps_the_zeros_of_every_kernel(tmp_path):
     assert set(kernels) >= {"quant_conv1", "quant_conv2", "quant_fc6"}  # Conv2D, GroupedConv2D, Dense
     for name, kernel in kernels.items():
         assert np.mean(kernel == 0) >= 0.79, name
+
+
+# -- what every transform accepts -----------------------------------------------------------------------
+
+
+class _Subclassed(keras.Model):
+    def __init__(self):
+        super().__init__(name="subclassed")
+        self.flatten, self.dense = keras.layers.Flatten(), keras.layers.Dense(_data.CLASSES)
+
+    def call(self, inputs):
+        return self.dense(self.flatten(inputs))
+
+
+_TRANSFORMS = {
+    "pruning": lambda m: prune.prune(m, sparsity=0.5),
+    "clustering": lambda m: cluster.cluster(m, clusters=4),
+    "quantization-aware training": lambda m: quantize.quantize_aware(m),
+    "batch_norms_as_depthwise": quantize.batch_norms_as_depthwise,
+    "fuse_relu": quantize.fuse_relu,
+    "low_rank": lambda m: low_rank.low_rank(m, rank=1)[0],
+}
+
+
+@pytest.mark.parametrize("what", _TRANSFORMS)
+def test_every_transform_takes_a_sequential_model_and_names_what_it_refuses(what):
+    sequential = keras.Sequential([keras.Input(_data.SHAPE), keras.layers.Conv2D(8, 3),
+                                   keras.layers.BatchNormalization(), keras.layers.ReLU(), keras.layers.Flatten(),
+                                   keras.layers.Dense(_data.CLASSES)])
+    images, _ = _data.pixels(2)
+    out = _TRANSFORMS[what](sequential)
+    assert out.output_shape == (None, _data.CLASSES) and out.predict(_data.normalized(images), verbose=0).shape == (
+        2, _data.CLASSES)
+    subclassed = _Subclassed()
+    subclassed(_data.normalized(images))
+    with pytest.raises(ValueError, match=f"{what} needs a functional tf_keras model .*received .*_Subclassed, a "
+                                         "subclassed model"):
+        _TRANSFORMS[what](subclassed)
+    with pytest.raises(ValueError, match="a Sequential model without an input"):
+        _TRANSFORMS[what](keras.Sequential([keras.layers.Dense(2)]))
+
+
+def test_clustering_with_nothing_to_cluster_is_refused(trained):
+    with pytest.raises(ValueError, match="nothing to cluster in .*; received skip=\\('\\*',\\)"):
+        cluster.cluster(trained, skip=("*",))
