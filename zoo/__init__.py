@@ -4,8 +4,8 @@
     >>> zoo.list_models("resnet*")[:3]
     ['resnet18', 'resnet20', 'resnet32']
     >>> model = zoo.create_model("resnet20", input_shape=(28, 28, 1), num_classes=10)
-    >>> zoo.list_pretrained()
-    ['resnet20.fashion_mnist']
+    >>> len(zoo.list_pretrained()), zoo.list_pretrained("resnet*")
+    (11, ['resnet20.fashion_mnist'])
     >>> trained = zoo.create_model("resnet20", weights="DEFAULT")  # doctest: +SKIP
 
 Importing ``zoo`` is cheap: it sets ``TF_USE_LEGACY_KERAS=1`` (TFMOT and tf-agents only work

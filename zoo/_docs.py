@@ -19,7 +19,15 @@ from typing import Any, Iterator, Literal, Sequence
 
 from zoo._registry import ModelInfo, get_spec, list_families, list_models, model_info
 
-__all__ = ["format_shape", "human_count", "model_card", "models_markdown", "models_table", "pretrained_markdown"]
+__all__ = [
+    "format_shape",
+    "human_count",
+    "model_card",
+    "models_markdown",
+    "models_table",
+    "pretrained_markdown",
+    "pretrained_table",
+]
 
 GENERATE_COMMAND = "make docs"
 
@@ -71,9 +79,10 @@ COUNT_WIDTH = 5  # human_count never needs more: "11.7M", "999K", "1.82G"
 def models_table(names: Sequence[str]) -> Iterator[str]:
     """Lines of a plain-text table of models at their default input (header first).
 
-    Columns: name, family, params, MACs, FLOPs, default input, paper year. Each model is built once
-    in a scratch graph (`model_info`, about a second for a large one); the column widths are known
-    from the registry before any is built, so callers can print each line as it comes.
+    Columns: name, family, params, MACs, FLOPs, default input, paper year. The counts are
+    `model_info`'s at the variant's defaults, read from the card table shipped in the package
+    (``zoo/_cards.json``, measured by ``make docs``), so no model is built; the column widths come from
+    the registry, so callers can print each line as it comes.
 
     Example:
         >>> print("\\n".join(models_table(["resnet18"])))  # doctest: +NORMALIZE_WHITESPACE
@@ -110,6 +119,34 @@ def models_table(names: Sequence[str]) -> Iterator[str]:
         )
 
 
+def _weights_options(meta) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in meta.provenance.options) or "the variant's defaults"
+
+
+def pretrained_table(names: Sequence[str]) -> list[str]:
+    """Lines of a plain-text table of pretrained weights, each as the architecture it was trained as.
+
+    A variant's pretrained weights may use other options than the variant (a narrower
+    ``resnext29_8x64d``), so the counts are the weights' own, from their metadata. Columns: weights
+    (``arch.tag``), params, FLOPs, input, test top-1, architecture options.
+
+    Example:
+        >>> print("\\n".join(pretrained_table(["resnet20.fashion_mnist"])))  # doctest: +NORMALIZE_WHITESPACE
+        weights                 params  FLOPs  input     top-1  options
+        resnet20.fashion_mnist    271K  61.6M  28x28x1  92.61%  the variant's defaults
+    """
+    from zoo._weights import get_weights_info
+
+    rows = [["weights", "params", "FLOPs", "input", "top-1", "options"]]
+    for meta in map(get_weights_info, names):
+        rows.append([meta.name, human_count(meta.metrics.params), human_count(meta.metrics.flops),
+                     format_shape(meta.input.shape), f"{meta.metrics.top1:.2%}", _weights_options(meta)])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    right = [False, True, True, False, True, False]
+    return ["  ".join(c.rjust(w) if r else c.ljust(w) for c, w, r in zip(row, widths, right)).rstrip()
+            for row in rows]
+
+
 # -- the model card (`zoo info`) --------------------------------------------------------------------
 
 
@@ -141,6 +178,18 @@ def _option_lines(info: ModelInfo) -> list[str]:
     return lines
 
 
+def _pretrained_lines(info: ModelInfo) -> list[str]:
+    """Each pretrained tag with the architecture it was trained as: its options, params and input."""
+    from zoo._weights import get_weights_info
+
+    lines = []
+    for tag in info.pretrained:
+        meta = get_weights_info(f"{info.name}.{tag}")
+        lines.append(f"{tag}{' (default)' if meta.default else ''}: {meta.metrics.params:,} params at "
+                     f"{format_shape(meta.input.shape)}, options {_weights_options(meta)}")
+    return lines
+
+
 def model_card(info: ModelInfo) -> str:
     """Every field of a `ModelInfo` as a readable card, and whether the published count matches.
 
@@ -166,6 +215,7 @@ def model_card(info: ModelInfo) -> str:
             verdict = "rounds to" if mark == "✓" else "DOES NOT ROUND TO"
         match = f"{mark} the zoo's trainable count {verdict} the published {count}{at_default}"
     options = _option_lines(info) or ["none"]
+    pretrained = _pretrained_lines(info) or ["none yet"]
     fields = [
         ("family", info.family),
         ("task", info.task),
@@ -181,7 +231,8 @@ def model_card(info: ModelInfo) -> str:
         ("FLOPs", f"{info.flops:,} ({human_count(info.flops)}, 2 x MACs)"),
         ("published params", published),
         ("matches published", match),
-        ("pretrained", ", ".join(info.pretrained) or "none yet"),
+        ("pretrained", pretrained[0]),
+        *(("", more) for more in pretrained[1:]),
         ("options", options[0]),
         *(("", more) for more in options[1:]),
     ]

@@ -16,6 +16,8 @@ import difflib
 import fnmatch
 import importlib
 import inspect
+import numbers
+import operator
 import re
 import types
 import typing
@@ -72,7 +74,20 @@ class Published:
 
 @dataclasses.dataclass(frozen=True)
 class Family:
-    """One architecture family: its paper, its builder and what its models take and return."""
+    """One architecture family: its paper, its builder and what its models take and return.
+
+    The last three fields are what loading weights by layer name needs to know (`zoo._weights`):
+
+    Attributes:
+        classifier_layers: the layers with weights whose size is ``num_classes``. Pretrained weights
+            loaded with another number of classes leave them freshly initialized.
+        head_layers: every layer with weights that only ``include_top=True`` builds, the classifier
+            layers included (VGG's fc layers, GoogLeNet's auxiliary heads). A file may hold them when
+            the model does not; any other layer of the file must be in the model.
+        weight_free_options: architecture options that change no layer's weights (dropout rates,
+            stochastic depth, whether training-only heads are built), so pretrained weights load
+            whatever their value.
+    """
 
     name: str
     builder: Callable[..., Any]
@@ -82,10 +97,20 @@ class Family:
     task: str = "classification"
     inputs: tuple[str, ...] = ("image",)
     outputs: tuple[str, ...] = ("logits",)
+    classifier_layers: tuple[str, ...] = ("predictions",)
+    head_layers: tuple[str, ...] = ("predictions",)
+    weight_free_options: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.task not in TASKS:
             raise ValueError(f"unknown task {self.task!r} for family {self.name!r}. Accepted: {', '.join(TASKS)}")
+        if not set(self.classifier_layers) <= set(self.head_layers):
+            raise ValueError(f"classifier_layers of family {self.name!r} must be among its head_layers; received "
+                             f"{self.classifier_layers!r} and {self.head_layers!r}")
+        unknown = sorted(set(self.weight_free_options) - set(self.option_names()))
+        if unknown:
+            raise ValueError(f"weight_free_options of family {self.name!r} are not options of its builder: "
+                             f"{', '.join(unknown)}. Accepted: {', '.join(self.option_names())}")
 
     def register(
         self,
@@ -322,18 +347,28 @@ def _check_options(spec: ModelSpec, options: Mapping[str, Any]) -> dict[str, Any
     return out
 
 
+def _positive_int(value: Any) -> int | None:
+    """``value`` as an ``int`` if it is a positive integer, NumPy's included (not a bool); else ``None``."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and value > 0:
+        return operator.index(value)
+    return None
+
+
+def _described(value: Any) -> str:
+    """``value`` and its type for an error: NumPy's ``10`` or ``10.0`` print like Python's."""
+    if isinstance(value, (tuple, list)):
+        return f"{value!r} (a {type(value).__name__} of {', '.join(type(v).__name__ for v in value) or 'nothing'})"
+    return f"{value!r} ({type(value).__name__})"
+
+
 def _check_input_shape(name: str, input_shape: Any) -> tuple[int, int, int]:
-    ok = (
-        isinstance(input_shape, (tuple, list))
-        and len(input_shape) == 3
-        and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in input_shape)
-    )
-    if not ok:
+    dims = tuple(map(_positive_int, input_shape)) if isinstance(input_shape, (tuple, list)) else ()
+    if len(dims) != 3 or None in dims:
         raise ValueError(
             f"input_shape for {name!r} must be (height, width, channels) of positive ints, channels last; "
-            f"received {input_shape!r}"
+            f"received {_described(input_shape)}"
         )
-    return tuple(input_shape)
+    return dims
 
 
 # -- the front door ---------------------------------------------------------------------------------
@@ -356,16 +391,20 @@ def create_model(
         name: a registered name, see `list_models`.
         weights: ``None`` for random initialization; pretrained weights that ship with the zoo
             (`zoo.list_pretrained`): ``"DEFAULT"`` (the model's default tag), a tag such as
-            ``"fashion_mnist"``, or ``"resnet20.fashion_mnist"``; or a path to a weights file (``.h5``
-            or a TF checkpoint prefix) saved from the same architecture. Pretrained weights are
-            checked (size, sha256) before loading, and bring the architecture options they were
-            trained with; ``input_shape`` and ``num_classes`` then default to theirs.
+            ``"fashion_mnist"``, or ``"resnet20.fashion_mnist"``; or a path to a weights file saved
+            from the same architecture: an ``.h5`` file (matched by layer name) or a TF checkpoint
+            prefix (it must fill every variable of the model). Pretrained weights are checked (size,
+            sha256) before loading, and bring the architecture options they were trained with, their
+            stem included; ``input_shape`` and ``num_classes`` then default to theirs, and options
+            that change no weights (the family's ``weight_free_options``, e.g. ``dropout``) may
+            differ.
         input_shape: ``(height, width, channels)``; defaults to the variant's default (with pretrained
             weights, to theirs). Families adapt their stem to small inputs (under 64 pixels) as their
-            docstrings describe.
+            docstrings describe; pretrained weights keep the stem they were trained with at any size.
         num_classes: size of the classifier; defaults to the variant's default (1000 for ImageNet), or
             the pretrained weights' classes. With pretrained weights and another number of classes,
-            the backbone is loaded and the new ``predictions`` layer is freshly initialized.
+            the backbone is loaded and the classifier layers (the family's ``classifier_layers``,
+            e.g. ``predictions``) are freshly initialized.
         include_top: build the classifier; if False the model returns features (with pretrained
             weights, the backbone is loaded).
         pooling: with ``include_top=False``: ``None`` (the last feature map), ``"avg"`` or ``"max"``.
@@ -380,8 +419,8 @@ def create_model(
     Raises:
         ValueError: unknown name or option, an invalid argument value, or weights that cannot be
             loaded: an unknown tag (the error lists the model's tags), a pretrained file whose size or
-            sha256 differs from its metadata, options that conflict with the pretrained weights', or
-            a file of another architecture.
+            sha256 differs from its metadata, options that conflict with the pretrained weights', a
+            file of another architecture, or a checkpoint that leaves model variables unfilled.
         TypeError: an option of the wrong type.
 
     Example:
@@ -410,8 +449,9 @@ def create_model(
                          f"received input_shape={input_shape!r}. Accepted: (height, width, "
                          f"{pretrained.input.shape[2]}), by default {pretrained.input.shape!r}")
     num_classes = spec.default_num_classes if num_classes is None else num_classes
-    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive int; received {num_classes!r}")
+    if _positive_int(num_classes) is None:
+        raise ValueError(f"num_classes must be a positive int; received {_described(num_classes)}")
+    num_classes = _positive_int(num_classes)
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}; received {pooling!r}")
     if not isinstance(include_top, bool):
@@ -448,7 +488,10 @@ def _check_activation(activation: str) -> None:
 
 
 def _load_weights(model, spec: ModelSpec, weights: str) -> None:
+    """Loads a weights file: an HDF5 file by layer name, a TF checkpoint only if it fills every model variable."""
     import os
+
+    from zoo import _weights
 
     if not isinstance(weights, (str, os.PathLike)) or not (
         os.path.exists(weights) or os.path.exists(f"{weights}.index")
@@ -457,10 +500,27 @@ def _load_weights(model, spec: ModelSpec, weights: str) -> None:
         pretrained = [f"'DEFAULT' ({tags[0]})", *(repr(t) for t in tags)] if tags else []
         accepted = ", ".join([*pretrained, "None", "a path to a weights file"])
         raise ValueError(f"cannot load weights={weights!r} for {spec.name!r}. Accepted: {accepted}")
+    path = os.fspath(weights)
+    accepted = (f"weights saved from {spec.name} with the same options, input channels and num_classes (for "
+                "include_top=False, also those of the full model)")
+    if _weights.is_h5(path):
+        _weights.load_h5_by_name(model, path, spec.family, what=f"the weights in {path}", accepted=accepted)
+        return
     try:
-        model.load_weights(os.fspath(weights))
+        status = model.load_weights(path)
     except (ValueError, OSError) as err:
         raise ValueError(f"weights file {weights!r} does not fit {spec.name!r}: {err}") from err
+    if status is None:  # not a TF checkpoint (a .keras file): no restore status to check
+        return
+    try:
+        status.assert_existing_objects_matched()
+    except AssertionError as err:
+        # A backbone's checkpoint restores nothing into a full model's head: it would stay random.
+        unmatched = sorted({n.split(":")[0] for n in re.findall(r"<tf\.Variable '([^']+)'", str(err))})
+        found = ", ".join(unmatched[:6]) + (" ..." if len(unmatched) > 6 else "") if unmatched else str(err)[:300]
+        raise ValueError(f"checkpoint {path!r} does not fill this {spec.name!r} model: it has no values for "
+                         f"{found}. Accepted: {accepted}") from None
+    status.expect_partial()  # a full model's checkpoint into a backbone: the head's values go unused
 
 
 def strip_training_outputs(model):

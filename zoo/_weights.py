@@ -10,17 +10,18 @@ weights has exactly one default tag. An entry is two files in ``zoo/weights/`` (
 The registry reads the JSON files lazily, on first use, and checks them: an unknown architecture, a
 file named other than its entry, a missing weights file or an architecture with no (or two) default
 tags fails there. Loading (``zoo.create_model(name, weights=...)``) checks the file's size and sha256
-before a single weight is read, applies the architecture options the weights were trained with,
-and requires every weight-carrying layer of the model to be filled from the file: a wrong sha256,
-a truncated file or another architecture raises ``ValueError``; nothing ever falls back to random
-weights.
+before a single weight is read, applies the architecture options the weights were trained with
+(their stem included, so they load at any input size), and requires every weight-carrying layer
+of the model to be filled from the file, but for a classifier of another ``num_classes``, which is
+freshly initialized: a wrong sha256, a truncated file or another architecture raises
+``ValueError``; nothing ever falls back to random weights.
 
 `publish_run` turns a finished ``zoo train`` run directory into an entry (``zoo publish``): it
 re-evaluates the weights on the full test split and refuses when the run's ``eval.json`` disagrees.
 
     >>> import zoo
-    >>> zoo.list_pretrained()
-    ['resnet20.fashion_mnist']
+    >>> len(zoo.list_pretrained()), zoo.list_pretrained()[:2]
+    (11, ['alexnet_2012.fashion_mnist', 'densenet_bc100_k12.fashion_mnist'])
     >>> info = zoo.get_weights_info("resnet20")  # the default tag
     >>> info.name, info.input.shape, info.head.class_names[:2]
     ('resnet20.fashion_mnist', (28, 28, 1), ('T-shirt/top', 'Trouser'))
@@ -41,7 +42,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from zoo._files import atomic_path, write_text
+from zoo._files import atomic_path, write_bytes
 
 __all__ = [
     "DEFAULT",
@@ -534,26 +535,54 @@ def verify(meta: PretrainedWeights) -> Path:
     return path
 
 
+STEM_OPTION = "stem"  # every family's; "auto" resolves by input size (`zoo.models._common.resolve_stem`)
+
+
 def check_options(meta: PretrainedWeights, spec, options: Mapping[str, Any]) -> dict[str, Any]:
-    """The architecture options to build with: those the weights were trained with; conflicting ones raise."""
-    import inspect
+    """The architecture options to build ``spec`` with for ``meta``'s weights, given the caller's ``options``.
 
-    trained = meta.provenance.options_dict
-    defaults = {n: p.default for n, p in inspect.signature(spec.family.builder).parameters.items()}
-    conflicts = []
-    for key, value in options.items():
-        expected = trained.get(key, spec.options.get(key, defaults.get(key)))
-        if _tuples(value) != _tuples(expected):
-            conflicts.append(f"{key}={value!r} (the weights have {key}={expected!r})")
+    The weights' own options apply: those they were trained with, and their stem resolved against
+    the input shape they were trained at, so that they load into the network they were trained as at
+    any input size (``stem="auto"`` picks the small-input stem at 28x28 but the ImageNet one at
+    64x64). The caller may set the family's weight-free options (`Family.weight_free_options`, e.g.
+    dropout rates) to any value, ``stem="auto"``, and every other option to the weights' value.
+
+    Raises:
+        ValueError: an option that differs from the weights', naming both values.
+    """
+    from zoo._registry import _architecture_params
+    from zoo.models._common import resolve_stem
+
+    family = spec.family
+    recorded = meta.provenance.options_dict
+    defaults = {name: param.default for name, param in _architecture_params(family.builder).items()}
+    trained = {**defaults, **spec.options, **recorded}
+    pinned = dict(recorded)
+    if STEM_OPTION in trained:
+        trained[STEM_OPTION] = pinned[STEM_OPTION] = resolve_stem(trained[STEM_OPTION], meta.input.shape,
+                                                                  family=family.name)
+    free = {key: value for key, value in options.items() if key in family.weight_free_options}
+    conflicts = [f"{key}={value!r} (the weights have {key}={trained[key]!r})" for key, value in options.items()
+                 if key not in free and not (key == STEM_OPTION and value == "auto")
+                 and _tuples(value) != _tuples(trained[key])]
     if conflicts:
-        recorded = ", ".join(f"{k}={v!r}" for k, v in trained.items()) or "the variant's defaults"
-        raise ValueError(f"pretrained weights {meta.name!r} were trained with {recorded}; received "
-                         f"{'; '.join(conflicts)}. Accepted: leave those options out (they are applied), or "
-                         "weights=None for a freshly initialized model")
-    return {**options, **trained}
+        described = ", ".join(f"{k}={v!r}" for k, v in recorded.items()) or "the variant's defaults"
+        any_value = ", ".join(family.weight_free_options) or "none"
+        raise ValueError(f"pretrained weights {meta.name!r} were trained with {described}; received "
+                         f"{'; '.join(conflicts)}. Accepted: leave those options out (they are applied), options "
+                         f"that change no weights ({any_value}) at any value, or weights=None for a freshly "
+                         "initialized model")
+    return {**pinned, **free}
 
 
-def _read_h5(path: Path, name: str) -> dict[str, list]:
+def is_h5(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is an HDF5 file (what ``save_weights`` writes for a ``.h5`` name)."""
+    import h5py
+
+    return os.path.isfile(path) and h5py.is_hdf5(path)
+
+
+def _read_h5(path: str | os.PathLike, what: str) -> dict[str, list]:
     """``{layer name: [arrays in the layer's weight order]}`` from a legacy ``save_weights`` HDF5 file."""
     import h5py
     import numpy as np
@@ -570,28 +599,60 @@ def _read_h5(path: Path, name: str) -> dict[str, list]:
                 layers[layer] = [np.asarray(g[text(w)]) for w in g.attrs["weight_names"]]
             return layers
     except (OSError, KeyError) as err:
-        raise ValueError(f"pretrained weights {name!r}: {path} is not a Keras HDF5 weights file ({err})") from err
+        raise ValueError(f"{what}: {path} is not a Keras HDF5 weights file ({err})") from err
 
 
 def load_pretrained(model, meta: PretrainedWeights) -> None:
-    """Verifies ``meta``'s file, then fills ``model``'s layers from it by layer name.
+    """Verifies ``meta``'s file, then fills ``model``'s layers from it by layer name (`load_h5_by_name`).
 
-    Every layer of ``model`` that has weights must be in the file with the same shapes, except a
-    classifier (``predictions``) of another size, which keeps its fresh initialization. With the
-    weights' own head (``num_classes`` equal) the file must hold nothing else either.
+    With another ``num_classes`` than the weights' the classifier keeps its fresh initialization.
 
     Raises:
         ValueError: the file fails `verify`, or its layers do not fit ``model`` (another architecture).
     """
+    from zoo._registry import get_spec
+
     path = verify(meta)
-    saved = _read_h5(path, meta.name)
-    has_head = "predictions" in _layer_names(model)
-    fresh_head = has_head and model.get_layer("predictions").output_shape[-1] != meta.head.num_classes
-    full = has_head and not fresh_head
+    options = ", ".join(f"{k}={v!r}" for k, v in meta.provenance.options) or "the variant's defaults"
+    load_h5_by_name(model, path, get_spec(meta.arch).family, what=f"pretrained weights {meta.name!r}",
+                    num_classes=meta.head.num_classes,
+                    accepted=f"the architecture they were trained as ({meta.arch} with {options}, input "
+                             f"{'x'.join(map(str, meta.input.shape))})")
+
+
+def load_h5_by_name(model, path: str | os.PathLike, family, *, what: str, accepted: str,
+                    num_classes: int | None = None) -> None:
+    """Fills ``model``'s layers from a legacy ``save_weights`` HDF5 file by layer name, all or nothing.
+
+    Every layer of ``model`` with weights must be in the file with the same shapes, except the
+    family's classifier layers (`Family.classifier_layers`) when ``num_classes``, the file's number of
+    classes, differs from the model's: those keep their fresh initialization. Every layer of the file
+    with weights must be in ``model``, except the family's head layers (`Family.head_layers`), which
+    a backbone or a GoogLeNet without auxiliary heads leaves out.
+
+    Args:
+        model: a model of ``family``.
+        path: the HDF5 file.
+        family: the `zoo._registry.Family` of ``model``.
+        what: names the weights in errors (``"pretrained weights 'resnet20.fashion_mnist'"``).
+        accepted: what would fit, for errors.
+        num_classes: the file's number of classes, if known; ``None`` requires the model's.
+
+    Raises:
+        ValueError: the file is not HDF5 weights, or its layers do not fit ``model``.
+    """
+    import tf_keras as keras
+
+    saved = _read_h5(path, what)
+    names = _layer_names(model)
+    classifier = [name for name in family.classifier_layers if name in names]
+    fresh = set()
+    if classifier and num_classes is not None and model.get_layer(classifier[0]).output_shape[-1] != num_classes:
+        fresh = set(classifier)
     missing, mismatched, assign = [], [], []
     for layer in model.layers:
-        variables = layer.weights
-        if not variables or (fresh_head and layer.name == "predictions"):
+        variables = layer.trainable_weights + layer.non_trainable_weights  # the order save_weights writes
+        if not variables or layer.name in fresh:
             continue
         arrays = saved.get(layer.name)
         if arrays is None:
@@ -602,20 +663,16 @@ def load_pretrained(model, meta: PretrainedWeights) -> None:
         if want != have:
             mismatched.append(f"{layer.name} (file {have}, model {want})")
             continue
-        assign.append((layer, arrays))
+        assign.extend(zip(variables, arrays))
     # Weightless layers in the file (a reshape, a padding) carry nothing to lose.
-    extra = sorted(n for n in set(saved) - {layer.name for layer in model.layers} if saved[n]) if full else []
+    extra = sorted(n for n, arrays in saved.items() if arrays and n not in names and n not in family.head_layers)
     if missing or mismatched or extra:
         problems = [f"{label}: {', '.join(items[:5])}{' ...' if len(items) > 5 else ''}"
                     for label, items in (("model layers not in the file", missing),
                                          ("layers of other shapes", mismatched),
                                          ("file layers not in the model", extra)) if items]
-        options = ", ".join(f"{k}={v!r}" for k, v in meta.provenance.options) or "the variant's defaults"
-        raise ValueError(f"pretrained weights {meta.name!r} do not fit this {model.name!r} model "
-                         f"({'; '.join(problems)}). Accepted: the architecture they were trained as ({meta.arch} with {options}, input "
-                         f"{'x'.join(map(str, meta.input.shape))})")
-    for layer, arrays in assign:
-        layer.set_weights(arrays)
+        raise ValueError(f"{what} do not fit this {model.name!r} model ({'; '.join(problems)}). Accepted: {accepted}")
+    keras.backend.batch_set_value(assign)
 
 
 def _layer_names(model) -> set[str]:
@@ -661,7 +718,7 @@ def write_sample_images(dataset: str = "fashion_mnist", *, per_class: int = SAMP
     """Writes the sample `sample_images` reads: the first ``per_class`` test images of each class.
 
     Stores ``images`` (uint8, ``[N, H, W]`` for one channel), ``labels`` and ``indices`` (their
-    positions in the test split) with ``np.savez_compressed``.
+    positions in the test split) with ``np.savez_compressed``, atomically.
     """
     import numpy as np
 
@@ -675,8 +732,8 @@ def write_sample_images(dataset: str = "fashion_mnist", *, per_class: int = SAMP
     if raw.shape[-1] == 1:
         raw = raw[..., 0]
     path = Path(path) if path is not None else _sample_path(dataset)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, images=raw, labels=labels[indices].astype(np.uint8), indices=indices.astype(np.int32))
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: NumPy adds no ".npz" to its name
+        np.savez_compressed(f, images=raw, labels=labels[indices].astype(np.uint8), indices=indices.astype(np.int32))
     return path
 
 
@@ -742,8 +799,10 @@ def publish_run(
 
     Re-evaluates ``final_weights.h5`` on the dataset's full test split with the project's evaluation
     (`training.runs.evaluate_weights`) and refuses when the run's ``eval.json`` differs by more than
-    0.1 points or covers another number of examples. Then copies the weights to
-    ``<out_dir>/<arch>.<tag>.h5`` and writes ``<arch>.<tag>.json`` (atomically, the JSON last).
+    0.1 points or covers another number of examples. Once everything that can fail has succeeded
+    (the metadata is complete), copies the weights to ``<out_dir>/<arch>.<tag>.h5``, writes
+    ``<arch>.<tag>.json`` and, for a new default, the previous default's JSON without its flag: each
+    file atomically, and an error among them restores the ones already replaced.
 
     Args:
         run_dir: the run directory (run.json, recipe.json, command.txt, eval.json, final_weights.h5).
@@ -814,17 +873,15 @@ def publish_run(
     if published_top1 is None and full.dataset == "fashion_mnist" and family.name in PUBLISHED_FASHION_MNIST:
         published_top1, published_source = PUBLISHED_FASHION_MNIST[family.name]
 
-    target.mkdir(parents=True, exist_ok=True)
+    # Everything that can fail comes first; the registry's files are replaced last, together.
     h5 = target / f"{name}.h5"
-    with atomic_path(h5) as tmp:
-        shutil.copyfile(final, tmp)
     siblings = _read_dir_entries(target, arch, exclude=name)
     make_default = default or not any(m.default for m in siblings)
     meta = PretrainedWeights(
         arch=arch,
         tag=tag,
         default=make_default,
-        source=WeightsSource(file=h5.name, sha256=sha256_file(h5), size_bytes=h5.stat().st_size),
+        source=WeightsSource(file=h5.name, sha256=sha256_file(final), size_bytes=final.stat().st_size),
         input=model_input,
         head=WeightsHead(num_classes=full.num_classes, class_names=result.class_names),
         provenance=Provenance(command=command, recipe=json.dumps(recipe, sort_keys=True), seed=int(recipe["seed"]),
@@ -839,13 +896,32 @@ def publish_run(
         sample_predictions=predict_samples(model, model_input, full.dataset),
         notes=notes,
     )
-    if make_default:
-        for other in siblings:
-            if other.default:
-                _write_metadata(target, dataclasses.replace(other, default=False))
-    _write_metadata(target, meta)
+    demoted = [dataclasses.replace(m, default=False) for m in siblings if m.default and make_default]
+    _replace_files({h5: final, **{target / f"{m.name}.json": metadata_text(m).encode() for m in (meta, *demoted)}})
     _clear_cache()
     return meta
+
+
+def _replace_files(contents: Mapping[Path, bytes | Path]) -> None:
+    """Writes each file atomically, in order: bytes, or a copy of a file. On an error every file
+    replaced so far gets its old content back (or is removed, if it is new), then the error propagates."""
+    written: list[tuple[Path, bytes | None]] = []
+    try:
+        for path, content in contents.items():
+            old = path.read_bytes() if path.exists() else None
+            if isinstance(content, Path):
+                with atomic_path(path) as tmp:
+                    shutil.copyfile(content, tmp)
+            else:
+                write_bytes(path, content)
+            written.append((path, old))  # a failed atomic write leaves its file as it was
+    except BaseException:
+        for path, old in reversed(written):
+            if old is None:
+                path.unlink(missing_ok=True)
+            else:
+                write_bytes(path, old)
+        raise
 
 
 def _read_dir_entries(directory: Path, arch: str, *, exclude: str) -> list[PretrainedWeights]:
@@ -860,9 +936,3 @@ def _read_dir_entries(directory: Path, arch: str, *, exclude: str) -> list[Pretr
 def metadata_text(meta: PretrainedWeights) -> str:
     """``meta`` as the JSON text of its ``.json`` file (indented, keys in field order)."""
     return json.dumps(meta.to_dict(), indent=1, ensure_ascii=False) + "\n"
-
-
-def _write_metadata(directory: Path, meta: PretrainedWeights) -> Path:
-    path = directory / f"{meta.name}.json"
-    write_text(path, metadata_text(meta))
-    return path

@@ -62,11 +62,13 @@ def _args_list(parser: argparse.ArgumentParser) -> None:
                         help="glob patterns a name must match, any of them (default: all models)")
     parser.add_argument("--exclude", action="append", default=[], metavar="PAT",
                         help="glob pattern of names to leave out; repeatable")
-    parser.add_argument("--pretrained", action="store_true", help="only models that ship pretrained weights")
+    parser.add_argument("--pretrained", action="store_true",
+                        help="list the pretrained weights of the matching models instead, each with its own "
+                             "architecture options, params and input (they may differ from the variant's)")
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from zoo._docs import models_table
+    from zoo._docs import models_table, pretrained_table
     from zoo._registry import get_spec
 
     for pattern in args.patterns:
@@ -78,8 +80,12 @@ def _cmd_list(args: argparse.Namespace) -> int:
         query += "".join(f" --exclude {p!r}" for p in args.exclude) + (" --pretrained" * args.pretrained)
         print(f"{PROG}: no models match {query}", file=sys.stderr)
         return 1
+    if args.pretrained:
+        weights = [f"{name}.{tag}" for name in names for tag in zoo.model_info(name).pretrained]
+        print("\n".join(pretrained_table(weights)))
+        return 0
     for line in models_table(names):
-        print(line, flush=True)  # a row a model, as each is built
+        print(line, flush=True)
     return 0
 
 
@@ -133,9 +139,9 @@ def _cmd_docs(args: argparse.Namespace) -> int:
             return 1
         print(f"{args.out} is up to date")
         return 0
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.out, "w", encoding="utf-8", newline="\n") as f:
-        f.write(text)
+    from zoo._files import write_text
+
+    write_text(args.out, text)
     print(f"wrote {args.out}")
     return 0
 
@@ -210,7 +216,8 @@ def _run(args: argparse.Namespace, spec) -> int:
                          command=shlex.join([PROG, *args.argv]))
     print(f"\n{spec.model} on {spec.dataset} test: {run.evaluation.summary()}")
     print(runs.per_class_table(run.evaluation))
-    print(f"wrote {', '.join(run.files[k] for k in ('eval', 'confusion_matrix', 'curves', 'final_weights'))}")
+    written = [run.files[k] for k in ("eval", "confusion_matrix", "curves", "final_weights") if k in run.files]
+    print(f"wrote {', '.join(written)}")  # no curves.png when the run has no recorded history
     return 0
 
 
@@ -350,11 +357,16 @@ def _stage_epochs(pairs) -> dict[str, int]:
 def _args_export(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", help="a registered model name (see 'zoo list')")
     parser.add_argument("--weights", default="DEFAULT", metavar="W",
-                        help="shipped pretrained weights (DEFAULT, a tag, ARCH.TAG) or an .h5 file (default: DEFAULT)")
-    parser.add_argument("--dataset", default="fashion_mnist", metavar="NAME",
-                        help="fine-tuning, calibration and test data (default: fashion_mnist)")
+                        help="shipped pretrained weights (DEFAULT, a tag, ARCH.TAG) or an .h5 file (default: DEFAULT); "
+                             "a file is built as the run.json beside it (a training run's) records")
+    parser.add_argument("--dataset", metavar="NAME", help="fine-tuning, calibration and test data (default: the "
+                                                          "weights' dataset, else fashion_mnist)")
     parser.add_argument("-o", "--option", dest="options", action="append", type=_key_value, metavar="KEY=VALUE",
                         help="an architecture option for an .h5 file's model (pretrained weights apply theirs)")
+    parser.add_argument("--input-shape", nargs=3, type=int, metavar=("H", "W", "C"),
+                        help="an .h5 file's model input (default: its run.json's, else the model's default)")
+    parser.add_argument("--num-classes", type=int, metavar="K",
+                        help="an .h5 file's model classes (default: its run.json's, else the model's default)")
     parser.add_argument("--out", required=True, metavar="DIR", help="where the .tflite files and export.json go")
     parser.add_argument("--prune", type=float, metavar="S", help="magnitude pruning to sparsity S, e.g. 0.8")
     parser.add_argument("--m-by-n", type=_m_by_n, metavar="M:N", help="structured sparsity instead, e.g. 2:4")
@@ -384,6 +396,44 @@ def _args_export(parser: argparse.ArgumentParser) -> None:
                         help="fail when test accuracy falls by more than PT points (default: 0.5)")
 
 
+def _export_source(args: argparse.Namespace):
+    """The model `zoo export` compresses, its shipped weights' metadata (None for a file) and the dataset.
+
+    A weights file's model takes ``--input-shape``, ``--num-classes`` and ``-o`` options, else what the
+    ``run.json`` beside the file (`training.runs.RunSpec`) records, else the model's defaults.
+    """
+    import json
+
+    from training.runs import RUN_FILE, RunSpec
+    from zoo import _weights
+
+    meta = _weights.resolve(args.name, args.weights)
+    shape, classes = args.input_shape and tuple(args.input_shape), args.num_classes
+    options, dataset = _options(args.options), args.dataset
+    run_file = Path(args.weights).parent / RUN_FILE
+    if meta is not None:
+        dataset = dataset or meta.provenance.dataset
+    elif run_file.is_file():
+        spec = RunSpec.from_dict(json.loads(run_file.read_text()))
+        if spec.model != args.name or spec.is_finetune:
+            what = f"a {spec.model} fine-tuned from {spec.source_weights}" if spec.is_finetune else spec.model
+            raise ValueError(f"{run_file} records {what}; zoo export {args.name} builds {args.name} (received "
+                             f"--weights {args.weights}). Accepted: weights of a `zoo train {args.name}` run")
+        spec = spec.resolve()
+        shape, classes = shape or spec.input_shape, classes or spec.num_classes
+        options, dataset = {**spec.options, **options}, dataset or spec.dataset
+    build = {key: value for key, value in (("input_shape", shape), ("num_classes", classes)) if value}
+    try:
+        model = zoo.create_model(args.name, weights=args.weights, **build, **options)
+    except ValueError as error:
+        if meta is not None or build:
+            raise
+        raise ValueError(f"{error} (--weights {args.weights} was loaded into {args.name} at its default input "
+                         "shape and classes: give --input-shape and --num-classes, or keep the training run's "
+                         f"{RUN_FILE} beside the file)") from error
+    return model, meta, dataset or "fashion_mnist"
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from export import pipeline, tflite
 
@@ -405,22 +455,20 @@ def _cmd_export(args: argparse.Namespace) -> int:
         deep = (pipeline.deep_compression_plan(family),)
         plans = (*pipeline.STANDARD_PLANS, *deep) if args.all else deep
     else:
-        parts = [p for p, v in (("pruned", args.prune or args.m_by_n), ("clustered", args.cluster),
-                                ("lowrank", args.low_rank)) if v] + ([args.quantize] if args.quantize != "none" else [])
         try:
-            prune_layers = tuple(args.prune_layers or ())
-            plans = (pipeline.Plan("_".join(parts) or "float32", prune=args.prune, m_by_n=args.m_by_n,
-                                   cluster=args.cluster, low_rank=args.low_rank, quantize=args.quantize,
-                                   prune_layers=prune_layers, epochs=_stage_epochs(args.stage_epochs),
-                                   distill=args.distill, schedule=args.lr_schedule),)
+            plans = (pipeline.named_plan(prune=args.prune, m_by_n=args.m_by_n, cluster=args.cluster,
+                                         low_rank=args.low_rank, quantize=args.quantize,
+                                         prune_layers=tuple(args.prune_layers or ()),
+                                         epochs=_stage_epochs(args.stage_epochs), distill=args.distill,
+                                         schedule=args.lr_schedule),)
         except (TypeError, ValueError) as error:
             return _fail(str(error))
-    model = zoo.create_model(args.name, weights=args.weights, **_options(args.options))
+    model, meta, dataset = _export_source(args)
     shape = tuple(model.input_shape[1:])
     select = tflite.select_ops(zoo.strip_training_outputs(model))
     print(f"TFLite builtins cover every op of {args.name}" if not select else
           f"{args.name} needs TF Select for: {', '.join(select)} (conversion will fail without allow_select_ops)")
-    data = pipeline.load_export_data(args.dataset, test_limit=args.test_limit, representative=args.calibration,
+    data = pipeline.load_export_data(dataset, test_limit=args.test_limit, representative=args.calibration,
                                      input_shape=shape[:2])
     results, failures = [], []
     for plan in plans:
@@ -435,13 +483,24 @@ def _cmd_export(args: argparse.Namespace) -> int:
         results.append(result)
         print(f"{plan.name:28s} {result.gzip_bytes:>10,} B gzip'd  {result.compression:6.1f}x  "
               f"{result.parity.summary()}  {result.latency_ms_batch1:.3f} ms/img")
+    weights = meta.name if meta is not None else args.weights
     if args.saved_model:
         from export.saved_model import export_saved_model
+        from zoo._weights import sha256_file
 
-        path = export_saved_model(zoo.strip_training_outputs(model), Path(args.out) / "saved_model", mean=data.mean,
-                                  std=data.std, scale=data.scale, metadata={"weights": args.weights, "model": args.name})
+        served = zoo.strip_training_outputs(model)
+        if meta is not None:  # what the weights were trained with
+            norm = dict(mean=meta.input.mean, std=meta.input.std, scale=meta.input.scale)
+            names, sha256 = meta.head.class_names, meta.source.sha256
+        else:
+            norm = dict(mean=data.mean, std=data.std, scale=data.scale)
+            names = data.class_names if len(data.class_names) == served.output_shape[-1] else None
+            sha256 = sha256_file(args.weights) if os.path.isfile(args.weights) else None  # None: a checkpoint
+        path = export_saved_model(served, Path(args.out) / "saved_model", **norm, class_names=names,
+                                  metadata={"weights": weights, "sha256": sha256, "model": args.name,
+                                            "dataset": dataset})
         print(f"wrote {path}")
-    report = {"model": args.name, "weights": args.weights, "dataset": args.dataset,
+    report = {"model": args.name, "weights": weights, "dataset": dataset,
               "variants": [r.to_dict() for r in results], "failures": failures}
     out = Path(args.out) / "export.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ import time
 import numpy as np
 
 import zoo
+from zoo._files import atomic_path
 
 OUT_DIR = "demo_out"
 DEFAULT_WEIGHTS = "resnet20.fashion_mnist"
@@ -59,7 +60,8 @@ def samples_png(images, labels, predicted, probabilities, class_names, path, *, 
         ax.axis("off")
     fig.suptitle("Predicted (probability) and true labels; wrong ones in red", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
     return path
 
 

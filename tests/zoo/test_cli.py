@@ -1,9 +1,10 @@
 """Tests of the ``zoo`` command line (`zoo.cli`) and the text it prints (`zoo._docs`).
 
-The registry-wide tests (`zoo list`, `zoo docs`) build every model once in a scratch graph;
-`zoo.model_info` caches the cards, so the whole file builds each model once.
+The registry-wide tests (`zoo list`, `zoo docs`) read the counts at the default shapes from the
+shipped card table (`zoo/_cards.json`, kept current by tests/zoo/test_registry.py), so they build no model.
 """
 
+import os
 import subprocess
 import sys
 import sysconfig
@@ -83,6 +84,20 @@ def test_list_with_no_match_exits_1(capsys):
     assert _one_error_line(err) == "zoo: no models match 'no_such_model*'"
 
 
+def test_list_pretrained_shows_each_weights_own_architecture(capsys):
+    assert main(["list", "resnet*", "resnext*", "--pretrained"]) == 0, capsys.readouterr().err
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["weights", "params", "FLOPs", "input", "top-1", "options"]
+    rows = {line.split()[0]: line for line in lines[1:]}
+    assert sorted(rows) == ["resnet20.fashion_mnist", "resnext29_8x64d.fashion_mnist"]
+    resnext = zoo.get_weights_info("resnext29_8x64d")
+    assert resnext.metrics.params == 815_946 < zoo.model_info("resnext29_8x64d").params  # a narrower model
+    assert rows[resnext.name].split()[1:5] == ["816K", human_count(resnext.metrics.flops), "28x28x1",
+                                               f"{resnext.metrics.top1:.2%}"]
+    assert rows[resnext.name].endswith("bottleneck_width=16, cardinality=4, stage_widths=(32, 64, 128)")
+    assert rows["resnet20.fashion_mnist"].endswith("the variant's defaults")
+
+
 # -- zoo info ---------------------------------------------------------------------------------------
 
 
@@ -110,6 +125,12 @@ def test_info_card_shows_every_field(capsys):
     assert info.published_params == info.trainable_params
     for option, value in info.options:
         assert f"= {value!r}  # set by resnet18" in card and option in card
+
+
+def test_info_card_describes_the_pretrained_weights(capsys):
+    assert main(["info", "resnext29_8x64d"]) == 0, capsys.readouterr().err
+    assert ("pretrained         fashion_mnist (default): 815,946 params at 28x28x1, options bottleneck_width=16, "
+            "cardinality=4, stage_widths=(32, 64, 128)\n") in capsys.readouterr().out
 
 
 def test_info_at_another_input_shape(capsys):
@@ -207,6 +228,21 @@ def test_docs_check_passes_on_a_fresh_file(tmp_path, capsys):
     assert out.read_text(encoding="utf-8") == models_markdown()
     assert main(["docs", "--out", str(out), "--check"]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_docs_out_is_written_atomically(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "models.md"
+    out.write_text("old\n", encoding="utf-8")
+
+    def interrupted(src, dst):
+        raise KeyboardInterrupt  # as if killed between writing and renaming
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "replace", interrupted)
+        assert main(["docs", "--out", str(out)]) == 130
+    assert out.read_text(encoding="utf-8") == "old\n" and os.listdir(tmp_path) == ["models.md"]
+    assert main(["docs", "--out", str(out)]) == 0
+    assert out.read_text(encoding="utf-8") == models_markdown() and os.listdir(tmp_path) == ["models.md"]
 
 
 def test_repo_docs_are_current():

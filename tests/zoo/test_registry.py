@@ -3,6 +3,7 @@
 import json
 from importlib import resources
 
+import numpy as np
 import pytest
 
 import zoo
@@ -77,6 +78,55 @@ def test_bad_arguments_say_what_was_received(kwargs, message):
         zoo.create_model("resnet20", **kwargs)
 
 
+def test_numpy_integers_are_accepted_and_other_numbers_name_their_type():
+    model = zoo.create_model("resnet20", num_classes=np.int64(10), input_shape=tuple(np.array([28, 28, 1])),
+                             stage_depths=(1, 1, 1))
+    assert model.output_shape == (None, 10) and model.input_shape == (None, 28, 28, 1)
+    assert zoo.model_info("resnet20", input_shape=(np.int32(28), 28, 1)).input_shape == (28, 28, 1)
+    with pytest.raises(ValueError, match=r"num_classes must be a positive int; received 10.0 \(float64\)"):
+        zoo.create_model("resnet20", num_classes=np.float64(10))
+    with pytest.raises(ValueError, match=r"received True \(bool\)"):
+        zoo.create_model("resnet20", num_classes=True)
+    with pytest.raises(ValueError, match=r"received \(28.0, 28, 1\) \(a tuple of float, int, int\)"):
+        zoo.create_model("resnet20", input_shape=(28.0, 28, 1))
+
+
+TINY = dict(input_shape=(28, 28, 1), stage_depths=(1, 1, 1))
+
+
+def _assert_same_weights(model, reference):
+    for layer in model.layers:
+        for a, b in zip(layer.get_weights(), reference.get_layer(layer.name).get_weights(), strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_a_checkpoint_must_fill_every_variable_of_the_model(tmp_path):
+    full = zoo.create_model("resnet20", num_classes=10, **TINY)
+    backbone = zoo.create_model("resnet20", include_top=False, **TINY)
+    full.save_weights(str(tmp_path / "full"))
+    backbone.save_weights(str(tmp_path / "backbone"))
+    loaded = zoo.create_model("resnet20", weights=str(tmp_path / "full"), include_top=False, pooling="avg", **TINY)
+    _assert_same_weights(loaded, full)  # a full model's checkpoint fills a backbone
+    with pytest.raises(ValueError, match=r"checkpoint '.*backbone' does not fill this 'resnet20' model: it has no "
+                                         r"values for predictions/bias, predictions/kernel\. Accepted: weights saved"):
+        zoo.create_model("resnet20", weights=str(tmp_path / "backbone"), num_classes=10, **TINY)
+
+
+def test_an_h5_file_loads_by_layer_name(tmp_path):
+    full = zoo.create_model("resnet20", num_classes=10, **TINY)
+    full.save_weights(str(tmp_path / "full.h5"))
+    zoo.create_model("resnet20", include_top=False, **TINY).save_weights(str(tmp_path / "backbone.h5"))
+    loaded = zoo.create_model("resnet20", weights=str(tmp_path / "full.h5"), include_top=False, **TINY)
+    _assert_same_weights(loaded, full)  # tf_keras' load by layer order refused this (another layer count)
+    with pytest.raises(ValueError, match=r"backbone.h5 do not fit this 'resnet20' model \(model layers not in the "
+                                         r"file: predictions\)"):
+        zoo.create_model("resnet20", weights=str(tmp_path / "backbone.h5"), num_classes=10, **TINY)
+    # A deeper model's file holds every layer of this backbone, and more: another architecture.
+    zoo.create_model("resnet20", **dict(TINY, stage_depths=(2, 1, 1))).save_weights(str(tmp_path / "deeper.h5"))
+    with pytest.raises(ValueError, match=r"\(file layers not in the model: stage1_block2_1_bn, stage1_block2_1_conv"):
+        zoo.create_model("resnet20", weights=str(tmp_path / "deeper.h5"), include_top=False, **TINY)
+
+
 def test_list_option_is_accepted_as_tuple():
     model = zoo.create_model("resnet20", stage_depths=[1, 1, 1], input_shape=(28, 28, 1), num_classes=3)
     assert model.output_shape == (None, 3)
@@ -93,6 +143,15 @@ def test_duplicate_registration_raises(monkeypatch):
         registry.register_family("resnet", resnet.builder, paper="", year=2015, url="")
     with pytest.raises(ValueError, match="unknown option"):  # a typo in a registration fails at import
         resnet.register("resnet_typo", stage_depth=(1, 1))
+
+
+def test_family_weight_declarations_are_checked():
+    builder = next(f for f in zoo.list_families() if f.name == "resnet").builder
+    with pytest.raises(ValueError, match=r"weight_free_options of family 'x' are not options of its builder: dropuot\. "
+                                         r"Accepted: block, "):
+        registry.Family(name="x", builder=builder, paper="", year=2015, url="", weight_free_options=("dropuot",))
+    with pytest.raises(ValueError, match=r"classifier_layers of family 'x' must be among its head_layers"):
+        registry.Family(name="x", builder=builder, paper="", year=2015, url="", classifier_layers=("head_conv",))
 
 
 def test_registry_records_task_inputs_and_outputs():

@@ -7,6 +7,7 @@ Corruption tests work on a copy of the weights directory (the registry is pointe
 
 import dataclasses
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import zoo
 from zoo import _weights
 from zoo._docs import pretrained_markdown
 from zoo._flops import count_macs
+from zoo._registry import get_spec
 from zoo._weights import PretrainedWeights, get_weights_info, list_pretrained, metadata_text, sample_images
 from zoo.cli import main
 
@@ -105,6 +107,14 @@ def test_sample_images_are_the_first_ten_test_images_of_each_class():
         sample_images("cifar10")
 
 
+def test_write_sample_images_writes_exactly_the_path_atomically(tmp_path):
+    path = tmp_path / "digits_sample"  # NumPy would add ".npz" to a file name; not to a file object
+    assert _weights.write_sample_images("digits", per_class=2, path=path) == path
+    assert os.listdir(tmp_path) == ["digits_sample"]
+    with np.load(path) as data:
+        assert data["images"].shape == (20, 8, 8) and data["labels"].tolist() == [c for c in range(10) for _ in "ab"]
+
+
 # -- the weights= forms -------------------------------------------------------------------------------
 
 
@@ -143,6 +153,76 @@ def test_another_number_of_classes_loads_the_backbone_and_a_fresh_head():
             for a, b in zip(layer.get_weights(), full.get_layer(layer.name).get_weights()):
                 np.testing.assert_array_equal(a, b)
     assert not np.allclose(five.get_layer("predictions").get_weights()[0], 0)  # initialized, not zeros
+
+
+def _file_weights(meta: PretrainedWeights) -> dict:
+    return _weights._read_h5(_weights.weights_path(meta), meta.name)
+
+
+def _assert_loaded(model, saved: dict, *, skip=()) -> None:
+    """Every layer of ``model`` with weights, but ``skip``, holds the file's arrays (in save_weights' order)."""
+    loaded = [layer for layer in model.layers if layer.weights and layer.name not in skip]
+    assert loaded
+    for layer in loaded:
+        for variable, array in zip(layer.trainable_weights + layer.non_trainable_weights, saved[layer.name],
+                                   strict=True):
+            np.testing.assert_array_equal(variable.numpy(), array, err_msg=f"{model.name}: {layer.name}")
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_entry_loads_under_a_new_head_and_as_a_backbone(name):
+    meta = get_weights_info(name)
+    family = get_spec(meta.arch).family
+    five = zoo.create_model(meta.arch, weights=meta.tag, num_classes=5)
+    outputs = five.output_shape if isinstance(five.output_shape, list) else [five.output_shape]
+    assert set(outputs) == {(None, 5)}
+    fresh = [layer for layer in five.layers if layer.name in family.classifier_layers]
+    assert fresh and all(layer.weights[0].shape[-1] == 5 for layer in fresh)
+    saved = _file_weights(meta)
+    _assert_loaded(five, saved, skip=family.classifier_layers)
+    backbone = zoo.create_model(meta.arch, weights=meta.tag, include_top=False, pooling="avg")
+    assert not {layer.name for layer in backbone.layers} & set(family.head_layers)
+    _assert_loaded(backbone, saved)
+
+
+# Another value for each family's weight-free options (`Family.weight_free_options`).
+OTHER_VALUES = {"dropout": 0.1, "drop_rate": 0.1, "aux_dropout": 0.5, "aux_logits": False,
+                "min_survival_probability": 0.8, "local_drop_rate": 0.1, "global_drop_ratio": 0.25,
+                "dropout_rates": (0.0, 0.1, 0.2, 0.3, 0.4)}
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_weight_free_options_take_any_value_with_pretrained_weights(name):
+    meta = get_weights_info(name)
+    free = get_spec(meta.arch).family.weight_free_options
+    assert free and set(free) <= set(OTHER_VALUES)
+    model = zoo.create_model(meta.arch, weights=meta.tag, **{key: OTHER_VALUES[key] for key in free})
+    _assert_loaded(model, _file_weights(meta))
+
+
+def test_fine_tuning_options_apply_with_pretrained_weights():
+    resnet = zoo.create_model("resnet20", weights="DEFAULT", dropout=0.2)
+    assert resnet.get_layer("head_dropout").rate == 0.2
+    googlenet = zoo.create_model("googlenet", weights="DEFAULT", aux_logits=False, num_classes=5)
+    assert googlenet.output_names == ["predictions"] and googlenet.output_shape == (None, 5)
+    _assert_loaded(googlenet, _file_weights(get_weights_info("googlenet")), skip=("predictions",))
+    with pytest.raises(ValueError, match=r"received width_multiplier=0.5 \(the weights have width_multiplier=0.25\)"
+                                         r".*options that change no weights \(aux_logits, dropout, aux_dropout\)"):
+        zoo.create_model("googlenet", weights="DEFAULT", width_multiplier=0.5)
+
+
+@pytest.mark.parametrize("arch, stem_layer", [("resnet20", "stem_conv"), ("squeezenet1_1", "conv1")])
+def test_pretrained_weights_keep_their_stem_at_larger_inputs(arch, stem_layer):
+    meta = get_weights_info(arch)  # trained at 28x28, where stem="auto" is the small-input stem
+    model = zoo.create_model(arch, weights="DEFAULT", input_shape=(64, 64, 1))
+    native = zoo.create_model(arch, weights="DEFAULT")
+    assert model.input_shape == (None, 64, 64, 1) and model.count_params() == native.count_params()
+    assert model.get_layer(stem_layer).strides == native.get_layer(stem_layer).strides == (1, 1)
+    _assert_loaded(model, _file_weights(meta))
+    assert zoo.create_model(arch, weights="DEFAULT", input_shape=(64, 64, 1), stem="small").count_params() == (
+        model.count_params())
+    with pytest.raises(ValueError, match=r"received stem='imagenet' \(the weights have stem='small'\)"):
+        zoo.create_model(arch, weights="DEFAULT", input_shape=(64, 64, 1), stem="imagenet")
 
 
 def test_unknown_or_foreign_names_list_what_is_accepted():
@@ -268,6 +348,52 @@ def test_publish_refuses_an_eval_json_the_weights_contradict(tiny_run, tmp_path,
     (run / "final_weights.h5").unlink()
     assert main(["publish", str(run), "--tag", "digits"]) == 2
     assert "has no final_weights.h5" in capsys.readouterr().err
+
+
+def test_a_failed_publish_leaves_the_registry_as_it_was(tiny_run, tmp_path, monkeypatch):
+    registry = tmp_path / "registry"
+    _weights.publish_run(tiny_run, tag="digits", out_dir=registry)
+    before = {p.name: p.read_bytes() for p in registry.iterdir()}
+    # A second run whose weights differ but score the same: one constant more on every logit.
+    run = tmp_path / "run2"
+    shutil.copytree(tiny_run, run)
+    model = zoo.create_model("resnet20", weights=str(run / "final_weights.h5"), input_shape=(8, 8, 1),
+                             num_classes=10, stage_depths=(1, 1, 1))
+    kernel, bias = model.get_layer("predictions").get_weights()
+    model.get_layer("predictions").set_weights([kernel, bias + 1.0])
+    model.save_weights(str(run / "final_weights.h5"))
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("simulated failure")
+
+    with monkeypatch.context() as patch:  # fails after the evaluation, before any file is written
+        patch.setattr(_weights, "predict_samples", fail)
+        with pytest.raises(RuntimeError, match="simulated failure"):
+            _weights.publish_run(run, tag="digits", out_dir=registry, overwrite=True)
+    assert {p.name: p.read_bytes() for p in registry.iterdir()} == before
+
+    real_write = _weights.write_bytes
+
+    def fail_on_json(path, data):
+        if str(path).endswith(".json"):
+            raise RuntimeError("simulated failure")
+        real_write(path, data)
+
+    with monkeypatch.context() as patch:  # fails while replacing the files: the new .h5 is in place by then
+        patch.setattr(_weights, "write_bytes", fail_on_json)
+        for tag in ("digits", "newer"):  # an overwrite, and a new default that would demote 'digits'
+            with pytest.raises(RuntimeError, match="simulated failure"):
+                _weights.publish_run(run, tag=tag, default=True, out_dir=registry, overwrite=True)
+            assert {p.name: p.read_bytes() for p in registry.iterdir()} == before
+
+    monkeypatch.setattr(_weights, "_DIR_OVERRIDE", str(registry))
+    try:
+        assert zoo.create_model("resnet20", weights="digits").count_params() > 0  # sha256 and all still agree
+        newer = _weights.publish_run(run, tag="newer", default=True, out_dir=registry)
+        assert newer.default and not get_weights_info("resnet20.digits").default
+        assert get_weights_info("resnet20") == newer
+    finally:
+        _weights._clear_cache()
 
 
 # -- docs and the command line -----------------------------------------------------------------------------

@@ -8,7 +8,9 @@ Conventions every family follows (they are the weight-compatibility contract):
 - Strided convolutions pad symmetrically (``ZeroPadding2D`` then ``valid``) like the reference
   implementations, instead of Keras' bottom-right-heavy ``same``.
 - The classifier is a Dense layer named ``predictions``; without ``include_top`` the model returns
-  the last feature map, or its global average/max when ``pooling`` says so.
+  the last feature map, or its global average/max when ``pooling`` says so. A family whose
+  classifier or head differs (NIN's and SqueezeNet's ``head_conv``, VGG's fc layers, GoogLeNet's
+  auxiliary heads) declares its layers when it registers (`Family.classifier_layers`, ``head_layers``).
 """
 
 from __future__ import annotations

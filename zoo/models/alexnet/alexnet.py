@@ -154,6 +154,8 @@ FAMILY = register_family(
     paper="ImageNet Classification with Deep Convolutional Neural Networks (Krizhevsky, Sutskever, Hinton)",
     year=2012,
     url="https://papers.nips.cc/paper/4824-imagenet-classification-with-deep-convolutional-neural-networks",
+    head_layers=("fc6", "fc7", "predictions"),
+    weight_free_options=("dropout",),
 )
 
 FAMILY.register("alexnet", layout="torchvision", local_response_norm=False,

@@ -156,6 +156,7 @@ FAMILY = register_family(
     paper="Densely Connected Convolutional Networks",
     year=2017,
     url="https://arxiv.org/abs/1608.06993",
+    weight_free_options=("drop_rate",),
 )
 
 _TV = "torchvision.models.{} (weights meta num_params)"

@@ -330,6 +330,7 @@ FAMILY = register_family(
     paper="FractalNet: Ultra-Deep Neural Networks without Residuals",
     year=2017,
     url="https://arxiv.org/abs/1605.07648",
+    weight_free_options=("local_drop_rate", "global_drop_ratio", "dropout_rates"),
 )
 
 # Table 1's 38.6M / 22.9M do not match these architectures (see the module docstring): no Published.

@@ -92,6 +92,10 @@ def _inception(x, spec, *, branch3_kernel: int, width_multiplier: float = 1.0):
     return layers.Concatenate(axis=-1, name=f"{p}_concat")([b1, b2, b3, b4])
 
 
+# The layers with weights of an auxiliary head `aux1`/`aux2`, as ``f"{name}_{layer}"``.
+_AUX_LAYERS = ("conv", "conv_bn", "fc1", "predictions")
+
+
 def _aux_classifier(x, *, name: str, num_classes: int, classifier_activation: str | None, dropout: float,
                     width_multiplier: float = 1.0):
     """InceptionAux: adaptive average pool to 4x4 -> 1x1 conv 128 -> fc 1024 -> dropout -> fc."""
@@ -193,6 +197,9 @@ FAMILY = register_family(
     year=2015,
     url="https://arxiv.org/abs/1409.4842",
     outputs=("logits", "aux1_logits", "aux2_logits"),
+    classifier_layers=("predictions", "aux1_predictions", "aux2_predictions"),
+    head_layers=("predictions", *(f"aux{i}_{layer}" for i in (1, 2) for layer in _AUX_LAYERS)),
+    weight_free_options=("aux_logits", "dropout", "aux_dropout"),
 )
 
 # Paper's 5x5 branch, so no published count; torchvision's model is branch3_kernel=3 (see the docstring).

@@ -141,6 +141,9 @@ FAMILY = register_family(
     paper="Network In Network (Lin, Chen, Yan)",
     year=2013,
     url="https://arxiv.org/abs/1312.4400",
+    classifier_layers=("head_conv",),
+    head_layers=("head_conv",),
+    weight_free_options=("dropout",),
 )
 
 # No published counts: the paper gives none (the zoo's are pinned in tests/zoo/models/test_nin.py).

@@ -213,6 +213,7 @@ FAMILY = register_family(
     paper="Deep Residual Learning for Image Recognition (He, Zhang, Ren, Sun)",
     year=2015,
     url="https://arxiv.org/abs/1512.03385",
+    weight_free_options=("min_survival_probability", "dropout"),
 )
 
 # ImageNet; counts are torchvision's weights metadata (`num_params`), which excludes BN statistics.

@@ -69,6 +69,7 @@ FAMILY = register_family(
     paper="Aggregated Residual Transformations for Deep Neural Networks (Xie, Girshick, Dollar, Tu, He)",
     year=2016,
     url="https://arxiv.org/abs/1611.05431",
+    weight_free_options=("min_survival_probability",),
 )
 
 _TV = "torchvision.models.{} (weights meta num_params)"

@@ -133,6 +133,9 @@ FAMILY = register_family(
     paper="SqueezeNet: AlexNet-level accuracy with 50x fewer parameters and <0.5MB model size (Iandola et al.)",
     year=2016,
     url="https://arxiv.org/abs/1602.07360",
+    classifier_layers=("head_conv",),
+    head_layers=("head_conv",),
+    weight_free_options=("dropout",),
 )
 
 _TV = "torchvision.models.{} (weights meta num_params)"

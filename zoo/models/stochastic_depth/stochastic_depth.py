@@ -65,6 +65,7 @@ FAMILY = register_family(
     paper="Deep Networks with Stochastic Depth (Huang, Sun, Liu, Sedra, Weinberger)",
     year=2016,
     url="https://arxiv.org/abs/1603.09382",
+    weight_free_options=("min_survival_probability",),
 )
 
 FAMILY.register("stochastic_depth_resnet110", default_input_shape=(32, 32, 3), default_num_classes=10,

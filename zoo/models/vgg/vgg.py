@@ -117,6 +117,8 @@ FAMILY = register_family(
     paper="Very Deep Convolutional Networks for Large-Scale Image Recognition (Simonyan, Zisserman)",
     year=2014,
     url="https://arxiv.org/abs/1409.1556",
+    head_layers=("fc1", "fc2", "predictions"),
+    weight_free_options=("dropout",),
 )
 
 # Table 1 configurations A, B, D, E; counts are torchvision's weights metadata (`num_params`),

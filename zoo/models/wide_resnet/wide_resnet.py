@@ -108,6 +108,7 @@ FAMILY = register_family(
     paper="Wide Residual Networks (Zagoruyko, Komodakis)",
     year=2016,
     url="https://arxiv.org/abs/1605.07146",
+    weight_free_options=("dropout",),
 )
 
 # CIFAR; the paper's Tables 1, 4 and 5 give counts in millions to one decimal.
