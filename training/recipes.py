@@ -197,6 +197,12 @@ class Recipe:
             raise ValueError(f"deterministic must be True or False; received {self.deterministic!r}")
         _set(self, seed=int(self.seed), aux_loss_weight=float(self.aux_loss_weight),
              deterministic=bool(self.deterministic))
+        if not isinstance(self.optimizer, str):
+            raise ValueError(f"optimizer must be an optimizer's name (a str, e.g. 'momentum' or 'adamw'); received "
+                             f"{self.optimizer!r}")
+        if self.augment is not None and not isinstance(self.augment, str):
+            raise ValueError(f"augment must be None or an augmentation's name (a str, e.g. 'crop_flip'); received "
+                             f"{self.augment!r}")
         if self.mixed_precision not in PRECISIONS:
             raise ValueError(f"mixed_precision must be one of {PRECISIONS}; received {self.mixed_precision!r}")
         if isinstance(self.schedule, Mapping):

@@ -286,6 +286,10 @@ def test_recipe_files_round_trip_and_reject_unknown_fields(tmp_path):
         Recipe.from_dict({"schedule": {"kind": "cosine", "warmup": 1}})
     with pytest.raises(ValueError, match=r"schedule must be a Schedule or a dict of its fields; received 'cosine'"):
         Recipe(schedule="cosine")
+    with pytest.raises(ValueError, match=r"optimizer must be an optimizer's name \(a str.*received None"):
+        Recipe(optimizer=None)
+    with pytest.raises(ValueError, match=r"augment must be None or an augmentation's name.*received 3"):
+        Recipe(augment=3)
     with pytest.raises(ValueError, match=r"seed must be an integer >= 0; received -1"):
         Recipe(seed=-1)
     with pytest.raises(ValueError, match=r"aux_loss_weight must be a number >= 0; received None"):
