@@ -302,10 +302,10 @@ def _conforms(value: Any, hint: Any) -> bool:
         return value is None
     if hint is bool:
         return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is int:  # NumPy's numbers too; `_as_python` converts them
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
     if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
     if origin is tuple:
         args = typing.get_args(hint)
         if not isinstance(value, (tuple, list)):
@@ -341,10 +341,22 @@ def _check_options(spec: ModelSpec, options: Mapping[str, Any]) -> dict[str, Any
         hint = hints.get(key, Any)
         if not _conforms(value, hint):
             raise TypeError(
-                f"option {key!r} of model {spec.name!r} must be {_hint_name(hint)}; received {value!r}"
+                f"option {key!r} of model {spec.name!r} must be {_hint_name(hint)}; received {_described(value)}"
             )
-        out[key] = tuple(value) if isinstance(value, list) else value
+        out[key] = _as_python(value)
     return out
+
+
+def _as_python(value: Any) -> Any:
+    """An option as Python data: lists as tuples, NumPy's numbers as ``int``/``float`` (options go to
+    configs and the weights' JSON metadata)."""
+    if isinstance(value, (tuple, list)):
+        return tuple(_as_python(v) for v in value)
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, float)):
+        return float(value)
+    return value
 
 
 def _positive_int(value: Any) -> int | None:
@@ -400,7 +412,9 @@ def create_model(
             differ.
         input_shape: ``(height, width, channels)``; defaults to the variant's default (with pretrained
             weights, to theirs). Families adapt their stem to small inputs (under 64 pixels) as their
-            docstrings describe; pretrained weights keep the stem they were trained with at any size.
+            docstrings describe; pretrained weights keep the stem they were trained with at any size
+            (AlexNet's and VGG's flattening classifiers fit only the trained size; ``include_top=False``
+            loads at any).
         num_classes: size of the classifier; defaults to the variant's default (1000 for ImageNet), or
             the pretrained weights' classes. With pretrained weights and another number of classes,
             the backbone is loaded and the classifier layers (the family's ``classifier_layers``,
@@ -502,8 +516,8 @@ def _load_weights(model, spec: ModelSpec, weights: str) -> None:
         raise ValueError(f"cannot load weights={weights!r} for {spec.name!r}. Accepted: {accepted}")
     path = os.fspath(weights)
     accepted = (f"weights saved from {spec.name} with the same options, input channels and num_classes (for "
-                "include_top=False, also those of the full model)")
-    if _weights.is_h5(path):
+                "include_top=False, also a full model's .h5 file)")
+    if _weights.is_legacy_h5(path):
         _weights.load_h5_by_name(model, path, spec.family, what=f"the weights in {path}", accepted=accepted)
         return
     try:

@@ -11,7 +11,8 @@ The registry reads the JSON files lazily, on first use, and checks them: an unkn
 file named other than its entry, a missing weights file or an architecture with no (or two) default
 tags fails there. Loading (``zoo.create_model(name, weights=...)``) checks the file's size and sha256
 before a single weight is read, applies the architecture options the weights were trained with
-(their stem included, so they load at any input size), and requires every weight-carrying layer
+(their stem included, so they load at other input sizes; AlexNet's and VGG's flattening classifiers
+only at the trained size, or with ``include_top=False``), and requires every weight-carrying layer
 of the model to be filled from the file, but for a classifier of another ``num_classes``, which is
 freshly initialized: a wrong sha256, a truncated file or another architecture raises
 ``ValueError``; nothing ever falls back to random weights.
@@ -543,7 +544,7 @@ def check_options(meta: PretrainedWeights, spec, options: Mapping[str, Any]) -> 
 
     The weights' own options apply: those they were trained with, and their stem resolved against
     the input shape they were trained at, so that they load into the network they were trained as at
-    any input size (``stem="auto"`` picks the small-input stem at 28x28 but the ImageNet one at
+    other input sizes (AlexNet's and VGG's flattening classifiers still fit only the trained size) (``stem="auto"`` picks the small-input stem at 28x28 but the ImageNet one at
     64x64). The caller may set the family's weight-free options (`Family.weight_free_options`, e.g.
     dropout rates) to any value, ``stem="auto"``, and every other option to the weights' value.
 
@@ -575,11 +576,17 @@ def check_options(meta: PretrainedWeights, spec, options: Mapping[str, Any]) -> 
     return {**pinned, **free}
 
 
-def is_h5(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is an HDF5 file (what ``save_weights`` writes for a ``.h5`` name)."""
+def is_legacy_h5(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a legacy Keras HDF5 weights file, which lists its layers by name: what
+    ``save_weights`` writes for a ``.h5`` name, or ``model.save`` for a full model. (A
+    ``.weights.h5`` name gets Keras' newer format, without layer names; `_read_h5` cannot read it.)"""
     import h5py
 
-    return os.path.isfile(path) and h5py.is_hdf5(path)
+    if not (os.path.isfile(path) and h5py.is_hdf5(path)):
+        return False
+    with h5py.File(path, "r") as f:
+        group = f["model_weights"] if "model_weights" in f else f
+        return "layer_names" in group.attrs
 
 
 def _read_h5(path: str | os.PathLike, what: str) -> dict[str, list]:

@@ -412,6 +412,10 @@ def _export_source(args: argparse.Namespace):
     options, dataset = _options(args.options), args.dataset
     run_file = Path(args.weights).parent / RUN_FILE
     if meta is not None:
+        if classes not in (None, meta.head.num_classes):  # its classifier would be untrained
+            raise ValueError(f"--num-classes {classes}: the shipped weights {meta.name} have "
+                             f"{meta.head.num_classes} classes. Accepted: --num-classes for a weights file's model "
+                             f"(fine-tune for new classes: zoo finetune {args.name} --weights {meta.name} ...)")
         dataset = dataset or meta.provenance.dataset
     elif run_file.is_file():
         spec = RunSpec.from_dict(json.loads(run_file.read_text()))

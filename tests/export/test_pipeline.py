@@ -281,3 +281,6 @@ def test_cli_builds_a_weights_file_without_run_json_from_its_flags(tmp_path, cap
     assert main(export) == 2  # the model's defaults do not fit, and the error says what to give
     assert "give --input-shape and --num-classes, or keep the training run's run.json" in capsys.readouterr().err
     assert main([*export, "--input-shape", "12", "12", "1", "--num-classes", "10", "-o", "stage_depths=(1, 1, 1)"]) == 0
+    # Shipped weights keep their classifier: another class count would export an untrained head.
+    assert main(["export", "resnet20", "--num-classes", "5", "--out", str(tmp_path / "shipped")]) == 2
+    assert "--num-classes 5: the shipped weights resnet20.fashion_mnist have 10 classes" in capsys.readouterr().err

@@ -89,6 +89,15 @@ def test_numpy_integers_are_accepted_and_other_numbers_name_their_type():
         zoo.create_model("resnet20", num_classes=True)
     with pytest.raises(ValueError, match=r"received \(28.0, 28, 1\) \(a tuple of float, int, int\)"):
         zoo.create_model("resnet20", input_shape=(28.0, 28, 1))
+    # Architecture options too, stored as Python's numbers (they go to the config and weights' metadata).
+    wide = zoo.create_model("wide_resnet16_4", depth=np.int64(10), widen_factor=np.int32(1), dropout=np.float32(0.5),
+                            input_shape=(28, 28, 1), num_classes=10)
+    assert zoo.create_model("wide_resnet16_4", depth=10, widen_factor=1, dropout=0.5, input_shape=(28, 28, 1),
+                            num_classes=10).count_params() == wide.count_params()
+    options = registry._check_options(registry._MODELS["resnet20"], {"stage_depths": list(np.array([1, 2, 1]))})
+    assert options == {"stage_depths": (1, 2, 1)} and type(options["stage_depths"][0]) is int
+    with pytest.raises(TypeError, match=r"option 'stage_depths' .* received \(1.5, 1, 1\) \(a tuple of float"):
+        zoo.create_model("resnet20", stage_depths=(1.5, 1, 1))
 
 
 TINY = dict(input_shape=(28, 28, 1), stage_depths=(1, 1, 1))
@@ -125,6 +134,10 @@ def test_an_h5_file_loads_by_layer_name(tmp_path):
     zoo.create_model("resnet20", **dict(TINY, stage_depths=(2, 1, 1))).save_weights(str(tmp_path / "deeper.h5"))
     with pytest.raises(ValueError, match=r"\(file layers not in the model: stage1_block2_1_bn, stage1_block2_1_conv"):
         zoo.create_model("resnet20", weights=str(tmp_path / "deeper.h5"), include_top=False, **TINY)
+    # A `.weights.h5` name gets Keras' newer HDF5 format (no layer names): Keras loads it.
+    full.save_weights(str(tmp_path / "full.weights.h5"))
+    _assert_same_weights(zoo.create_model("resnet20", weights=str(tmp_path / "full.weights.h5"), num_classes=10,
+                                          **TINY), full)
 
 
 def test_list_option_is_accepted_as_tuple():
