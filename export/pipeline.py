@@ -19,7 +19,6 @@ import numbers
 import os
 import shutil
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -32,6 +31,18 @@ from zoo._files import write_bytes, write_json
 
 __all__ = ["ExportData", "Plan", "STANDARD_PLANS", "VariantResult", "compress", "deep_compression_plan",
            "export_variant", "finetune_recipe", "load_export_data", "named_plan"]
+
+
+class _FrozenDict(dict):
+    """A read-only dict (a `Plan`'s ``epochs``): hashable plans, and still a dict to ``asdict``, pickle and copy."""
+
+    def _refuse(self, *args, **kwargs):
+        raise TypeError("a Plan is immutable: use dataclasses.replace(plan, epochs={...})")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _refuse
+
+    def __reduce__(self):
+        return type(self), (dict(self),)
 
 
 def _percent(fraction: float) -> str:
@@ -123,7 +134,7 @@ class Plan:
                                  f"its stages: {', '.join(self.stages) or 'none'}")
             if not isinstance(n, int) or isinstance(n, bool) or n < 1:
                 raise ValueError(f"epochs[{stage!r}] must be an int >= 1; received {n!r}")
-        object.__setattr__(self, "epochs", MappingProxyType(epochs))
+        object.__setattr__(self, "epochs", _FrozenDict(epochs))
 
     @property
     def stages(self) -> tuple[str, ...]:
@@ -160,24 +171,29 @@ class Plan:
 def named_plan(**parameters) -> Plan:
     """A `Plan` named by its parameters (how ``zoo export`` names a custom plan), so that plans that differ
     have different files and fine-tuning runs. In order: ``lowrank90``; ``pruned80`` and each per-layer
-    sparsity (``fcx97`` for ``fc*``: 97%) or ``pruned2of4``; ``clustered16``; the quantization; stage
-    epochs (``prune3ep``); ``distilled``; the schedule. ``float32`` when there is nothing.
+    sparsity (``fcx-97`` for ``fc*``: 97%; a glob with other characters than letters, digits, ``_`` and
+    a final ``*`` also gets a hash of itself, ``conv12hee1a6c-50`` for ``conv[12]``) or ``pruned2of4``;
+    ``clustered16``; the quantization; stage epochs (``prune3ep``); ``distilled``; the schedule.
+    ``float32`` when there is nothing.
 
     Example:
         >>> named_plan(prune=0.8, prune_layers=(("fc*", 0.97),), cluster=16, quantize="qat").name
-        'pruned80_fcx97_clustered16_qat'
+        'pruned80_fcx-97_clustered16_qat'
     """
 
     def slug(glob: str) -> str:
-        return "".join(c for c in glob.replace("*", "x").replace("?", "q") if c.isalnum() or c == "_")
+        plain = "".join(c for c in glob.replace("*", "x") if c.isalnum() or c == "_")
+        if glob.rstrip("*").replace("_", "").isalnum() and glob.count("*") <= 1:
+            return plain
+        return f"{plain}h{hashlib.sha256(glob.encode()).hexdigest()[:6]}"
 
     def percent(fraction: float) -> str:
-        return f"{round(100 * fraction, 1):g}"
+        return f"{100 * fraction:g}"  # six significant digits: 12.34 and 12.3 stay apart
 
     plan = Plan("float32", **parameters)  # validates the parameters
     parts = [f"lowrank{percent(plan.low_rank)}" if plan.low_rank is not None else "",
              f"pruned{percent(plan.prune)}" if plan.prune is not None else "",
-             *(f"{slug(glob)}{percent(value)}" for glob, value in plan.prune_layers),
+             *(f"{slug(glob)}-{percent(value)}" for glob, value in plan.prune_layers),
              f"pruned{plan.m_by_n[0]}of{plan.m_by_n[1]}" if plan.m_by_n is not None else "",
              f"clustered{plan.cluster}" if plan.cluster is not None else "",
              plan.quantize if plan.quantize != "none" else "",
@@ -451,13 +467,13 @@ def compress(model: keras.Model, plan: Plan, *, train=None, recipe=None, finetun
                                               teacher=teacher, verbose=verbose))
     if "prune" in plan.stages:
         steps = steps_per_epoch(data, recipes["prune"]) * recipes["prune"].epochs
-        targets = dict(sparsity=plan.prune or 0.5, per_layer=dict(plan.prune_layers) or None, m_by_n=plan.m_by_n,
-                       dense_edges=True)
-        wrapped = prune.prune(m, **targets, schedule="polynomial", **_pruning_schedule(steps), lower_dropout=True)
+        which = dict(sparsity=plan.prune or 0.5, per_layer=dict(plan.prune_layers) or None, m_by_n=plan.m_by_n,
+                     dense_edges=True)  # what `prune` prunes, and how much (`prune.layer_targets`)
+        wrapped = prune.prune(m, **which, schedule="polynomial", **_pruning_schedule(steps), lower_dropout=True)
         pruned = prune.strip(prune.finetune_pruned(wrapped, data, recipe=recipes["prune"], out_dir=run_dir("prune"),
                                                    teacher=teacher, verbose=verbose))
         if plan.m_by_n is None:  # m:n masks are set at the first step, and a last partial block stays dense
-            _check_sparsity(pruned, prune.layer_targets(m, **targets), plan)
+            _check_sparsity(pruned, prune.layer_targets(m, **which), plan)
         m = done("prune", pruned)
     if "cluster" in plan.stages:
         wrapped = cluster.cluster(m, clusters=plan.cluster, preserve_sparsity="prune" in plan.stages)

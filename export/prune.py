@@ -242,8 +242,17 @@ def strip(model: keras.Model) -> keras.Model:
 
 
 def kernel_weights(layer) -> list:
-    """A layer's kernels (``kernel``, ``depthwise_kernel``): the weights pruning zeroes."""
-    return [w for w in layer.weights if w.name.split("/")[-1].split(":")[0] in ("kernel", "depthwise_kernel")]
+    """The weights pruning zeroes: a layer's ``get_prunable_weights()`` (`zoo.layers.GroupedConv2D`), else
+    those TFMOT's registry prunes in a stock layer (``kernel``; a separable convolution's
+    ``pointwise_kernel``; none of a depthwise convolution's)."""
+    from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry
+
+    if hasattr(layer, "get_prunable_weights"):
+        return list(layer.get_prunable_weights())
+    if not prune_registry.PruneRegistry.supports(layer):
+        return []
+    names = prune_registry.PruneRegistry._weight_names(layer)
+    return [w for w in layer.weights if w.name.split("/")[-1].split(":")[0] in names]
 
 
 def sensitivity(model: keras.Model, images: np.ndarray, labels: np.ndarray, *,
@@ -297,7 +306,7 @@ def sensitivity(model: keras.Model, images: np.ndarray, labels: np.ndarray, *,
 
 
 def sparsity(model: keras.Model) -> dict[str, float]:
-    """Fraction of zeros in each kernel (Dense and convolution kernels), by layer name, plus ``"total"``."""
+    """Fraction of zeros in each layer's prunable kernels (`kernel_weights`), by layer name, plus ``"total"``."""
     zeros = total = 0
     result = {}
     for layer in model.layers:

@@ -133,7 +133,8 @@ def convert(
         integer_io: with ``"int8"``, take ``uint8`` input (raw pixels) and return int8 logits
             instead of float32 at the boundary. The model must take raw ``[0, 255]`` pixels: an all-0
             and an all-255 image join the calibration images, so the input's scale is 1 and its zero
-            point 0 (the uint8 input is the pixel), whatever range the calibration images span.
+            point 0 (the uint8 input is the pixel), whatever range the calibration images span. A QAT
+            model converted without ``representative_images`` keeps the input range its training saw.
         allow_select_ops: allow TF Select fallbacks; without it a model that needs them raises,
             naming the ops.
 
@@ -162,7 +163,9 @@ def convert(
         if representative_images is not None:
             images = np.asarray(representative_images, np.float32)
             shape = tuple(model.input_shape[1:])
-            if images.shape[1:] != shape or not len(images):
+            fits = len(images.shape) == len(shape) + 1 and all(d is None or d == i for d, i in
+                                                                zip(shape, images.shape[1:]))
+            if not fits or not len(images):  # a dimension the model leaves open (None) takes any size
                 raise ValueError(f"representative_images must be N >= 1 inputs of the model, shape (N, "
                                  f"{', '.join(map(str, shape))}); received shape {images.shape}")
             if integer_io:  # pin the input's range to the pixels' [0, 255]

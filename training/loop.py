@@ -24,8 +24,8 @@ What the loop adds:
   ``recipe.aux_loss_weight``; metrics are reported on the primary output.
 
 The order of operations: seed → build the model in the strategy's scope → penalties → compile →
-restore the last checkpoint → per epoch: fit, record the history and best weights, checkpoint →
-final weights.
+restore the last checkpoint → per epoch: fit, record the epoch (history, best weights) as pending,
+checkpoint, commit it → final weights.
 
     >>> import zoo, training
     >>> result = training.fit(lambda: zoo.create_model("resnet20", input_shape=(28, 28, 1), num_classes=10),
@@ -52,6 +52,7 @@ CHECKPOINT_DIR = "checkpoints"
 STATE_FILE = "state.json"
 RECIPE_FILE = "recipe.json"
 BEST_WEIGHTS = "best_weights.h5"  # legacy h5: layers matched by name, the zoo's contract
+PENDING_BEST_WEIGHTS = "best_weights.pending.h5"  # an epoch's, until its checkpoint is saved
 FINAL_WEIGHTS = "final_weights.h5"
 
 DataSource = Union[str, tf.data.Dataset, Callable[[int], tf.data.Dataset]]
@@ -282,15 +283,17 @@ class _Checkpointer(keras.callbacks.Callback):
     a checkpoint holds the state they leave; an epoch's last step is saved at the epoch's end, after
     theirs (TFMOT's `UpdatePruningStep` re-masks the kernels there).
 
-    At an epoch's end it calls ``commit(logs)`` (the loop records the epoch's history and best
-    weights) before it saves: the checkpoint is the commit point, so a run stopped in between
-    resumes at the epoch's start, and the loop drops the history entry written too early.
+    An epoch's end is a two-phase commit around its checkpoint: ``prepare(logs)`` records the epoch
+    as pending (its history entry and, if better, its weights), the checkpoint is saved, then
+    ``commit(pending)`` makes it part of the run. The loop settles a pending epoch on resume: kept
+    if the checkpoint holds it, dropped if not.
     """
 
     def __init__(self, manager: tf.train.CheckpointManager, every: int, steps_per_epoch: int,
-                 commit: Callable[[dict], None]):
+                 prepare: Callable[[dict], dict], commit: Callable[[dict], None]):
         super().__init__()
-        self.manager, self.every, self.steps_per_epoch, self.commit = manager, every, steps_per_epoch, commit
+        self.manager, self.every, self.steps_per_epoch = manager, every, steps_per_epoch
+        self.prepare, self.commit = prepare, commit
         self.diverged: tuple[int, int, float] | None = None  # (first step of the execution, last step, loss)
         self.last_saved = -1
         self.previous = 0  # the step at the end of the last execution
@@ -319,9 +322,10 @@ class _Checkpointer(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self.diverged is not None:
             return
-        self.commit(logs or {})
+        pending = self.prepare(logs or {})
         if self.last_saved != self._step():
             self._save(self._step())
+        self.commit(pending)
 
 
 class _Progbar(keras.callbacks.ProgbarLogger):
@@ -458,24 +462,44 @@ def _fit(model, train, *, recipe, val, out_dir, strategy, callbacks, verbose, ch
     if chief:  # before the first checkpoint, so a run stopped in its first epoch is checked on resume too
         write_json(state_path, {**state, "steps_per_epoch": steps_per_epoch})
     start_step = int(model.optimizer.iterations.numpy())
-    # Entries past the checkpoint were written before a checkpoint that never came (see _Checkpointer).
-    history: list[dict[str, float]] = list(state["history"])[: start_step // steps_per_epoch]
+    history: list[dict[str, float]] = list(state["history"])
     best = state.get("best_val_accuracy")
+    best_path, pending_path = os.path.join(out_dir, BEST_WEIGHTS), os.path.join(out_dir, PENDING_BEST_WEIGHTS)
 
-    def commit(logs: dict) -> None:
-        nonlocal best
-        history.append({k: float(v) for k, v in logs.items()})
-        val_accuracy = _primary_val_accuracy(history[-1])
-        if val_accuracy is not None and (best is None or val_accuracy > best):
-            best = val_accuracy
-            if chief:
-                _save_weights(model, os.path.join(out_dir, BEST_WEIGHTS))
+    def write_state(pending: dict | None = None) -> None:
         if chief:
             write_json(state_path, {"history": history, "best_val_accuracy": best,
-                                     "step": int(model.optimizer.iterations.numpy()),
-                                     "steps_per_epoch": steps_per_epoch})
+                                    "step": int(model.optimizer.iterations.numpy()), "steps_per_epoch": steps_per_epoch,
+                                    **({"pending": pending} if pending else {})})
 
-    checkpointer = _Checkpointer(manager, recipe.checkpoint_every, steps_per_epoch, commit)
+    def prepare(logs: dict) -> dict:  # before the epoch's checkpoint (see _Checkpointer)
+        entry = {k: float(v) for k, v in logs.items()}
+        val_accuracy = _primary_val_accuracy(entry)
+        pending = {"entry": entry, "step": int(model.optimizer.iterations.numpy()),
+                   "improved": val_accuracy is not None and (best is None or val_accuracy > best)}
+        if pending["improved"] and chief:
+            _save_weights(model, pending_path)
+        write_state(pending)
+        return pending
+
+    def commit(pending: dict) -> None:  # after it
+        nonlocal best
+        history.append(pending["entry"])
+        if pending["improved"]:
+            best = _primary_val_accuracy(pending["entry"])
+            if chief and os.path.exists(pending_path):
+                os.replace(pending_path, best_path)
+        write_state()
+
+    if state.get("pending"):  # stopped between an epoch's prepare and commit
+        if start_step >= state["pending"]["step"]:
+            commit(state["pending"])  # its checkpoint was saved
+        else:
+            if chief and os.path.exists(pending_path):
+                os.remove(pending_path)
+            write_state()
+
+    checkpointer = _Checkpointer(manager, recipe.checkpoint_every, steps_per_epoch, prepare, commit)
     logs_dir = os.path.join(work_dir, "logs")
     all_callbacks = [
         *callbacks,

@@ -18,6 +18,8 @@ from typing import Callable, Mapping
 
 import numpy as np
 
+from zoo._files import write_png
+
 __all__ = ["SURFACES", "confusion_matrix_png", "optimizer_paths", "training_curves_png"]
 
 
@@ -201,22 +203,13 @@ def optimizer_paths(
     fig.tight_layout()
 
     out = pathlib.Path(path)
-    _savefig_atomic(fig, out)
+    write_png(out, fig)
     return out
-
 
 
 # -- evaluation plots: confusion matrix and training curves ------------------------------------------
 # Drawn on a bare ``matplotlib.figure.Figure`` with an Agg canvas rather than through pyplot: no
 # display is needed, and the process-wide backend (a notebook's inline one, say) is left alone.
-
-
-def _savefig_atomic(fig, path: pathlib.Path, **options) -> None:
-    """Writes the PNG to a temporary name and renames it: an interrupted write leaves the old file whole."""
-    from zoo._files import atomic_path
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", **options)
 
 
 def _save_png(fig, path) -> "pathlib.Path":
@@ -225,7 +218,7 @@ def _save_png(fig, path) -> "pathlib.Path":
     path = pathlib.Path(path)
     if path.suffix.lower() != ".png":
         raise ValueError(f"path must end in .png; received {str(path)!r}")
-    _savefig_atomic(fig, path, dpi=120, bbox_inches="tight")
+    write_png(path, fig, dpi=120, bbox_inches="tight")
     return path
 
 

@@ -63,18 +63,17 @@ def _set(obj: Any, **values: Any) -> None:
 
 
 def _optimizer_options(options: Any) -> dict[str, Any]:
-    """A copy of ``options`` whose numpy scalars are Python's, so that it writes to JSON."""
+    """A copy of ``options`` as JSON gives it back (numpy scalars as Python's, tuples as lists)."""
     if not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options):
         raise ValueError(f"optimizer_options must be a dict of keyword arguments (str keys); received {options!r}")
     copy = {}
     for key, value in options.items():
         value = value.item() if isinstance(value, np.generic) else value
-        try:
-            json.dumps(value, allow_nan=False)
+        try:  # as recipe.json gives it back (a tuple becomes a list), so a written recipe reads back equal
+            copy[key] = json.loads(json.dumps(value, allow_nan=False))
         except (TypeError, ValueError):
             raise ValueError(f"optimizer_options[{key!r}] must be JSON data (a number, string, bool, None, or a "
                              f"list or dict of them), to be written to recipe.json; received {value!r}") from None
-        copy[key] = value
     return copy
 
 

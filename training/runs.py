@@ -475,11 +475,12 @@ def _check_resume(saved: SavedRun, spec: RunSpec, recipe: Recipe) -> None:
         raise ValueError(f"{saved.out_dir!r} holds a run of a different model or data ({changed}); resume with "
                          "the same ones or use a new out_dir")
     old, new = saved.recipe.to_dict(), recipe.to_dict()
-    changed = sorted(k for k in old if old[k] != new[k] and k != "epochs")
+    # What training.fit accepts on resume: more epochs, other steps_per_execution.
+    changed = sorted(k for k in old if old[k] != new[k] and k not in ("epochs", "steps_per_execution"))
     if changed:
         diffs = "; ".join(f"{k}: run has {old[k]!r}, received {new[k]!r}" for k in changed)
         raise ValueError(f"{saved.out_dir!r} holds a run of a different recipe ({diffs}); resume with the same "
-                         "recipe (only epochs may grow) or use a new out_dir")
+                         "recipe (more epochs or other steps_per_execution allowed) or use a new out_dir")
     if recipe.epochs < saved.recipe.epochs:  # as training.fit requires: a resume may train longer, not shorter
         raise ValueError(f"{saved.out_dir!r} is a run of {saved.recipe.epochs} epochs (already trained "
                          f"{saved.epochs_done} epochs); received epochs={recipe.epochs}. Resume with epochs >= "

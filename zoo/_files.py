@@ -54,6 +54,12 @@ def write_text(path: str | os.PathLike, text: str) -> None:
         f.write(text)
 
 
+def write_png(path: str | os.PathLike, figure: Any, **options: Any) -> None:
+    """Saves a matplotlib ``figure`` as a PNG to ``path`` atomically (``options`` go to ``savefig``)."""
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", **options)
+
+
 def write_json(path: str | os.PathLike, data: Any, *, indent: int = 1, sort_keys: bool = True) -> None:
     """Writes ``data`` as JSON (a trailing newline) to ``path`` atomically."""
     write_text(path, json.dumps(data, indent=indent, sort_keys=sort_keys) + "\n")

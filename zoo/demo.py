@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 import zoo
-from zoo._files import atomic_path
+from zoo._files import write_png
 
 OUT_DIR = "demo_out"
 DEFAULT_WEIGHTS = "resnet20.fashion_mnist"
@@ -60,8 +60,7 @@ def samples_png(images, labels, predicted, probabilities, class_names, path, *, 
         ax.axis("off")
     fig.suptitle("Predicted (probability) and true labels; wrong ones in red", fontsize=9)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
+    write_png(path, fig)
     return path
 
 

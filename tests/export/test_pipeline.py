@@ -1,5 +1,6 @@
 """Plans end to end (transform, fine-tune, convert, verify, measure) and the `zoo export` command."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -152,6 +153,18 @@ def test_pruning_reaches_its_target_by_the_last_step_of_however_short_a_stage():
     with pytest.raises(ValueError, match=r"plan 'p' \(prune 80% \+ float32\) did not reach its sparsity after "
                                          r"fine-tuning: fc1 0.800 < 0.900"):  # the check after every pruning stage
         pipeline._check_sparsity(out, {"conv2": 0.8, "fc1": 0.9}, pipeline.Plan("p", prune=0.8))
+    # TFMOT prunes a separable convolution's pointwise kernel and no depthwise kernel: so does the check.
+    import tf_keras as keras
+
+    inputs = keras.Input(_data.SHAPE)
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv1")(inputs)
+    x = keras.layers.DepthwiseConv2D(3, name="dw")(keras.layers.SeparableConv2D(8, 3, name="sep")(x))
+    x = keras.layers.Dense(16, activation="relu", name="fc1")(keras.layers.Flatten()(x))
+    separable = keras.Model(inputs, keras.layers.Dense(_data.CLASSES, name="predictions")(x))
+    assert [w.name for w in prune.kernel_weights(separable.get_layer("sep"))] == ["sep/pointwise_kernel:0"]
+    zeros = prune.sparsity(pipeline.compress(separable, pipeline.Plan("p", prune=0.8), train=batches,
+                                             finetune_steps=1))
+    assert zeros["sep"] == pytest.approx(0.8, abs=1 / 32) and "dw" not in zeros  # 4 x 8 pointwise weights
 
 
 def test_a_stage_with_nothing_to_act_on_is_refused():
@@ -186,8 +199,18 @@ def test_plans_refuse_options_they_would_ignore_and_are_immutable_and_hashable()
     assert [pipeline.named_plan(**p).name for p in (
         {}, {"prune": 0.3}, {"prune": 0.9}, {"m_by_n": (2, 4)}, {"prune": 0.985, "prune_layers": (("fc*", 0.5),)},
         {"low_rank": 0.9, "cluster": 16, "quantize": "qat", "epochs": {"qat": 2}, "distill": True})] == [
-        "float32", "pruned30", "pruned90", "pruned2of4", "pruned98.5_fcx50",
+        "float32", "pruned30", "pruned90", "pruned2of4", "pruned98.5_fcx-50",
         "lowrank90_clustered16_qat_qat2ep_distilled"]
+    # Names stay apart where a lossy spelling would merge them.
+    assert [pipeline.named_plan(**p).name for p in (
+        {"prune": 0.3, "prune_layers": (("conv[12]", 0.5),)}, {"prune": 0.3, "prune_layers": (("conv12", 0.5),)},
+        {"prune": 0.3, "prune_layers": (("conv125", 0.0),)}, {"prune": 0.123}, {"prune": 0.1234})] == [
+        "pruned30_conv12hee1a6c-50", "pruned30_conv12-50", "pruned30_conv125-0", "pruned12.3", "pruned12.34"]
+    import copy
+    import pickle
+
+    assert pickle.loads(pickle.dumps(plan)) == plan == copy.deepcopy(plan)
+    assert dataclasses.asdict(plan)["epochs"] == {"prune": 2}
 
 
 def _zoo(*args, cwd):

@@ -67,6 +67,13 @@ def test_int8_calibration_images_must_be_inputs_of_the_model(trained):
                   f"{images.shape}"
         with pytest.raises(ValueError, match=re.escape(message)):
             tflite.convert(trained, quantize="int8", representative_images=images)
+    # A dimension the model leaves open takes any size.
+    import tf_keras as keras
+
+    inputs = keras.Input((None, None, 1))
+    pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inputs))
+    any_size = keras.Model(inputs, keras.layers.Dense(3)(pooled))
+    assert tflite.convert(any_size, quantize="int8", representative_images=np.random.rand(4, 12, 12, 1) * 255)
 
 
 def test_parity_check_fails_on_nan_or_infinite_outputs():

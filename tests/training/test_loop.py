@@ -201,23 +201,33 @@ def test_an_epochs_history_and_best_weights_are_committed_with_its_checkpoint(tm
     assert resumed.resumed_from_step == 6 and len(resumed.history) == 2
     assert resumed.best_val_accuracy == max(h["val_accuracy"] for h in resumed.history)
 
-    # Stopped while epoch 2's checkpoint is saved, after its history: the resumed run drops that entry and
-    # trains the epoch again from the checkpoint at step 8.
+    # An epoch's end is a two-phase commit around its checkpoint. Stopped before epoch 2's checkpoint
+    # (step 12): the pending epoch is dropped and trained again from step 8. Stopped after it: it is kept.
     save = training.loop._Checkpointer._save
+    for out, saved in (("b", False), ("c", True)):
+        def stop_at_12(self, step):
+            if step == 12 and saved:
+                save(self, step)
+            if step == 12:
+                raise KeyboardInterrupt
+            save(self, step)
 
-    def stop_at_12(self, step):
-        if step == 12:
-            raise KeyboardInterrupt
-        save(self, step)
-
-    monkeypatch.setattr(training.loop._Checkpointer, "_save", stop_at_12)
-    with pytest.raises(KeyboardInterrupt):
-        training.fit(_tiny.plain_model, _tiny.epoch_data, val=val, recipe=recipe, out_dir=tmp_path / "b", verbose=0)
-    assert len(json.loads((tmp_path / "b" / "state.json").read_text())["history"]) == 2
-    monkeypatch.setattr(training.loop._Checkpointer, "_save", save)
-    resumed = training.fit(_tiny.plain_model, _tiny.epoch_data, val=val, recipe=recipe, out_dir=tmp_path / "b", verbose=0)
-    assert resumed.resumed_from_step == 8 and resumed.steps == 12 and len(resumed.history) == 2
-    assert len(json.loads((tmp_path / "b" / "state.json").read_text())["history"]) == 2
+        monkeypatch.setattr(training.loop._Checkpointer, "_save", stop_at_12)
+        with pytest.raises(KeyboardInterrupt):
+            training.fit(_tiny.plain_model, _tiny.epoch_data, val=val, recipe=recipe, out_dir=tmp_path / out,
+                         verbose=0)
+        state = json.loads((tmp_path / out / "state.json").read_text())
+        assert len(state["history"]) == 1 and state["pending"]["step"] == 12
+        monkeypatch.setattr(training.loop._Checkpointer, "_save", save)
+        resumed = training.fit(_tiny.plain_model, _tiny.epoch_data, val=val, recipe=recipe, out_dir=tmp_path / out,
+                               verbose=0)
+        assert resumed.resumed_from_step == (12 if saved else 8) and resumed.steps == 12
+        assert len(resumed.history) == 2 and resumed.best_val_accuracy == max(h["val_accuracy"]
+                                                                              for h in resumed.history)
+        state = json.loads((tmp_path / out / "state.json").read_text())
+        assert state["history"] == [dict(h) for h in resumed.history] and "pending" not in state
+        assert (tmp_path / out / "best_weights.h5").exists()
+        assert not (tmp_path / out / "best_weights.pending.h5").exists()
 
 
 def test_a_dataset_without_batches_is_refused_before_training(tmp_path):
@@ -312,6 +322,8 @@ def test_recipe_optimizer_options_are_keyword_arguments_written_to_json(tmp_path
     assert recipe.optimizer_options == {"rho": 0.5, "centered": True}
     assert type(recipe.optimizer_options["rho"]) is float and type(recipe.optimizer_options["centered"]) is bool
     assert Recipe.from_dict(json.loads(json.dumps(recipe.to_dict()))) == recipe
+    betas = Recipe(optimizer="adam", optimizer_options={"betas": (0.9, 0.99)})  # a tuple reads back as a list
+    assert Recipe.from_dict(json.loads(json.dumps(betas.to_dict()))) == betas
     for options in (None, [("rho", 0.9)], {1: 0.9}):
         with pytest.raises(ValueError, match=r"optimizer_options must be a dict of keyword arguments \(str keys\); "
                                              r"received"):
