@@ -543,9 +543,9 @@ def check_options(meta: PretrainedWeights, spec, options: Mapping[str, Any]) -> 
     """The architecture options to build ``spec`` with for ``meta``'s weights, given the caller's ``options``.
 
     The weights' own options apply: those they were trained with, and their stem resolved against
-    the input shape they were trained at, so that they load into the network they were trained as at
-    other input sizes (AlexNet's and VGG's flattening classifiers still fit only the trained size) (``stem="auto"`` picks the small-input stem at 28x28 but the ImageNet one at
-    64x64). The caller may set the family's weight-free options (`Family.weight_free_options`, e.g.
+    the input shape they were trained at (``stem="auto"`` picks the small-input stem at 28x28 but the
+    ImageNet one at 64x64), so that they load into the network they were trained as at other input
+    sizes (AlexNet's and VGG's flattening classifiers still fit only the trained size). The caller may set the family's weight-free options (`Family.weight_free_options`, e.g.
     dropout rates) to any value, ``stem="auto"``, and every other option to the weights' value.
 
     Raises:

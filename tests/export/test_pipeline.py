@@ -248,7 +248,7 @@ def test_cli_exports_pretrained_weights(tmp_path):
                 "--test-limit", "64", "--max-accuracy-drop", "100", "--out", str(tmp_path / "out"), cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads((tmp_path / "out" / "export.json").read_text())
-    name = "pruned50_stage3x90_dynamic_prune2ep_cosine"  # named by its parameters
+    name = "pruned50_stage3x-90_dynamic_prune2ep_cosine"  # named by its parameters
     assert [(v["name"], v["description"]) for v in report["variants"]] == [
         (name, "prune 50% (stage3*: 90%) + dynamic-range int8")]
     assert report["weights"] == "resnet20.fashion_mnist"

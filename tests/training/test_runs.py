@@ -29,6 +29,6 @@ def test_resuming_with_fewer_epochs_than_the_run_is_refused_before_anything_is_w
     assert (tmp_path / runs.COMMAND_FILE).read_text() == "first\n"
     assert (tmp_path / runs.RUN_FILE).stat().st_mtime_ns == run_json
     # As training.fit, a resume may change steps_per_execution.
-    result = runs.train_run(spec, recipe=recipe.replace(steps_per_execution=2), out_dir=tmp_path, resume=True,
-                            verbose=0, command="third")
-    assert runs.saved_run(tmp_path).epochs_done == 3 and len(result.history) == 3
+    runs.train_run(spec, recipe=recipe.replace(steps_per_execution=2), out_dir=tmp_path, resume=True, verbose=0,
+                   command="third")
+    assert runs.saved_run(tmp_path).epochs_done == 3
