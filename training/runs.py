@@ -229,8 +229,21 @@ def saved_run(out_dir: str | os.PathLike) -> SavedRun | None:
                     recipe=Recipe.from_file(recipe_path), epochs_done=len(state.get("history", ())))
 
 
+def shipped_recipes() -> dict[str, str]:
+    """The recipes the package ships (``training/recipes/``, the pretrained weights' own): name -> file."""
+    from importlib import resources
+
+    folder = resources.files("training") / "recipes"
+    return {p.name[: -len(".json")]: str(p) for p in sorted(folder.iterdir(), key=lambda p: p.name)
+            if p.name.endswith(".json")}
+
+
 def load_recipe(path: str | os.PathLike | None = None, **overrides: Any) -> Recipe:
     """A `Recipe` from a JSON file (or the defaults), with the given fields replaced; ``None`` values are ignored.
+
+    ``path`` may also name a recipe the package ships (`shipped_recipes`), as ``resnet20_fashion_mnist``
+    or as the repository path the pretrained weights' commands give (``training/recipes/...json``),
+    so those commands work from an installed package too.
 
     Raises:
         ValueError: the file is missing, not JSON, or has unknown or invalid fields.
@@ -238,12 +251,22 @@ def load_recipe(path: str | os.PathLike | None = None, **overrides: Any) -> Reci
     Example:
         >>> load_recipe(None, epochs=2, learning_rate=None).epochs
         2
+        >>> load_recipe("resnet20_fashion_mnist").optimizer
+        'momentum'
     """
     if path is None:
         recipe = Recipe()
     else:
+        path = os.fspath(path)
+        name = os.path.basename(path)[: -len(".json")] if path.endswith(".json") else path
+        shipped = shipped_recipes()
+        if not os.path.exists(path) and name in shipped and path in (name, f"training/recipes/{name}.json"):
+            path = shipped[name]
         try:
             recipe = Recipe.from_file(path)
+        except FileNotFoundError:
+            raise ValueError(f"no recipe file {path!r}. Accepted: a recipe's JSON file (a run's recipe.json) or a "
+                             f"shipped recipe: {', '.join(shipped)}") from None
         except OSError as err:
             raise ValueError(f"cannot read recipe file {os.fspath(path)!r}: {err.strerror or err}") from err
         except TypeError as err:

@@ -186,7 +186,8 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="DIR",
                         help="the run directory: checkpoints, logs, weights, eval.json and the PNGs")
     parser.add_argument("--epochs", type=int, metavar="N", help="epochs to train (default: the recipe's)")
-    parser.add_argument("--recipe", metavar="FILE", help="a recipe as JSON (a run's recipe.json); flags override it")
+    parser.add_argument("--recipe", metavar="FILE", help="a recipe as JSON (a run's recipe.json) or a shipped "
+                                                         "recipe's name (resnet20_fashion_mnist); flags override it")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in DIR (same command; --epochs may grow); without it, a DIR "
                              "holding a run is refused")

@@ -32,3 +32,17 @@ def test_resuming_with_fewer_epochs_than_the_run_is_refused_before_anything_is_w
     runs.train_run(spec, recipe=recipe.replace(steps_per_execution=2), out_dir=tmp_path, resume=True, verbose=0,
                    command="third")
     assert runs.saved_run(tmp_path).epochs_done == 3
+
+
+def test_shipped_recipes_load_by_name_or_by_the_path_the_weights_commands_give(tmp_path, monkeypatch):
+    shipped = runs.shipped_recipes()
+    assert "resnet20_fashion_mnist" in shipped and len(shipped) >= 11
+    monkeypatch.chdir(tmp_path)  # not the repository: an installed package
+    by_name = runs.load_recipe("resnet20_fashion_mnist")
+    assert runs.load_recipe("training/recipes/resnet20_fashion_mnist.json") == by_name
+    assert by_name == Recipe.from_file(shipped["resnet20_fashion_mnist"])
+    (tmp_path / "mine.json").write_text('{"epochs": 3}')
+    assert runs.load_recipe("mine.json").epochs == 3  # a file of the caller's comes first
+    with pytest.raises(ValueError, match=r"no recipe file 'resnet21'\. Accepted: .* a shipped recipe: "
+                                         r"alexnet_2012_fashion_mnist, "):
+        runs.load_recipe("resnet21")

@@ -133,7 +133,8 @@ def test_finetune_runs(run, tmp_path, capsys):
     (["train", "resnet20", "--dataset", "digits", "--augment", "flop"], "Valid names"),
     (["train", "resnet20", "--dataset", "digits", "--input-shape", "8", "8", "3"], "channel"),
     (["train", "resnet20", "--dataset", "digits", "--epochs", "0"], "epochs"),
-    (["train", "resnet20", "--dataset", "digits", "--recipe", "/no/such/recipe.json"], "cannot read recipe"),
+    (["train", "resnet20", "--dataset", "digits", "--recipe", "/no/such/recipe.json"],
+     "no recipe file '/no/such/recipe.json'. Accepted: a recipe's JSON file"),
     (["eval", "resnet20", "--dataset", "digits", "--weights", "/no/such.h5"], "no such file"),
     (["finetune", "resnet20", "--dataset", "digits", "--weights", "/no/such.h5"], "no such file"),
 ])
