@@ -98,7 +98,7 @@ def export_saved_model(
     """
     shape = tuple(model.input_shape[1:])
     num_classes = int((model.output_shape[0] if isinstance(model.output_shape, list) else model.output_shape)[-1])
-    normalization(mean, std, channels=shape[-1])  # one value per channel, std > 0, else a ValueError
+    normalization(mean, std, channels=shape[-1], scale=scale)  # one value per channel, std > 0, scale > 0
     class_names = [str(i) for i in range(num_classes)] if class_names is None else [str(n) for n in class_names]
     if len(class_names) != num_classes:
         raise ValueError(f"class_names must have one entry per class ({num_classes}); received {len(class_names)}")

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import math
+import numbers
 import re
 import time
 from pathlib import Path
@@ -57,18 +59,25 @@ def with_preprocessing(model: keras.Model, *, mean: Sequence[float], std: Sequen
     Example:
         >>> m = with_preprocessing(zoo.create_model("resnet20", input_shape=(28, 28, 1)), mean=(0.5,), std=(0.25,))  # doctest: +SKIP
     """
-    shape = tuple(model.input_shape[1:])
-    mean, std = normalization(mean, std, channels=shape[-1])
+    try:
+        shape = tuple(model.input_shape[1:])
+    except AttributeError:  # a subclassed model not yet called: no input to put the layer in front of
+        raise ValueError(f"with_preprocessing needs a model with a known input shape (functional, Sequential with "
+                         f"an Input, or a built subclassed model); received an unbuilt {type(model).__name__}") \
+            from None
+    mean, std = normalization(mean, std, channels=shape[-1], scale=scale)
     inputs = keras.Input(shape, name="pixels")
     x = keras.layers.Rescaling(scale / std, offset=-mean / std, name="normalize")(inputs)
     return keras.Model(inputs, model(x), name=name or f"{model.name}_pixels")
 
 
-def normalization(mean, std, *, channels: int) -> tuple[np.ndarray, np.ndarray]:
-    """``mean`` and ``std`` as float32 arrays of one value per input channel, checked (std > 0).
+def normalization(mean, std, *, channels: int, scale: float = 1 / 255) -> tuple[np.ndarray, np.ndarray]:
+    """``mean`` and ``std`` as float32 arrays of one value per input channel, checked (std > 0), and the
+    pixels' ``scale`` checked (a finite number > 0).
 
     Raises:
-        ValueError: a scalar, a wrong number of values, or a std <= 0; the message gives what was received.
+        ValueError: a scalar, a wrong number of values, a std <= 0 or a bad scale; the message gives what
+            was received.
 
     Example:
         >>> normalization((0.5,), (0.25,), channels=1)
@@ -78,6 +87,9 @@ def normalization(mean, std, *, channels: int) -> tuple[np.ndarray, np.ndarray]:
     if mean_array.shape != (channels,) or std_array.shape != (channels,) or np.any(std_array <= 0):
         raise ValueError(f"mean and std need one value per input channel ({channels}), std > 0; received "
                          f"mean={mean!r}, std={std!r}")
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not 0 < scale < math.inf:
+        raise ValueError(f"scale maps pixels to the model's range (1/255 for [0, 1]); it must be a finite number "
+                         f"> 0; received scale={scale!r}")
     return mean_array, std_array
 
 

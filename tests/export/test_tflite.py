@@ -28,6 +28,19 @@ def test_with_preprocessing_equals_normalizing_outside(trained):
                                inner.predict(_data.normalized(images), verbose=0), atol=1e-5)
 
 
+def test_with_preprocessing_refuses_what_it_cannot_wrap():
+    import tf_keras as keras
+
+    class Unbuilt(keras.Model):
+        def call(self, x):
+            return x
+
+    with pytest.raises(ValueError, match=r"needs a model with a known input shape .* received an unbuilt Unbuilt"):
+        tflite.with_preprocessing(Unbuilt(), mean=(0.5,), std=(0.25,))
+    with pytest.raises(ValueError, match=r"scale .* must be a finite number > 0; received scale=0"):
+        tflite.with_preprocessing(_data.model(), mean=_data.MEAN, std=_data.STD, scale=0)
+
+
 @pytest.mark.parametrize("quantize,max_diff", [("none", 1e-4), ("fp16", 0.1), ("dynamic", 1.0), ("int8", 3.0)])
 def test_every_quantization_converts_and_agrees_with_the_float_model(trained, test_set, quantize, max_diff):
     images, labels = test_set
