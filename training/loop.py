@@ -120,6 +120,31 @@ def _epoch_source(source: DataSource, split: str, recipe: Recipe, augment) -> Ca
                     f"received {type(source).__name__}")
 
 
+# What a resume may change. Training longer continues a run (a cosine schedule stretches to it); steps
+# per execution changes when callbacks run, not what the steps compute.
+RESUMABLE_CHANGES = ("epochs", "steps_per_execution")
+
+
+def check_resume(previous: Recipe, recipe: Recipe, out_dir, *, epochs_done: int | None = None) -> None:
+    """Raises unless ``recipe`` continues the run of ``previous`` in ``out_dir``: the same recipe, but for
+    more epochs or other steps per execution (`RESUMABLE_CHANGES`).
+
+    Raises:
+        ValueError: naming each changed field with both values, or the epochs the run needs at least.
+    """
+    old, new = previous.to_dict(), recipe.to_dict()
+    changed = sorted(k for k in new if old.get(k) != new[k] and k not in RESUMABLE_CHANGES)
+    if changed:
+        diffs = "; ".join(f"{k}: run has {old.get(k)!r}, received {new[k]!r}" for k in changed)
+        raise ValueError(f"{os.fspath(out_dir)!r} holds a run of a different recipe (changed: {', '.join(changed)}): "
+                         f"{diffs}. Resume with the same recipe (more epochs or other steps_per_execution allowed) "
+                         "or use a new out_dir")
+    if recipe.epochs < previous.epochs:
+        done = "" if epochs_done is None else f" (already trained {epochs_done} epochs)"
+        raise ValueError(f"{os.fspath(out_dir)!r} is a run of {previous.epochs} epochs{done}; received "
+                         f"epochs={recipe.epochs}. Resume with epochs >= {previous.epochs}")
+
+
 def _steps_in(dataset: tf.data.Dataset) -> int:
     steps = int(dataset.cardinality())
     if steps < 0:
@@ -399,15 +424,7 @@ def fit(
 
     recipe_path = os.path.join(out_dir, RECIPE_FILE)
     if os.path.exists(recipe_path) and tf.train.latest_checkpoint(ckpt_dir):
-        previous = Recipe.from_file(recipe_path)
-        changed = sorted(k for k, v in recipe.to_dict().items() if previous.to_dict().get(k) != v)
-        # Training longer is the one change that continues a run (a cosine schedule stretches to it);
-        # steps per execution changes when callbacks run, not what the steps compute.
-        changed = [k for k in changed if k != "steps_per_execution"]
-        if changed and not (changed == ["epochs"] and recipe.epochs > previous.epochs):
-            raise ValueError(f"{out_dir!r} holds a run of a different recipe (changed: {', '.join(changed)}); "
-                             "resume with the same recipe (more epochs or other steps_per_execution allowed) "
-                             "or use a new out_dir")
+        check_resume(Recipe.from_file(recipe_path), recipe, out_dir)
     if chief:
         write_json(recipe_path, recipe.to_dict())
 

@@ -37,8 +37,8 @@ import tf_keras as keras
 
 from training.data import DatasetInfo, list_datasets, load_dataset
 from training.evaluation import EvalResult, evaluate
-from training.loop import (BEST_WEIGHTS, CHECKPOINT_DIR, FINAL_WEIGHTS, RECIPE_FILE, STATE_FILE, FitResult, fit,
-                           write_json)
+from training.loop import (BEST_WEIGHTS, CHECKPOINT_DIR, FINAL_WEIGHTS, RECIPE_FILE, STATE_FILE, FitResult,
+                           check_resume, fit, write_json)
 from training.recipes import Recipe
 
 __all__ = [
@@ -497,17 +497,7 @@ def _check_resume(saved: SavedRun, spec: RunSpec, recipe: Recipe) -> None:
         changed = "; ".join(f"{k}: run has {old[k]!r}, received {new[k]!r}" for k in old if old[k] != new[k])
         raise ValueError(f"{saved.out_dir!r} holds a run of a different model or data ({changed}); resume with "
                          "the same ones or use a new out_dir")
-    old, new = saved.recipe.to_dict(), recipe.to_dict()
-    # What training.fit accepts on resume: more epochs, other steps_per_execution.
-    changed = sorted(k for k in old if old[k] != new[k] and k not in ("epochs", "steps_per_execution"))
-    if changed:
-        diffs = "; ".join(f"{k}: run has {old[k]!r}, received {new[k]!r}" for k in changed)
-        raise ValueError(f"{saved.out_dir!r} holds a run of a different recipe ({diffs}); resume with the same "
-                         "recipe (more epochs or other steps_per_execution allowed) or use a new out_dir")
-    if recipe.epochs < saved.recipe.epochs:  # as training.fit requires: a resume may train longer, not shorter
-        raise ValueError(f"{saved.out_dir!r} is a run of {saved.recipe.epochs} epochs (already trained "
-                         f"{saved.epochs_done} epochs); received epochs={recipe.epochs}. Resume with epochs >= "
-                         f"{saved.recipe.epochs}")
+    check_resume(saved.recipe, recipe, saved.out_dir, epochs_done=saved.epochs_done)  # what training.fit checks
 
 
 def _write_report(result: EvalResult, out_dir: str, *, about: Mapping[str, Any],
