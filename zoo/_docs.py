@@ -119,10 +119,6 @@ def models_table(names: Sequence[str]) -> Iterator[str]:
         )
 
 
-def _weights_options(meta) -> str:
-    return ", ".join(f"{k}={v!r}" for k, v in meta.provenance.options) or "the variant's defaults"
-
-
 def pretrained_table(names: Sequence[str]) -> list[str]:
     """Lines of a plain-text table of pretrained weights, each as the architecture it was trained as.
 
@@ -140,7 +136,7 @@ def pretrained_table(names: Sequence[str]) -> list[str]:
     rows = [["weights", "params", "FLOPs", "input", "top-1", "options"]]
     for meta in map(get_weights_info, names):
         rows.append([meta.name, human_count(meta.metrics.params), human_count(meta.metrics.flops),
-                     format_shape(meta.input.shape), f"{meta.metrics.top1:.2%}", _weights_options(meta)])
+                     format_shape(meta.input.shape), f"{meta.metrics.top1:.2%}", meta.provenance.options_text])
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     right = [False, True, True, False, True, False]
     return ["  ".join(c.rjust(w) if r else c.ljust(w) for c, w, r in zip(row, widths, right)).rstrip()
@@ -186,7 +182,7 @@ def _pretrained_lines(info: ModelInfo) -> list[str]:
     for tag in info.pretrained:
         meta = get_weights_info(f"{info.name}.{tag}")
         lines.append(f"{tag}{' (default)' if meta.default else ''}: {meta.metrics.params:,} params at "
-                     f"{format_shape(meta.input.shape)}, options {_weights_options(meta)}")
+                     f"{format_shape(meta.input.shape)}, options {meta.provenance.options_text}")
     return lines
 
 

@@ -233,6 +233,11 @@ class Provenance:
     def options_dict(self) -> dict[str, Any]:
         return dict(self.options)
 
+    @property
+    def options_text(self) -> str:
+        """The options for people: ``"cardinality=4, bottleneck_width=16"``, or the variant's defaults."""
+        return ", ".join(f"{k}={v!r}" for k, v in self.options) or "the variant's defaults"
+
 
 @dataclasses.dataclass(frozen=True)
 class WeightsMetrics:
@@ -567,7 +572,7 @@ def check_options(meta: PretrainedWeights, spec, options: Mapping[str, Any]) -> 
                  if key not in free and not (key == STEM_OPTION and value == "auto")
                  and _tuples(value) != _tuples(trained[key])]
     if conflicts:
-        described = ", ".join(f"{k}={v!r}" for k, v in recorded.items()) or "the variant's defaults"
+        described = meta.provenance.options_text
         any_value = ", ".join(family.weight_free_options) or "none"
         raise ValueError(f"pretrained weights {meta.name!r} were trained with {described}; received "
                          f"{'; '.join(conflicts)}. Accepted: leave those options out (they are applied), options "
@@ -620,7 +625,7 @@ def load_pretrained(model, meta: PretrainedWeights) -> None:
     from zoo._registry import get_spec
 
     path = verify(meta)
-    options = ", ".join(f"{k}={v!r}" for k, v in meta.provenance.options) or "the variant's defaults"
+    options = meta.provenance.options_text
     load_h5_by_name(model, path, get_spec(meta.arch).family, what=f"pretrained weights {meta.name!r}",
                     num_classes=meta.head.num_classes,
                     accepted=f"the architecture they were trained as ({meta.arch} with {options}, input "
