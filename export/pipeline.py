@@ -312,22 +312,14 @@ def finetune_recipe(**changes):
     return Recipe(**{**defaults, **changes})
 
 
-def _limited(train, recipe, steps: int | None):
-    import tensorflow as tf
-
+def _limited(train, recipe, steps: int | None, model: keras.Model):
+    """``train`` as `training.fit` reads it for ``model``, each epoch cut to ``steps`` batches (None: as is)."""
     if steps is None:
         return train
-    if isinstance(train, tf.data.Dataset):
-        return train.take(steps)
-    if isinstance(train, str):
-        from training import load_dataset
+    from training import epoch_data
 
-        def epoch_data(epoch: int):
-            return load_dataset(train, "train", batch_size=recipe.batch_size, augment=recipe.augment,
-                                seed=recipe.seed, epoch=epoch)[0].take(steps)
-
-        return epoch_data
-    return lambda epoch: train(epoch).take(steps)
+    epochs = epoch_data(train, recipe, model=model)
+    return lambda epoch: epochs(epoch).take(steps)
 
 
 FINGERPRINT_FILE = "fingerprint.json"
@@ -433,7 +425,7 @@ def compress(model: keras.Model, plan: Plan, *, train=None, recipe=None, finetun
     work = Path(work_dir) if work_dir else None
     if work is not None:
         _resume_or_start(work, _fingerprint(model, plan, recipe, train, finetune_steps))
-    data = _limited(train, recipe, finetune_steps)
+    data = _limited(train, recipe, finetune_steps, model)
     if plan.schedule is not None:
         from training.recipes import Schedule
 

@@ -412,6 +412,6 @@ def finetune_quantized(model: keras.Model, train, *, recipe, out_dir: str | os.P
     a resumed run then restores its checkpoint's ranges over them."""
     from training import first_batch
 
-    calibrate_ranges(model, first_batch(train, recipe)[0])
+    calibrate_ranges(model, first_batch(train, recipe, model=model)[0])
     with quantize_scope():
         return finetune_wrapped(model, train, recipe=recipe, out_dir=out_dir, teacher=teacher, verbose=verbose)

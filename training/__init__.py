@@ -20,6 +20,7 @@ _EXPORTS = {
     "TrainingDiverged": "training.loop",
     "fit": "training.loop",
     "steps_per_epoch": "training.loop",
+    "epoch_data": "training.loop",
     "first_batch": "training.loop",
     "DatasetInfo": "training.data",
     "load_dataset": "training.data",

@@ -46,7 +46,7 @@ import tf_keras as keras
 from training.recipes import Recipe, make_schedule
 from zoo._files import atomic_path, write_json
 
-__all__ = ["FitResult", "TrainingDiverged", "first_batch", "fit", "steps_per_epoch"]
+__all__ = ["FitResult", "TrainingDiverged", "epoch_data", "first_batch", "fit", "steps_per_epoch"]
 
 CHECKPOINT_DIR = "checkpoints"
 STATE_FILE = "state.json"
@@ -102,14 +102,16 @@ def _save_weights(model: keras.Model, path: str) -> None:
 # -- data -------------------------------------------------------------------------------------------
 
 
-def _epoch_source(source: DataSource, split: str, recipe: Recipe, augment) -> Callable[[int], tf.data.Dataset]:
-    """A function ``epoch -> dataset`` whose result depends only on ``(recipe.seed, epoch)``."""
+def _epoch_source(source: DataSource, split: str, recipe: Recipe, augment,
+                  image_size: tuple[int, int] | None = None) -> Callable[[int], tf.data.Dataset]:
+    """A function ``epoch -> dataset`` whose result depends only on ``(recipe.seed, epoch)``; a dataset
+    name is loaded at ``image_size`` (the model's, `_image_size`) when given."""
     if isinstance(source, str):
         from training.data import load_dataset
 
         def load(epoch: int):
             return load_dataset(source, split, batch_size=recipe.batch_size, augment=augment, seed=recipe.seed,
-                                epoch=epoch)[0]
+                                epoch=epoch, image_size=image_size)[0]
 
         return load
     if isinstance(source, tf.data.Dataset):
@@ -168,10 +170,18 @@ def steps_per_epoch(train: DataSource, recipe: Recipe) -> int:
     return _steps_in(_epoch_source(train, "train", recipe, recipe.augment)(0))
 
 
-def first_batch(train: DataSource, recipe: Recipe):
-    """The first batch `fit` will read from ``train`` by ``recipe`` (epoch 0, augmented as in training),
-    e.g. to calibrate a model before training it."""
-    return next(iter(_epoch_source(train, "train", recipe, recipe.augment)(0)))
+def epoch_data(train: DataSource, recipe: Recipe, *, model: keras.Model | None = None
+               ) -> Callable[[int], tf.data.Dataset]:
+    """The function ``epoch -> tf.data.Dataset`` that `fit` reads ``train`` through by ``recipe`` for
+    ``model`` (a dataset name is shuffled and augmented as in training and loaded at the model's image
+    size), e.g. to take a few steps of each epoch."""
+    return _epoch_source(train, "train", recipe, recipe.augment, None if model is None else _image_size(model))
+
+
+def first_batch(train: DataSource, recipe: Recipe, *, model: keras.Model | None = None):
+    """The first batch `fit` will read from ``train`` by ``recipe`` for ``model`` (`epoch_data`), e.g. to
+    calibrate a model before training it."""
+    return next(iter(epoch_data(train, recipe, model=model)(0)))
 
 
 def _label_every_output(model: keras.Model, dataset: tf.data.Dataset) -> tf.data.Dataset:
@@ -253,6 +263,16 @@ def _resumable_random_generators(model: keras.Model, seed: int) -> dict[str, tf.
 
 def _has_custom_train_step(model: keras.Model) -> bool:
     return type(model).train_step is not keras.Model.train_step
+
+
+def _image_size(model: keras.Model) -> tuple[int, int] | None:
+    """``(height, width)`` of the images the model (or the model its ``train_step`` trains, `_penalized`)
+    takes, for loading a dataset name at that size; None when it is not one image input of known size."""
+    inputs = getattr(_penalized(model), "inputs", None)
+    if not inputs or len(inputs) != 1 or inputs[0].shape.rank != 4:
+        return None
+    height, width = inputs[0].shape[1:3]
+    return (int(height), int(width)) if height and width else None
 
 
 def _penalized(model: keras.Model) -> keras.Model:
@@ -393,7 +413,7 @@ def fit(
             training under a distribution strategy or mixed precision, so that it is built in place
             (a built model is cloned there instead).
         train: a dataset name for `training.data.load_dataset` (batched, shuffled and augmented
-            per the recipe), a function ``epoch -> tf.data.Dataset`` that is deterministic in its
+            per the recipe, resized to the model's input height and width), a function ``epoch -> tf.data.Dataset`` that is deterministic in its
             argument, or a ``tf.data.Dataset`` of ``(images, labels)`` batches.
         recipe: the `Recipe`.
         val: validation data in the same forms (a name loads its ``"test"`` split), or None.
@@ -451,8 +471,9 @@ def _fit(model, train, *, recipe, val, out_dir, strategy, callbacks, verbose, ch
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
-    train_for = _epoch_source(train, "train", recipe, recipe.augment)
-    val_data = None if val is None else _epoch_source(val, "test", recipe, None)(0)
+    size = _image_size(model)
+    train_for = _epoch_source(train, "train", recipe, recipe.augment, size)
+    val_data = None if val is None else _epoch_source(val, "test", recipe, None, size)(0)
     steps_per_epoch = _steps_in(train_for(0))
 
     with strategy.scope():

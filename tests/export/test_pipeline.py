@@ -167,6 +167,15 @@ def test_pruning_reaches_its_target_by_the_last_step_of_however_short_a_stage():
     assert zeros["sep"] == pytest.approx(0.8, abs=1 / 32) and "dw" not in zeros  # 4 x 8 pointwise weights
 
 
+def test_fine_tuning_by_dataset_name_reads_it_at_the_models_image_size():
+    import zoo
+
+    model = zoo.create_model("resnet20", input_shape=(12, 12, 1), num_classes=10, stage_depths=(1, 1, 1))
+    plan = pipeline.Plan("pq", prune=0.5, quantize="qat")  # pruning takes steps of each epoch; QAT calibrates first
+    out = pipeline.compress(model, plan, train="digits", finetune_steps=2)  # the digits are 8x8: this failed
+    assert out.input_shape == (None, 12, 12, 1)  # (compress checks the pruned kernels' sparsity itself)
+
+
 def test_a_stage_with_nothing_to_act_on_is_refused():
     import tf_keras as keras
 

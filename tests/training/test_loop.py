@@ -386,6 +386,20 @@ def test_fit_by_dataset_name_loads_augments_and_validates(tmp_path, monkeypatch)
     assert result.history[-1]["val_accuracy"] > 0.5  # chance is 0.1
 
 
+def test_a_dataset_name_is_loaded_at_the_models_image_size(tmp_path):
+    import zoo
+
+    model = zoo.create_model("resnet20", input_shape=(12, 12, 1), num_classes=10, stage_depths=(1, 1, 1))
+    recipe = RECIPE.replace(epochs=1, batch_size=256, augment="flip")
+    assert training.first_batch("digits", recipe)[0].shape[1:] == (8, 8, 1)  # the digits as they are
+    images, _ = training.first_batch("digits", recipe, model=model)
+    assert images.shape[1:] == (12, 12, 1)
+    first = next(iter(training.epoch_data("digits", recipe, model=model)(0)))[0]
+    assert np.array_equal(first.numpy(), images.numpy())  # the batch fit reads first
+    result = training.fit(model, "digits", recipe=recipe, val="digits", out_dir=tmp_path, verbose=0)
+    assert result.steps == 6 and np.isfinite(result.history[0]["val_loss"])  # it was 8x8 into a 12x12 input
+
+
 MULTI_WORKER = """
     import json, os, sys
     import zoo, tensorflow as tf
