@@ -494,13 +494,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
         from zoo._weights import sha256_file
 
         served = zoo.strip_training_outputs(model)
-        if meta is not None:  # what the weights were trained with
-            norm = dict(mean=meta.input.mean, std=meta.input.std, scale=meta.input.scale)
+        if meta is not None:
             names, sha256 = meta.head.class_names, meta.source.sha256
         else:
-            norm = dict(mean=data.mean, std=data.std, scale=data.scale)
             names = data.class_names if len(data.class_names) == served.output_shape[-1] else None
             sha256 = sha256_file(args.weights) if os.path.isfile(args.weights) else None  # None: a checkpoint
+        # The dataset's normalization, as in the TFLite variants, their checks and `zoo eval` (for the
+        # shipped weights' own dataset it is the one they were trained with).
+        norm = dict(mean=data.mean, std=data.std, scale=data.scale)
         path = export_saved_model(served, Path(args.out) / "saved_model", **norm, class_names=names,
                                   metadata={"weights": weights, "sha256": sha256, "model": args.name,
                                             "dataset": dataset})
