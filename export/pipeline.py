@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
+import tensorflow as tf
 import tf_keras as keras
 
 from export import tflite
@@ -325,20 +326,29 @@ def _limited(train, recipe, steps: int | None, model: keras.Model):
 FINGERPRINT_FILE = "fingerprint.json"
 
 
+def _sha256(arrays) -> str:
+    digest = hashlib.sha256()
+    for array in arrays:
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
 def _fingerprint(model: keras.Model, plan: Plan, recipe, train, finetune_steps: int | None) -> dict[str, Any]:
-    """What a plan's fine-tuning runs are made from, JSON-ready: the plan, the recipe, the data (its name,
-    when it has one) and the source model (its architecture and weights, hashed)."""
-    weights = hashlib.sha256()
-    for w in model.weights:
-        weights.update(np.ascontiguousarray(w.numpy()).tobytes())
+    """What a plan's fine-tuning runs are made from, JSON-ready: the plan, the recipe, the data (its name, or
+    for a function or ``tf.data.Dataset`` a hash of the first batch `training.fit` reads from it) and the
+    source model (its architecture and weights, hashed)."""
+    from training import first_batch
+
     architecture = json.dumps(model.get_config(), sort_keys=True, default=repr).encode()
     plan_fields = {f.name: getattr(plan, f.name) for f in dataclasses.fields(plan)}
+    data = train if isinstance(train, str) else {
+        "first_batch_sha256": _sha256(t.numpy() for t in tf.nest.flatten(first_batch(train, recipe, model=model)))}
     return json.loads(json.dumps({
         "plan": {**plan_fields, "epochs": dict(plan.epochs)}, "description": plan.describe(),
-        "recipe": recipe.to_dict(), "train": train if isinstance(train, str) else None,
+        "recipe": recipe.to_dict(), "train": data,
         "finetune_steps": finetune_steps,
         "source": {"architecture_sha256": hashlib.sha256(architecture).hexdigest(),
-                   "weights_sha256": weights.hexdigest()},
+                   "weights_sha256": _sha256(w.numpy() for w in model.weights)},
     }))
 
 
@@ -403,7 +413,8 @@ def compress(model: keras.Model, plan: Plan, *, train=None, recipe=None, finetun
     the input is not changed.
 
     ``work_dir`` holds one fine-tuning run per stage and ``fingerprint.json``: the plan, recipe, data
-    name, ``finetune_steps`` and a hash of the model's architecture and weights. With the same
+    (its name, or a hash of its first batch), ``finetune_steps`` and a hash of the model's architecture
+    and weights. With the same
     fingerprint the runs resume (an interrupted export continues); with another they are removed
     and fine-tuning starts over.
 

@@ -125,9 +125,17 @@ def test_a_work_dir_resumes_the_same_plan_and_source_and_starts_over_for_others(
     assert json.loads((tmp_path / pipeline.FINGERPRINT_FILE).read_text())["plan"]["prune"] == 0.5
     # another sparsity, then another source model, under the same plan name: each starts over
     assert prune.sparsity(run(first, 0.75))["fc1"] == pytest.approx(0.75, abs=0.01)
-    stem = run(other, 0.75).get_layer("conv1").kernel.numpy()  # an edge layer: dense, fine-tuned a little
+    stem_model = run(other, 0.75)
+    stem = stem_model.get_layer("conv1").kernel.numpy()  # an edge layer: dense, fine-tuned a little
     source, old = other.get_layer("conv1").kernel.numpy(), first.get_layer("conv1").kernel.numpy()
     assert np.abs(stem - source).max() < 0.05 < np.abs(stem - old).max()
+    # other training data (a function, so no name tells them apart) starts over too
+    fingerprint = json.loads((tmp_path / pipeline.FINGERPRINT_FILE).read_text())
+    other_data = pipeline.compress(other, pipeline.Plan("pruned", prune=0.75), work_dir=tmp_path,
+                                   train=lambda epoch: _data.train_data(epoch + 7, steps=2))
+    assert json.loads((tmp_path / pipeline.FINGERPRINT_FILE).read_text())["train"] != fingerprint["train"]
+    assert any(np.abs(a.numpy() - b.numpy()).max() > 0  # trained again, not the last run restored
+               for a, b in zip(other_data.weights, stem_model.weights))
 
 
 def test_a_distilled_plan_leaves_the_source_model_trainable():
