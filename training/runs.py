@@ -275,8 +275,13 @@ def load_recipe(path: str | os.PathLike | None = None, **overrides: Any) -> Reci
     return recipe.replace(**overrides) if overrides else recipe
 
 
-def build_model(spec: RunSpec) -> keras.Model:
+def build_model(spec: RunSpec, *, weights: str | os.PathLike | None = None) -> keras.Model:
     """The spec's model: `zoo.create_model`, or for fine-tuning the source model with its weights and a new head.
+
+    With ``weights``, a weights file of a run of this spec (its ``final_weights.h5``, say), the model is
+    built as that run built it (a fine-tuning run's from its source weights, which can fix the
+    architecture, e.g. a pinned stem) and then filled from the file. Which layers train is as the run
+    left them (a fine-tuning run's frozen layers stay frozen).
 
     Example:
         >>> build_model(RunSpec(model="resnet20", dataset="digits")).input_shape
@@ -284,12 +289,21 @@ def build_model(spec: RunSpec) -> keras.Model:
     """
     spec = spec.resolve()
     if not spec.is_finetune:
-        return zoo.create_model(spec.model, input_shape=spec.input_shape, num_classes=spec.num_classes, **spec.options)
+        return zoo.create_model(spec.model, weights=None if weights is None else os.fspath(weights),
+                                input_shape=spec.input_shape, num_classes=spec.num_classes, **spec.options)
     from training.transfer import finetune
 
     source = zoo.create_model(spec.model, weights=spec.source_weights, input_shape=spec.input_shape,
                               num_classes=spec.source_classes, **spec.options)
-    return finetune(source, spec.num_classes, train_layers=spec.train_layers)
+    model = finetune(source, spec.num_classes, train_layers=spec.train_layers)
+    if weights is not None:
+        try:
+            model.load_weights(os.fspath(weights))
+        except (OSError, ValueError) as error:
+            raise ValueError(f"{os.fspath(weights)} does not fit the model of the fine-tuning run {spec.model} "
+                             f"({spec.source_weights} with a {spec.num_classes}-class head, train_layers="
+                             f"{spec.train_layers!r}): {error}") from error
+    return model
 
 
 def train_run(

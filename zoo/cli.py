@@ -401,10 +401,12 @@ def _export_source(args: argparse.Namespace):
     """The model `zoo export` compresses, its shipped weights' metadata (None for a file) and the dataset.
 
     A weights file's model takes ``--input-shape``, ``--num-classes`` and ``-o`` options, else what the
-    ``run.json`` beside the file (`training.runs.RunSpec`) records, else the model's defaults.
+    ``run.json`` beside the file (`training.runs.RunSpec`) records, else the model's defaults; a fine-tuning
+    run's is built as the run built it (`training.runs.build_model`).
     """
     import json
 
+    from training import runs
     from training.runs import RUN_FILE, RunSpec
     from zoo import _weights
 
@@ -420,10 +422,17 @@ def _export_source(args: argparse.Namespace):
         dataset = dataset or meta.provenance.dataset
     elif run_file.is_file():
         spec = RunSpec.from_dict(json.loads(run_file.read_text()))
-        if spec.model != args.name or spec.is_finetune:
-            what = f"a {spec.model} fine-tuned from {spec.source_weights}" if spec.is_finetune else spec.model
-            raise ValueError(f"{run_file} records {what}; zoo export {args.name} builds {args.name} (received "
-                             f"--weights {args.weights}). Accepted: weights of a `zoo train {args.name}` run")
+        if spec.model != args.name:
+            raise ValueError(f"{run_file} records a {spec.model} run; zoo export {args.name} builds {args.name} "
+                             f"(received --weights {args.weights}). Accepted: weights of a `zoo train {args.name}` "
+                             f"or `zoo finetune {args.name}` run")
+        if spec.is_finetune:  # its model is the source's with a new head: built as the run built it
+            if shape or classes or options:
+                raise ValueError(f"{run_file} records a fine-tuning run, whose model export builds as the run did; "
+                                 "leave out --input-shape, --num-classes and -o")
+            model = runs.build_model(spec, weights=args.weights)
+            model.trainable = True  # the run's frozen layers: export fine-tunes the whole model
+            return model, meta, dataset or spec.dataset
         spec = spec.resolve()
         shape, classes = shape or spec.input_shape, classes or spec.num_classes
         options, dataset = {**spec.options, **options}, dataset or spec.dataset

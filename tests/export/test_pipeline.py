@@ -316,6 +316,37 @@ def test_cli_exports_a_training_runs_weights_built_as_its_run_json_records(tmp_p
     assert about["weights"] == str(weights) and about["sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
 
 
+def test_cli_exports_a_fine_tuning_runs_weights_built_as_the_run_built_them(tmp_path, capsys):
+    import zoo
+    from training import finetune, runs
+    from training.runs import RunSpec
+    from zoo.cli import main
+
+    run = tmp_path / "ft"
+    run.mkdir()
+    options = {"stage_depths": (1, 1, 1)}
+    source = zoo.create_model("resnet20", input_shape=(12, 12, 1), num_classes=7, **options)
+    source.save_weights(tmp_path / "source.h5")
+    tuned = finetune(source, 10, train_layers="head")
+    for w in tuned.weights:  # a fine-tuned model unlike a fresh one anywhere
+        w.assign(w + 0.01)
+    tuned.save_weights(run / "final_weights.h5")
+    spec = RunSpec(model="resnet20", dataset="synthetic", input_shape=(12, 12, 1), options=options, num_classes=10,
+                   source_weights=str(tmp_path / "source.h5"), source_classes=7, train_layers="head")
+    (run / "run.json").write_text(json.dumps(spec.to_dict()))
+    built = runs.build_model(spec, weights=run / "final_weights.h5")
+    assert [w.name for w in built.trainable_weights] == [w.name for w in tuned.trainable_weights]  # head only
+    for a, b in zip(built.weights, tuned.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    export = ["export", "resnet20", "--weights", str(run / "final_weights.h5"), "--test-limit", "16",
+              "--out", str(tmp_path / "out")]
+    assert main(export) == 0  # it was refused: "records a resnet20 fine-tuned from ..."
+    report = json.loads((tmp_path / "out" / "export.json").read_text())
+    assert report["dataset"] == "synthetic" and [v["name"] for v in report["variants"]] == ["float32"]
+    assert main([*export, "--num-classes", "10"]) == 2
+    assert "records a fine-tuning run, whose model export builds as the run did" in capsys.readouterr().err
+
+
 def test_cli_builds_a_weights_file_without_run_json_from_its_flags(tmp_path, capsys):
     from zoo.cli import main
 
