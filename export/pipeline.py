@@ -384,18 +384,35 @@ def _pruning_schedule(steps: int) -> dict[str, int]:
     return {"end_step": max(frequency, int(0.7 * steps) // frequency * frequency), "frequency": frequency}
 
 
+def _m_by_n_blocks(kernel: np.ndarray, n: int) -> np.ndarray:
+    """A kernel's weights in TFMOT's m-by-n blocks, ``[blocks, n]``: rows along the input channels (a convolution's
+    ``[out x height x width, in]``, a Dense layer's ``[out, in]``), each padded with zeros to whole blocks."""
+    rows = kernel.T if kernel.ndim == 2 else np.transpose(kernel, (3, 0, 1, 2)).reshape(-1, kernel.shape[2])
+    return np.pad(rows, ((0, 0), (0, -rows.shape[1] % n))).reshape(-1, n)
+
+
 def _check_sparsity(model: keras.Model, targets: Mapping[str, float], plan: Plan) -> None:
-    """Raises unless each pruned kernel of the stripped ``model`` holds its target's zeros (to one weight, or 0.5%)."""
+    """Raises unless each pruned kernel of the stripped ``model`` holds its target's zeros: to one weight, or
+    0.5%, for a sparsity; in every block of n for ``plan.m_by_n`` (a row's last, partial block included)."""
     from export import prune
 
-    achieved = prune.sparsity(model)
     short = []
-    for name, target in targets.items():
-        if name not in achieved:  # no kernel `sparsity` counts
-            continue
-        size = sum(int(np.prod(k.shape)) for k in prune.kernel_weights(model.get_layer(name)))
-        if achieved[name] < target - max(1 / size, 0.005):
-            short.append(f"{name} {achieved[name]:.3f} < {target:.3f}")
+    if plan.m_by_n is not None:
+        zeros, n = plan.m_by_n
+        for name in targets:
+            for kernel in prune.kernel_weights(model.get_layer(name)):
+                blocks = _m_by_n_blocks(kernel.numpy(), n)
+                dense = int(np.sum(np.count_nonzero(blocks, axis=1) > n - zeros))
+                if dense:
+                    short.append(f"{name} {dense} of {len(blocks)} blocks of {n} with fewer than {zeros} zeros")
+    else:
+        achieved = prune.sparsity(model)
+        for name, target in targets.items():
+            if name not in achieved:  # no kernel `sparsity` counts
+                continue
+            size = sum(int(np.prod(k.shape)) for k in prune.kernel_weights(model.get_layer(name)))
+            if achieved[name] < target - max(1 / size, 0.005):
+                short.append(f"{name} {achieved[name]:.3f} < {target:.3f}")
     if short:
         raise ValueError(f"plan {plan.name!r} ({plan.describe()}) did not reach its sparsity after fine-tuning: "
                          f"{'; '.join(short)}")
@@ -421,7 +438,8 @@ def compress(model: keras.Model, plan: Plan, *, train=None, recipe=None, finetun
     Raises:
         ValueError: no ``train`` for a plan that fine-tunes, a model that is not functional, a stage with
             nothing to act on (no Dense layer to factor or none that gets smaller, no layer to prune or
-            cluster), or a kernel short of its target sparsity after pruning (``prune``, ``prune_layers``).
+            cluster), or a kernel short of its target sparsity after pruning (``prune``, ``prune_layers``; with
+            ``m_by_n``, a block of n with fewer than m zeros).
     """
     from export import cluster, low_rank, prune, quantize
 
@@ -475,8 +493,7 @@ def compress(model: keras.Model, plan: Plan, *, train=None, recipe=None, finetun
         wrapped = prune.prune(m, **which, schedule="polynomial", **_pruning_schedule(steps), lower_dropout=True)
         pruned = prune.strip(prune.finetune_pruned(wrapped, data, recipe=recipes["prune"], out_dir=run_dir("prune"),
                                                    teacher=teacher, verbose=verbose))
-        if plan.m_by_n is None:  # m:n masks are set at the first step, and a last partial block stays dense
-            _check_sparsity(pruned, prune.layer_targets(m, **which), plan)
+        _check_sparsity(pruned, prune.layer_targets(m, **which), plan)
         m = done("prune", pruned)
     if "cluster" in plan.stages:
         wrapped = cluster.cluster(m, clusters=plan.cluster, preserve_sparsity="prune" in plan.stages)

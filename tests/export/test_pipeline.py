@@ -175,6 +175,27 @@ def test_pruning_reaches_its_target_by_the_last_step_of_however_short_a_stage():
     assert zeros["sep"] == pytest.approx(0.8, abs=1 / 32) and "dw" not in zeros  # 4 x 8 pointwise weights
 
 
+def test_a_2_by_4_plan_is_checked_block_by_block_after_fine_tuning():
+    import tensorflow as tf
+    from export import prune
+
+    images, labels = _data.pixels(32)
+    batches = tf.data.Dataset.from_tensor_slices((_data.normalized(images), labels)).batch(16)
+    plan = pipeline.Plan("p", m_by_n=(2, 4))
+    out = pipeline.compress(_data.tiny_model(), plan, train=batches, finetune_steps=1)
+    assert prune.sparsity(out)["fc1"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match=r"did not reach its sparsity after fine-tuning: fc1 \d+ of 512 blocks of 4 "
+                                         r"with fewer than 2 zeros"):  # the same check on the dense model
+        pipeline._check_sparsity(_data.tiny_model(), {"fc1": 0.5}, plan)
+    # TFMOT's blocks run along the input channels, a row's partial block padded with zeros
+    kernel = np.arange(1, 11, dtype=np.float32).reshape(5, 2)  # Dense: 5 inputs, 2 outputs
+    np.testing.assert_array_equal(pipeline._m_by_n_blocks(kernel, 4),
+                                  [[1, 3, 5, 7], [9, 0, 0, 0], [2, 4, 6, 8], [10, 0, 0, 0]])
+    conv = np.random.default_rng(0).normal(size=(3, 3, 6, 2))  # [h, w, in, out] -> [out x h x w, in]
+    assert pipeline._m_by_n_blocks(conv, 4).shape == (2 * 9 * 2, 4)
+    np.testing.assert_array_equal(pipeline._m_by_n_blocks(conv, 4)[:2], [conv[0, 0, :4, 0], [*conv[0, 0, 4:, 0], 0, 0]])
+
+
 def test_fine_tuning_by_dataset_name_reads_it_at_the_models_image_size():
     import zoo
 
