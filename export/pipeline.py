@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import numbers
 import os
 import shutil
 from pathlib import Path
@@ -28,6 +27,7 @@ import tf_keras as keras
 from export import tflite
 from export._choices import CALIBRATION_IMAGES, LR_SCHEDULES, QUANTIZE, STAGES
 from export._finetune import finetune_wrapped, functional
+from zoo._checks import as_int
 from zoo._files import write_bytes, write_json
 
 __all__ = ["ExportData", "Plan", "STANDARD_PLANS", "VariantResult", "compress", "deep_compression_plan",
@@ -103,7 +103,7 @@ class Plan:
             object.__setattr__(self, "m_by_n", tuple(self.m_by_n))
         if self.prune is not None and self.m_by_n is not None:
             raise ValueError("give prune (a sparsity) or m_by_n (structured), not both")
-        if self.cluster is not None and (not isinstance(self.cluster, numbers.Integral) or self.cluster < 2):
+        if self.cluster is not None and as_int(self.cluster, minimum=2) is None:
             raise ValueError(f"cluster must be an int >= 2; received {self.cluster!r}")
         if self.cluster is not None:
             object.__setattr__(self, "cluster", int(self.cluster))  # numpy's ints too

@@ -36,6 +36,8 @@ from typing import Mapping
 import numpy as np
 import tensorflow as tf
 
+from zoo._checks import as_int
+
 __all__ = ["AUGMENTATIONS", "Augment", "get_augment"]
 
 # Zhong et al. 2017 retry until the rectangle fits; we bound it (it fits within a few tries).
@@ -67,7 +69,7 @@ class Augment:
 
     def __post_init__(self):
         pad = self.random_crop_padding
-        if isinstance(pad, bool) or not isinstance(pad, (int, np.integer)) or pad < 0:
+        if as_int(pad, minimum=0) is None:
             raise ValueError(f"random_crop_padding must be a non-negative int; received {pad!r}")
         if not isinstance(self.horizontal_flip, (bool, np.bool_)):
             raise TypeError(f"horizontal_flip must be a bool; received {self.horizontal_flip!r}")

@@ -38,6 +38,7 @@ import numpy as np
 import tensorflow as tf
 
 from training.augment import Augment, get_augment
+from zoo._checks import as_int, check_int
 
 __all__ = [
     "DEBIAN_FASHION_MNIST_DIR",
@@ -205,18 +206,18 @@ def load_dataset(
     if not isinstance(name, str):
         raise ValueError(f"name must be a dataset name (a str): one of {', '.join(list_datasets())} or a TFDS "
                          f"dataset; received {name!r}")
-    _check_int("batch_size", batch_size, minimum=1)
-    _check_int("seed", seed, minimum=0)
-    _check_int("epoch", epoch, minimum=0)
+    check_int("batch_size", batch_size, minimum=1)
+    check_int("seed", seed, minimum=0)
+    check_int("epoch", epoch, minimum=0)
     if limit is not None:
-        _check_int("limit", limit, minimum=1)
+        check_int("limit", limit, minimum=1)
     if shuffle is not None and not isinstance(shuffle, bool):
         raise ValueError(f"shuffle must be None, True or False; received {shuffle!r}")
     if image_size is not None:
         if (
             not isinstance(image_size, (tuple, list))
             or len(image_size) != 2
-            or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0 for s in image_size)
+            or not all(as_int(s, minimum=1) is not None for s in image_size)
         ):
             raise ValueError(f"image_size must be (height, width) of positive ints; received {image_size!r}")
         image_size = (int(image_size[0]), int(image_size[1]))
@@ -281,11 +282,6 @@ def _pipeline_options() -> tf.data.Options:
     # Keep the fixed parallelism we chose: no rewrite may add AUTOTUNE'd parallel maps.
     options.experimental_optimization.map_parallelization = False
     return options
-
-
-def _check_int(name: str, value: Any, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}; received {value!r}")
 
 
 @functools.lru_cache(maxsize=8)
@@ -534,15 +530,15 @@ def _synthetic(
     if (
         not isinstance(image_shape, (tuple, list))
         or len(image_shape) != 3
-        or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0 for s in image_shape)
+        or not all(as_int(s, minimum=1) is not None for s in image_shape)
     ):
         raise ValueError(f"image_shape must be (height, width, channels) of positive ints; received {image_shape!r}")
-    _check_int("num_classes", num_classes, minimum=2)
+    check_int("num_classes", num_classes, minimum=2)
     if num_examples is not None:
-        _check_int("num_examples", num_examples, minimum=1)
+        check_int("num_examples", num_examples, minimum=1)
     if isinstance(noise, bool) or not isinstance(noise, (int, float)) or noise < 0:
         raise ValueError(f"noise must be a float >= 0; received {noise!r}")
-    _check_int("data_seed", data_seed, minimum=0)
+    check_int("data_seed", data_seed, minimum=0)
     shape = tuple(int(s) for s in image_shape)
     return _synthetic_cached(split, shape, int(num_classes), num_examples, float(noise), int(data_seed))
 

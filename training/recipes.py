@@ -20,6 +20,8 @@ from typing import Any, Iterable, Literal, Mapping
 
 import numpy as np
 
+from zoo._checks import as_int
+
 __all__ = ["Recipe", "Regularization", "Schedule", "WarmupSchedule"]
 
 SCHEDULES = ("constant", "step", "cosine")
@@ -34,17 +36,13 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def _is_count(value: Any) -> bool:
-    """An integer (numpy's too) >= 1, not a bool."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
-
-
 def _counts(value: Any) -> tuple[int, ...] | None:
     """A sequence of counts (list, tuple, numpy array) as a tuple of Python ints; None if it is not one."""
     if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
         return None
     value = tuple(value)
-    return tuple(int(v) for v in value) if all(_is_count(v) for v in value) else None
+    counts = tuple(as_int(v, minimum=1) for v in value)
+    return None if None in counts else counts
 
 
 def _build(cls, data: Mapping[str, Any], what: str):
@@ -180,7 +178,7 @@ class Recipe:
     def __post_init__(self):
         counts = ("epochs", "batch_size", "checkpoint_every", "steps_per_execution")
         bad = [f"{name}={getattr(self, name)!r}" for name in counts
-               if not _is_count(getattr(self, name))]
+               if as_int(getattr(self, name), minimum=1) is None]
         if bad:
             raise ValueError(f"{', '.join(counts)} must be integers >= 1; received {', '.join(bad)}")
         # numpy's numbers become Python's: recipes are written to JSON (``recipe.json``, weights' metadata).
@@ -188,7 +186,7 @@ class Recipe:
         if not _is_number(self.learning_rate) or not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be a number > 0; received {self.learning_rate!r}")
         _set(self, learning_rate=float(self.learning_rate))
-        if not isinstance(self.seed, numbers.Integral) or isinstance(self.seed, bool) or self.seed < 0:
+        if as_int(self.seed, minimum=0) is None:
             raise ValueError(f"seed must be an integer >= 0; received {self.seed!r}")
         if not _is_number(self.aux_loss_weight) or self.aux_loss_weight < 0:
             raise ValueError(f"aux_loss_weight must be a number >= 0; received {self.aux_loss_weight!r}")

@@ -17,12 +17,13 @@ import fnmatch
 import importlib
 import inspect
 import numbers
-import operator
 import re
 import types
 import typing
 from functools import lru_cache
 from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
+
+from zoo._checks import as_int
 
 __all__ = [
     "Family",
@@ -303,7 +304,7 @@ def _conforms(value: Any, hint: Any) -> bool:
     if hint is bool:
         return isinstance(value, bool)
     if hint is int:  # NumPy's numbers too; `_as_python` converts them
-        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        return as_int(value) is not None
     if hint is float:
         return isinstance(value, numbers.Real) and not isinstance(value, bool)
     if origin is tuple:
@@ -352,18 +353,11 @@ def _as_python(value: Any) -> Any:
     configs and the weights' JSON metadata)."""
     if isinstance(value, (tuple, list)):
         return tuple(_as_python(v) for v in value)
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+    if as_int(value) is not None:
         return int(value)
     if isinstance(value, numbers.Real) and not isinstance(value, (bool, float)):
         return float(value)
     return value
-
-
-def _positive_int(value: Any) -> int | None:
-    """``value`` as an ``int`` if it is a positive integer, NumPy's included (not a bool); else ``None``."""
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and value > 0:
-        return operator.index(value)
-    return None
 
 
 def _described(value: Any) -> str:
@@ -374,7 +368,7 @@ def _described(value: Any) -> str:
 
 
 def _check_input_shape(name: str, input_shape: Any) -> tuple[int, int, int]:
-    dims = tuple(map(_positive_int, input_shape)) if isinstance(input_shape, (tuple, list)) else ()
+    dims = tuple(as_int(d, minimum=1) for d in input_shape) if isinstance(input_shape, (tuple, list)) else ()
     if len(dims) != 3 or None in dims:
         raise ValueError(
             f"input_shape for {name!r} must be (height, width, channels) of positive ints, channels last; "
@@ -463,9 +457,9 @@ def create_model(
                          f"received input_shape={input_shape!r}. Accepted: (height, width, "
                          f"{pretrained.input.shape[2]}), by default {pretrained.input.shape!r}")
     num_classes = spec.default_num_classes if num_classes is None else num_classes
-    if _positive_int(num_classes) is None:
+    if as_int(num_classes, minimum=1) is None:
         raise ValueError(f"num_classes must be a positive int; received {_described(num_classes)}")
-    num_classes = _positive_int(num_classes)
+    num_classes = int(num_classes)
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}; received {pooling!r}")
     if not isinstance(include_top, bool):

@@ -43,6 +43,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from zoo._checks import check_int
 from zoo._files import atomic_path, write_bytes
 
 __all__ = [
@@ -92,12 +93,6 @@ PUBLISHED_FASHION_MNIST: Mapping[str, tuple[float, str]] = {
 # -- the metadata -------------------------------------------------------------------------------------
 
 
-def _int(value: Any, field: str, *, minimum: int = 0) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{field} must be an int >= {minimum}; received {value!r}")
-    return value
-
-
 def _fraction(value: Any, field: str) -> float:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value <= 1.0:
         raise ValueError(f"{field} must be a number in [0, 1]; received {value!r}")
@@ -131,7 +126,7 @@ class WeightsSource:
     def __post_init__(self):
         if not isinstance(self.sha256, str) or not _SHA256.fullmatch(self.sha256):
             raise ValueError(f"sha256 must be 64 lowercase hex digits; received {self.sha256!r}")
-        _int(self.size_bytes, "size_bytes", minimum=1)
+        check_int("size_bytes", self.size_bytes, minimum=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,7 +182,7 @@ class WeightsHead:
 
     def __post_init__(self):
         object.__setattr__(self, "class_names", tuple(str(n) for n in self.class_names))
-        _int(self.num_classes, "num_classes", minimum=1)
+        check_int("num_classes", self.num_classes, minimum=1)
         if len(self.class_names) != self.num_classes:
             raise ValueError(f"class_names must have num_classes={self.num_classes} entries; "
                              f"received {len(self.class_names)}")
@@ -223,7 +218,7 @@ class Provenance:
         object.__setattr__(self, "recipe", json.dumps(json.loads(recipe), sort_keys=True))
         options = dict(self.options) if not isinstance(self.options, Mapping) else self.options
         object.__setattr__(self, "options", tuple(sorted((str(k), _tuples(v)) for k, v in options.items())))
-        _int(self.seed, "seed")
+        check_int("seed", self.seed, minimum=0)
 
     @property
     def recipe_dict(self) -> dict[str, Any]:
@@ -267,7 +262,7 @@ class WeightsMetrics:
                            tuple(_fraction(a, "per_class_accuracy") for a in self.per_class_accuracy))
         object.__setattr__(self, "loss", float(self.loss))
         for field in ("num_examples", "params", "flops"):
-            _int(getattr(self, field), field, minimum=1)
+            check_int(field, getattr(self, field), minimum=1)
 
 
 @dataclasses.dataclass(frozen=True)
