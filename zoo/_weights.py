@@ -126,7 +126,7 @@ class WeightsSource:
     def __post_init__(self):
         if not isinstance(self.sha256, str) or not _SHA256.fullmatch(self.sha256):
             raise ValueError(f"sha256 must be 64 lowercase hex digits; received {self.sha256!r}")
-        check_int("size_bytes", self.size_bytes, minimum=1)
+        object.__setattr__(self, "size_bytes", check_int("size_bytes", self.size_bytes, minimum=1))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,7 +182,7 @@ class WeightsHead:
 
     def __post_init__(self):
         object.__setattr__(self, "class_names", tuple(str(n) for n in self.class_names))
-        check_int("num_classes", self.num_classes, minimum=1)
+        object.__setattr__(self, "num_classes", check_int("num_classes", self.num_classes, minimum=1))
         if len(self.class_names) != self.num_classes:
             raise ValueError(f"class_names must have num_classes={self.num_classes} entries; "
                              f"received {len(self.class_names)}")
@@ -218,7 +218,7 @@ class Provenance:
         object.__setattr__(self, "recipe", json.dumps(json.loads(recipe), sort_keys=True))
         options = dict(self.options) if not isinstance(self.options, Mapping) else self.options
         object.__setattr__(self, "options", tuple(sorted((str(k), _tuples(v)) for k, v in options.items())))
-        check_int("seed", self.seed, minimum=0)
+        object.__setattr__(self, "seed", check_int("seed", self.seed, minimum=0))
 
     @property
     def recipe_dict(self) -> dict[str, Any]:
@@ -262,7 +262,7 @@ class WeightsMetrics:
                            tuple(_fraction(a, "per_class_accuracy") for a in self.per_class_accuracy))
         object.__setattr__(self, "loss", float(self.loss))
         for field in ("num_examples", "params", "flops"):
-            check_int(field, getattr(self, field), minimum=1)
+            object.__setattr__(self, field, check_int(field, getattr(self, field), minimum=1))
 
 
 @dataclasses.dataclass(frozen=True)
