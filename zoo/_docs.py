@@ -386,13 +386,12 @@ def pretrained_markdown() -> str:
     ]
     lines += _markdown_table(headers, rows, align="lcrrrrrr")
     for m in entries:
-        options = ", ".join(f"{k}={v!r}" for k, v in m.provenance.options) or "none (the variant's defaults)"
         norm = ", ".join(f"{mu:.4f}/{sd:.4f}" for mu, sd in zip(m.input.mean, m.input.std))
         lines += [
             "",
             f"## {m.name}",
             "",
-            f"- **model**: `{m.arch}`, architecture options {options}; {m.provenance.paper}",
+            f"- **model**: `{m.arch}`, architecture options: {m.provenance.options_text}; {m.provenance.paper}",
             f"- **data**: `{m.provenance.dataset}`, trained on the {m.provenance.split} split; "
             f"{m.head.num_classes} classes: {', '.join(m.head.class_names)}",
             f"- **input**: {format_shape(m.input.shape)}, a raw image x becomes (x * {m.input.scale:.6g} − mean) / std "
