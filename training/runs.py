@@ -391,7 +391,8 @@ def evaluate_weights(
     batch_size: int = EVAL_BATCH_SIZE,
     out_dir: str | os.PathLike | None = None,
 ) -> EvalResult:
-    """Builds the spec's model with ``weights`` and evaluates it on a split of the spec's dataset.
+    """Builds the spec's model with ``weights`` (`build_model`: a fine-tuning spec's as its run built it) and
+    evaluates it on a split of the spec's dataset.
 
     With ``out_dir``, writes ``eval.json`` and ``confusion_matrix.png`` there.
 
@@ -402,11 +403,8 @@ def evaluate_weights(
         >>> spec = RunSpec(model="resnet20", dataset="fashion_mnist")
         >>> print(evaluate_weights(spec, weights="runs/r20/final_weights.h5").summary())  # doctest: +SKIP
     """
-    if spec.is_finetune:
-        raise ValueError("evaluate_weights builds the model as trained; pass a spec without source_weights")
     spec = spec.resolve()
-    model = zoo.create_model(spec.model, weights=os.fspath(weights), input_shape=spec.input_shape,
-                             num_classes=spec.num_classes, **spec.options)
+    model = build_model(spec, weights=weights)
     result = evaluate(model, spec.data(split, batch_size=batch_size, shuffle=False)(0), class_names=_class_names(spec))
     if out_dir is not None:
         _write_report(result, os.fspath(out_dir), about={"model": spec.model, "dataset": spec.dataset,

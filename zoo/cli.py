@@ -262,9 +262,43 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
                               teacher=args.teacher))
 
 
+def _weights_run(args: argparse.Namespace, dataset: str | None):
+    """The run a weights file came from, by the ``run.json`` beside it (`training.runs.RunSpec`), with the
+    command's ``--input-shape``, ``--num-classes`` and ``-o`` over it and ``dataset`` (default: the run's);
+    None when the file has no ``run.json`` beside it. A fine-tuning run's model is built as the run built
+    it: those flags may only repeat what it records."""
+    import dataclasses
+    import json
+
+    from training.runs import RUN_FILE, RunSpec
+
+    run_file = Path(args.weights).parent / RUN_FILE
+    if not run_file.is_file():
+        return None
+    spec = RunSpec.from_dict(json.loads(run_file.read_text()))
+    if spec.model != args.name:
+        raise ValueError(f"{run_file} records a {spec.model} run; zoo {args.command} {args.name} builds {args.name} "
+                         f"(received --weights {args.weights}). Accepted: weights of a `zoo train {args.name}` or "
+                         f"`zoo finetune {args.name}` run")
+    shape, classes, options = args.input_shape and tuple(args.input_shape), args.num_classes, _options(args.options)
+    spec = spec.resolve()  # its shape and classes, from its own dataset
+    if spec.is_finetune:
+        given = {"--input-shape": (shape, spec.input_shape), "--num-classes": (classes, spec.num_classes),
+                 **{f"-o {k}": (v, spec.options.get(k)) for k, v in options.items()}}
+        other = [f"{flag} {value!r} (the run's: {recorded!r})" for flag, (value, recorded) in given.items()
+                 if value and value != recorded]
+        if other:
+            raise ValueError(f"{run_file} records a fine-tuning run, whose model zoo {args.command} builds as the run "
+                             f"did; received {', '.join(other)}. Leave them out")
+        return dataclasses.replace(spec, dataset=dataset or spec.dataset)
+    return dataclasses.replace(spec, input_shape=shape or spec.input_shape, num_classes=classes or spec.num_classes,
+                               options={**spec.options, **options}, dataset=dataset or spec.dataset)
+
+
 def _args_eval(parser: argparse.ArgumentParser) -> None:
     _add_model_args(parser, weights="the weights to evaluate: an .h5 file, a checkpoint prefix, or shipped pretrained "
-                                    "weights (DEFAULT, a tag, or ARCH.TAG; see 'zoo list --pretrained')")
+                                    "weights (DEFAULT, a tag, or ARCH.TAG; see 'zoo list --pretrained'). A file of a "
+                                    "zoo train or finetune run is built as the run.json beside it records")
     parser.add_argument("--split", default="test", help="the split to evaluate (default: test)")
     parser.add_argument("--num-classes", type=int, metavar="K", help="the model's classes (default: the dataset's)")
     parser.add_argument("--batch-size", type=int, default=256, metavar="B")
@@ -272,6 +306,8 @@ def _args_eval(parser: argparse.ArgumentParser) -> None:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from training import runs
     from zoo import _weights
 
@@ -280,9 +316,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         tags = _weights.tags(args.name)
         names = f"; nor pretrained weights of {args.name} ({', '.join(['DEFAULT', *tags])})" if tags else ""
         return _fail(f"--weights {args.weights}: no such file (nor checkpoint {args.weights}.index){names}")
-    spec = runs.RunSpec(model=args.name, dataset=args.dataset, options=_options(args.options),
-                        input_shape=args.input_shape and tuple(args.input_shape), num_classes=args.num_classes,
-                        limit=args.limit)
+    spec = None if pretrained is not None else _weights_run(args, args.dataset)
+    if spec is None:
+        spec = runs.RunSpec(model=args.name, dataset=args.dataset, options=_options(args.options),
+                            input_shape=args.input_shape and tuple(args.input_shape), num_classes=args.num_classes)
+    spec = dataclasses.replace(spec, limit=args.limit)
     result = runs.evaluate_weights(spec, weights=args.weights, split=args.split, batch_size=args.batch_size,
                                    out_dir=args.out)
     print(f"{args.name} on {args.dataset} {args.split}: {result.summary()}")
@@ -401,51 +439,35 @@ def _export_source(args: argparse.Namespace):
     """The model `zoo export` compresses, its shipped weights' metadata (None for a file) and the dataset.
 
     A weights file's model takes ``--input-shape``, ``--num-classes`` and ``-o`` options, else what the
-    ``run.json`` beside the file (`training.runs.RunSpec`) records, else the model's defaults; a fine-tuning
-    run's is built as the run built it (`training.runs.build_model`).
+    ``run.json`` beside the file records (`_weights_run`; a fine-tuning run's model is built as the run
+    built it), else the model's defaults.
     """
-    import json
-
     from training import runs
-    from training.runs import RUN_FILE, RunSpec
+    from training.runs import RUN_FILE
     from zoo import _weights
 
     meta = _weights.resolve(args.name, args.weights)
     shape, classes = args.input_shape and tuple(args.input_shape), args.num_classes
-    options, dataset = _options(args.options), args.dataset
-    run_file = Path(args.weights).parent / RUN_FILE
     if meta is not None:
         if classes not in (None, meta.head.num_classes):  # its classifier would be untrained
             raise ValueError(f"--num-classes {classes}: the shipped weights {meta.name} have "
                              f"{meta.head.num_classes} classes. Accepted: --num-classes for a weights file's model "
                              f"(fine-tune for new classes: zoo finetune {args.name} --weights {meta.name} ...)")
-        dataset = dataset or meta.provenance.dataset
-    elif run_file.is_file():
-        spec = RunSpec.from_dict(json.loads(run_file.read_text()))
-        if spec.model != args.name:
-            raise ValueError(f"{run_file} records a {spec.model} run; zoo export {args.name} builds {args.name} "
-                             f"(received --weights {args.weights}). Accepted: weights of a `zoo train {args.name}` "
-                             f"or `zoo finetune {args.name}` run")
-        if spec.is_finetune:  # its model is the source's with a new head: built as the run built it
-            if shape or classes or options:
-                raise ValueError(f"{run_file} records a fine-tuning run, whose model export builds as the run did; "
-                                 "leave out --input-shape, --num-classes and -o")
-            model = runs.build_model(spec, weights=args.weights)
-            model.trainable = True  # the run's frozen layers: export fine-tunes the whole model
-            return model, meta, dataset or spec.dataset
-        spec = spec.resolve()
-        shape, classes = shape or spec.input_shape, classes or spec.num_classes
-        options, dataset = {**spec.options, **options}, dataset or spec.dataset
+    elif (spec := _weights_run(args, args.dataset)) is not None:
+        model = runs.build_model(spec, weights=args.weights)
+        model.trainable = True  # a fine-tuning run's frozen layers: export fine-tunes the whole model
+        return model, meta, spec.dataset
     build = {key: value for key, value in (("input_shape", shape), ("num_classes", classes)) if value}
     try:
-        model = zoo.create_model(args.name, weights=args.weights, **build, **options)
+        model = zoo.create_model(args.name, weights=args.weights, **build, **_options(args.options))
     except ValueError as error:
         if meta is not None or build:
             raise
         raise ValueError(f"{error} (--weights {args.weights} was loaded into {args.name} at its default input "
                          "shape and classes: give --input-shape and --num-classes, or keep the training run's "
                          f"{RUN_FILE} beside the file)") from error
-    return model, meta, dataset or "fashion_mnist"
+    dataset = args.dataset or (meta.provenance.dataset if meta is not None else "fashion_mnist")
+    return model, meta, dataset
 
 
 def _cmd_export(args: argparse.Namespace) -> int:

@@ -364,8 +364,9 @@ def test_cli_exports_a_fine_tuning_runs_weights_built_as_the_run_built_them(tmp_
     assert main(export) == 0  # it was refused: "records a resnet20 fine-tuned from ..."
     report = json.loads((tmp_path / "out" / "export.json").read_text())
     assert report["dataset"] == "synthetic" and [v["name"] for v in report["variants"]] == ["float32"]
-    assert main([*export, "--num-classes", "10"]) == 2
-    assert "records a fine-tuning run, whose model export builds as the run did" in capsys.readouterr().err
+    assert main([*export, "--num-classes", "5"]) == 2
+    assert ("records a fine-tuning run, whose model zoo export builds as the run did; received --num-classes 5 "
+            "(the run's: 10)") in capsys.readouterr().err
 
 
 def test_cli_builds_a_weights_file_without_run_json_from_its_flags(tmp_path, capsys):

@@ -109,6 +109,10 @@ def test_eval_prints_the_accuracy_of_eval_json(run, tmp_path, capsys):
     again = json.loads((tmp_path / "ev" / "eval.json").read_text())
     assert again["confusion_matrix"] == expected["confusion_matrix"]
     assert (tmp_path / "ev" / "confusion_matrix.png").is_file()
+    # without -o stage_depths=(1, 1, 1): the run.json beside the weights says how the run built its model
+    argv = ["eval", "resnet20", "--dataset", "digits", "--limit", "256", "--weights", str(out / "final_weights.h5")]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert f"accuracy {expected['accuracy']:.2%}" in _summary_line(capsys.readouterr().out)
 
 
 def test_finetune_runs(run, tmp_path, capsys):
@@ -121,6 +125,10 @@ def test_finetune_runs(run, tmp_path, capsys):
     spec = json.loads((ft / "run.json").read_text())
     assert spec["train_layers"] == "last:2" and spec["source_classes"] == 10
     assert (ft / "eval.json").is_file() and (ft / "curves.png").is_file()
+    # its weights evaluate as the run evaluated them, the model built as the run built it
+    assert main(["eval", *TINY, "--weights", str(ft / "final_weights.h5")]) == 0, capsys.readouterr().err
+    accuracy = json.loads((ft / "eval.json").read_text())["accuracy"]
+    assert f"accuracy {accuracy:.2%}" in _summary_line(capsys.readouterr().out)
 
 
 @pytest.mark.parametrize("argv, says", [
