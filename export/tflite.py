@@ -323,8 +323,10 @@ class ParityReport:
 
     @property
     def accuracy_change(self) -> float:
-        """Converted minus float accuracy, in points (negative is a loss)."""
-        return 100.0 * (self.accuracy - self.float_accuracy)
+        """Converted minus float accuracy, in points (negative is a loss), to 9 decimals: the difference of two
+        fractions carries float error (0.93 - 0.935 is -0.5000000000000004 points), which would fail a drop
+        of exactly the tolerance."""
+        return round(100.0 * (self.accuracy - self.float_accuracy), 9)
 
     def summary(self) -> str:
         return (f"top-1 agreement {100 * self.top1_agreement:.2f}%  accuracy {100 * self.accuracy:.2f}% "

@@ -102,6 +102,20 @@ def test_parity_check_fails_on_nan_or_infinite_outputs():
         tflite.check_parity(reference, infinite, images, labels, max_abs_diff=1.0, max_accuracy_drop=None)
 
 
+def test_a_drop_of_exactly_the_tolerance_passes():
+    labels = np.zeros(200, dtype=np.int64)
+    reference = np.tile(np.float32([1, 0]), (200, 1))
+    reference[:13] = [0, 1]  # float: 187 of 200 right, 93.5%
+    converted = reference.copy()
+    converted[13] = [0, 1]  # one more wrong: 93.0%, 0.93 - 0.935 = -0.5000000000000004 points in floats
+    report = tflite.check_parity(converted, reference, np.zeros((200, 1)), labels, max_accuracy_drop=0.5,
+                                 min_top1_agreement=None)
+    assert report.accuracy_change == -0.5
+    with pytest.raises(tflite.ParityError, match=r"accuracy fell 0.50 pt \(allowed 0.49\)"):
+        tflite.check_parity(converted, reference, np.zeros((200, 1)), labels, max_accuracy_drop=0.49,
+                            min_top1_agreement=None)
+
+
 def test_a_tflite_file_is_read_and_closed(trained, tmp_path):
     import gc
     import warnings
