@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from export.tflite import normalization
+from export.tflite import image_input_shape, normalization
 
 __all__ = ["METADATA_FILE", "export_saved_model", "read_metadata", "replace_dir"]
 
@@ -96,8 +96,12 @@ def export_saved_model(
     Example:
         >>> export_saved_model(model, "out/sm", mean=(0.5,), std=(0.25,))  # doctest: +SKIP
     """
-    shape = tuple(model.input_shape[1:])
-    num_classes = int((model.output_shape[0] if isinstance(model.output_shape, list) else model.output_shape)[-1])
+    shape = image_input_shape(model, what="export_saved_model")
+    try:
+        output_shape = model.output_shape
+    except AttributeError:  # a subclassed model: its output, once, on zeros
+        output_shape = [tuple(y.shape) for y in tf.nest.flatten(model(tf.zeros([1, *(d or 32 for d in shape)])))]
+    num_classes = int((output_shape[0] if isinstance(output_shape, list) else output_shape)[-1])
     normalization(mean, std, channels=shape[-1], scale=scale)  # one value per channel, std > 0, scale > 0
     class_names = [str(i) for i in range(num_classes)] if class_names is None else [str(n) for n in class_names]
     if len(class_names) != num_classes:

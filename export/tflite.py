@@ -59,16 +59,28 @@ def with_preprocessing(model: keras.Model, *, mean: Sequence[float], std: Sequen
     Example:
         >>> m = with_preprocessing(zoo.create_model("resnet20", input_shape=(28, 28, 1)), mean=(0.5,), std=(0.25,))  # doctest: +SKIP
     """
-    try:
-        shape = tuple(model.input_shape[1:])
-    except AttributeError:  # a subclassed model not yet called: no input to put the layer in front of
-        raise ValueError(f"with_preprocessing needs a model with a known input shape (functional, Sequential with "
-                         f"an Input, or a built subclassed model); received an unbuilt {type(model).__name__}") \
-            from None
+    shape = image_input_shape(model, what="with_preprocessing")
     mean, std = normalization(mean, std, channels=shape[-1], scale=scale)
     inputs = keras.Input(shape, name="pixels")
     x = keras.layers.Rescaling(scale / std, offset=-mean / std, name="normalize")(inputs)
     return keras.Model(inputs, model(x), name=name or f"{model.name}_pixels")
+
+
+def image_input_shape(model: keras.Model, *, what: str) -> tuple:
+    """``model``'s input shape without the batch: a functional or Sequential model's input, or the shape a
+    subclassed model was built or first called with.
+
+    Raises:
+        ValueError: a subclassed model neither built nor called (``what`` names the caller).
+    """
+    try:
+        return tuple(model.input_shape[1:])
+    except AttributeError:  # subclassed: no input layer, only the shape it was built with, if any
+        built = getattr(model, "_build_input_shape", None)
+        if built is not None and not isinstance(built, (list, dict)):
+            return tuple(tf.TensorShape(built).as_list()[1:])
+    raise ValueError(f"{what} needs a model with a known input shape (functional, Sequential with an Input, or a "
+                     f"subclassed model built or called once); received an unbuilt {type(model).__name__}")
 
 
 def normalization(mean, std, *, channels: int, scale: float = 1 / 255) -> tuple[np.ndarray, np.ndarray]:

@@ -28,6 +28,30 @@ def test_serving_signatures_take_raw_pixels_and_match_keras(tmp_path):
     assert about["input"]["mean"] == list(_data.MEAN) and about["input"]["shape"] == list(_data.SHAPE)
 
 
+def test_a_subclassed_model_is_served_once_called_and_refused_before(tmp_path):
+    import tf_keras as keras
+
+    class Subclassed(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.flatten, self.dense = keras.layers.Flatten(), keras.layers.Dense(_data.CLASSES)
+
+        def call(self, inputs):
+            return self.dense(self.flatten(inputs))
+
+    model = Subclassed()
+    with pytest.raises(ValueError, match=r"export_saved_model needs a model with a known input shape .* received an "
+                                         r"unbuilt Subclassed"):
+        saved_model.export_saved_model(model, tmp_path / "sm", mean=_data.MEAN, std=_data.STD)
+    images, _ = _data.pixels(4)
+    expected = tf.nn.softmax(model(_data.normalized(images))).numpy()  # called once: it has a shape now
+    served = tf.saved_model.load(str(saved_model.export_saved_model(model, tmp_path / "sm", mean=_data.MEAN,
+                                                                     std=_data.STD)))
+    out = served.signatures["serving_default"](images=tf.constant(images, tf.uint8))
+    np.testing.assert_allclose(out["probabilities"].numpy(), expected, atol=1e-5)
+    assert saved_model.read_metadata(tmp_path / "sm")["class_names"] == ["0", "1", "2", "3"]
+
+
 def test_export_replaces_atomically_and_leaves_no_temporaries(tmp_path):
     model = _data.model()
     for _ in range(2):
