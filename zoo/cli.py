@@ -238,8 +238,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _args_finetune(parser: argparse.ArgumentParser) -> None:
     _add_model_args(parser, weights="weights of the source model: shipped pretrained weights (DEFAULT, a tag, or "
                                     "ARCH.TAG), an .h5 file or a checkpoint prefix")
-    parser.add_argument("--source-classes", type=int, default=10, metavar="K",
-                        help="classes of the source model's head (default: 10)")
+    parser.add_argument("--source-classes", type=int, metavar="K",
+                        help="classes of the source model's head (default: as the run.json beside --weights "
+                             "records, else 10)")
     parser.add_argument("--num-classes", type=int, metavar="K", help="classes of the new head (default: the dataset's)")
     parser.add_argument("--train-layers", default="head", metavar="WHICH",
                         help="head (default), last:N (the last N layers with weights, and the head) or all")
@@ -255,19 +256,24 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         tags = _weights.tags(args.name)
         names = f"; nor pretrained weights of {args.name} ({', '.join(['DEFAULT', *tags])})" if tags else ""
         return _fail(f"--weights {args.weights}: no such file (nor checkpoint {args.weights}.index){names}")
-    return _run(args, RunSpec(model=args.name, dataset=args.dataset, options=_options(args.options),
+    options, source_classes = _options(args.options), args.source_classes
+    source = None if pretrained is not None else _run_beside(args)
+    if source is not None:  # the source model as its run built it: its options and classes
+        options, source_classes = {**source.options, **options}, source_classes or source.num_classes
+    return _run(args, RunSpec(model=args.name, dataset=args.dataset, options=options,
                               input_shape=args.input_shape and tuple(args.input_shape), limit=args.limit,
                               num_classes=args.num_classes, source_weights=args.weights,
-                              source_classes=args.source_classes, train_layers=args.train_layers,
+                              source_classes=source_classes, train_layers=args.train_layers,
                               teacher=args.teacher))
 
 
-def _weights_run(args: argparse.Namespace, dataset: str | None):
-    """The run a weights file came from, by the ``run.json`` beside it (`training.runs.RunSpec`), with the
-    command's ``--input-shape``, ``--num-classes`` and ``-o`` over it and ``dataset`` (default: the run's);
-    None when the file has no ``run.json`` beside it. A fine-tuning run's model is built as the run built
-    it: those flags may only repeat what it records."""
-    import dataclasses
+def _run_beside(args: argparse.Namespace):
+    """The `training.runs.RunSpec` of the ``run.json`` beside the ``--weights`` file, resolved (its shape and
+    classes from its own dataset); None when there is none.
+
+    Raises:
+        ValueError: it records another model than the command's.
+    """
     import json
 
     from training.runs import RUN_FILE, RunSpec
@@ -280,8 +286,23 @@ def _weights_run(args: argparse.Namespace, dataset: str | None):
         raise ValueError(f"{run_file} records a {spec.model} run; zoo {args.command} {args.name} builds {args.name} "
                          f"(received --weights {args.weights}). Accepted: weights of a `zoo train {args.name}` or "
                          f"`zoo finetune {args.name}` run")
+    return spec.resolve()
+
+
+def _weights_run(args: argparse.Namespace, dataset: str | None):
+    """The run a weights file came from (`_run_beside`), with the command's ``--input-shape``,
+    ``--num-classes`` and ``-o`` over it and ``dataset`` (default: the run's); None when the file has no
+    ``run.json`` beside it. A fine-tuning run's model is built as the run built it: those flags may only
+    repeat what it records."""
+    import dataclasses
+
+    from training.runs import RUN_FILE
+
+    spec = _run_beside(args)
+    if spec is None:
+        return None
+    run_file = Path(args.weights).parent / RUN_FILE
     shape, classes, options = args.input_shape and tuple(args.input_shape), args.num_classes, _options(args.options)
-    spec = spec.resolve()  # its shape and classes, from its own dataset
     if spec.is_finetune:
         given = {"--input-shape": (shape, spec.input_shape), "--num-classes": (classes, spec.num_classes),
                  **{f"-o {k}": (v, spec.options.get(k)) for k, v in options.items()}}

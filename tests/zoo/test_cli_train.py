@@ -125,6 +125,13 @@ def test_finetune_runs(run, tmp_path, capsys):
     spec = json.loads((ft / "run.json").read_text())
     assert spec["train_layers"] == "last:2" and spec["source_classes"] == 10
     assert (ft / "eval.json").is_file() and (ft / "curves.png").is_file()
+    # a run's weights fine-tune without its -o: the run.json beside them gives the source's options and classes
+    assert main(["finetune", "resnet20", "--dataset", "digits", "--limit", "256", "--weights",
+                 str(out / "final_weights.h5"), "--epochs", "1", "--out", str(tmp_path / "ft2")]) == 0, \
+        capsys.readouterr().err
+    spec = json.loads((tmp_path / "ft2" / "run.json").read_text())
+    assert spec["options"] == {"stage_depths": [1, 1, 1]} and spec["source_classes"] == 10
+    capsys.readouterr()
     # its weights evaluate as the run evaluated them, the model built as the run built it
     assert main(["eval", *TINY, "--weights", str(ft / "final_weights.h5")]) == 0, capsys.readouterr().err
     accuracy = json.loads((ft / "eval.json").read_text())["accuracy"]
