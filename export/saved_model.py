@@ -91,7 +91,8 @@ def export_saved_model(
         The directory written.
 
     Raises:
-        ValueError: normalization or class names that do not fit the model.
+        ValueError: normalization or class names that do not fit the model, or a subclassed model neither
+            built nor called (its input shape is unknown).
 
     Example:
         >>> export_saved_model(model, "out/sm", mean=(0.5,), std=(0.25,))  # doctest: +SKIP

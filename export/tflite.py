@@ -107,7 +107,7 @@ def normalization(mean, std, *, channels: int, scale: float = 1 / 255) -> tuple[
 
 def _converter(model: keras.Model) -> tf.lite.TFLiteConverter:
     # A concrete function at batch None keeps the batch dimension resizable in the interpreter.
-    spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)
+    spec = tf.TensorSpec([None, *image_input_shape(model, what="TFLite conversion")], tf.float32)
     fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
     return tf.lite.TFLiteConverter.from_concrete_functions([fn], model)
 
@@ -186,7 +186,7 @@ def convert(
     elif quantize == "int8":
         if representative_images is not None:
             images = np.asarray(representative_images, np.float32)
-            shape = tuple(model.input_shape[1:])
+            shape = image_input_shape(model, what="TFLite conversion")
             fits = len(images.shape) == len(shape) + 1 and all(d is None or d == i for d, i in
                                                                 zip(shape, images.shape[1:]))
             if not fits or not len(images):  # a dimension the model leaves open (None) takes any size

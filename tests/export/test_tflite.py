@@ -41,6 +41,11 @@ def test_with_preprocessing_refuses_what_it_cannot_wrap():
     called(np.zeros((1, 4, 4, 2), np.float32))  # a subclassed model called once has a shape to wrap
     wrapped = tflite.with_preprocessing(called, mean=(0.5, 0.5), std=(0.25, 0.25))
     np.testing.assert_allclose(wrapped(np.full((1, 4, 4, 2), 255.0, np.float32)), 2.0)  # (1 - 0.5) / 0.25
+    # ... and so does the converter, given the subclassed model itself
+    pixels = np.full((2, 4, 4, 2), 0.75, np.float32)
+    for quantize in ("none", "int8"):
+        flat = tflite.convert(called, quantize=quantize, representative_images=pixels)
+        np.testing.assert_allclose(tflite.predictions(tflite.TFLiteModel(flat), pixels), pixels, atol=0.01)
     with pytest.raises(ValueError, match=r"scale .* must be a finite number > 0; received scale=0"):
         tflite.with_preprocessing(_data.model(), mean=_data.MEAN, std=_data.STD, scale=0)
 
