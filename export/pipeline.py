@@ -97,10 +97,11 @@ class Plan:
             raise ValueError(f"unknown quantize {self.quantize!r}; accepted: {', '.join(QUANTIZE)}")
         if self.prune is not None and not 0.0 < self.prune < 1.0:
             raise ValueError(f"prune must be a sparsity in (0, 1); received {self.prune!r}")
-        if self.m_by_n is not None and (len(self.m_by_n) != 2 or not 0 < self.m_by_n[0] < self.m_by_n[1]):
+        if self.m_by_n is not None and (len(self.m_by_n) != 2 or None in map(as_int, self.m_by_n)
+                                        or not 0 < self.m_by_n[0] < self.m_by_n[1]):
             raise ValueError(f"m_by_n must be (m, n) with 0 < m < n, e.g. (2, 4); received {self.m_by_n!r}")
         if self.m_by_n is not None:
-            object.__setattr__(self, "m_by_n", tuple(self.m_by_n))
+            object.__setattr__(self, "m_by_n", tuple(int(v) for v in self.m_by_n))
         if self.prune is not None and self.m_by_n is not None:
             raise ValueError("give prune (a sparsity) or m_by_n (structured), not both")
         if self.cluster is not None and as_int(self.cluster, minimum=2) is None:
@@ -133,9 +134,9 @@ class Plan:
             if stage not in self.stages:
                 raise ValueError(f"epochs[{stage!r}]: plan {self.name!r} ({self.describe()}) has no {stage} stage; "
                                  f"its stages: {', '.join(self.stages) or 'none'}")
-            if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            if as_int(n, minimum=1) is None:
                 raise ValueError(f"epochs[{stage!r}] must be an int >= 1; received {n!r}")
-        object.__setattr__(self, "epochs", _FrozenDict(epochs))
+        object.__setattr__(self, "epochs", _FrozenDict({stage: int(n) for stage, n in epochs.items()}))
 
     @property
     def stages(self) -> tuple[str, ...]:
@@ -431,7 +432,8 @@ def compress(model: keras.Model, plan: Plan, *, train=None, recipe=None, finetun
 
     ``work_dir`` holds one fine-tuning run per stage and ``fingerprint.json``: the plan, recipe, data
     (its name, or a hash of its first batch), ``finetune_steps`` and a hash of the model's architecture
-    and weights. With the same
+    and weights. A ``tf.data.Dataset`` that reshuffles unseeded gives another first batch each time it is
+    read, so its runs start over: to resume, pass a function ``epoch -> dataset`` (or shuffle with a seed). With the same
     fingerprint the runs resume (an interrupted export continues); with another they are removed
     and fine-tuning starts over.
 

@@ -18,6 +18,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
+from zoo._checks import as_int
 from zoo._files import write_png
 
 __all__ = ["SURFACES", "confusion_matrix_png", "optimizer_paths", "training_curves_png"]
@@ -91,7 +92,7 @@ def _optimizer_trajectories(
     from training.optimizers import SEED_OPTIMIZERS, get_optimizer
 
     spec = _get_surface(surface)
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+    if as_int(steps, minimum=1) is None:
         raise ValueError(f"steps must be a positive int; received {steps!r}")
     unknown = sorted(set(learning_rates or {}) - set(SEED_OPTIMIZERS))
     if unknown:

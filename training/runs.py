@@ -40,6 +40,7 @@ from training.evaluation import EvalResult, evaluate
 from training.loop import (BEST_WEIGHTS, CHECKPOINT_DIR, FINAL_WEIGHTS, RECIPE_FILE, STATE_FILE, FitResult,
                            check_resume, fit, write_json)
 from training.recipes import Recipe
+from zoo._checks import as_int, tuples
 
 __all__ = [
     "COMMAND_FILE",
@@ -112,13 +113,14 @@ class RunSpec:
         if self.input_shape is not None:
             shape = self.input_shape
             if (not isinstance(shape, (tuple, list)) or len(shape) != 3
-                    or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)):
+                    or None in (as_int(d, minimum=1) for d in shape)):
                 raise ValueError(f"input_shape must be (height, width, channels) of positive ints; received {shape!r}")
-            object.__setattr__(self, "input_shape", tuple(shape))
+            object.__setattr__(self, "input_shape", tuple(int(d) for d in shape))
         for field in ("num_classes", "limit", "source_classes"):
             value = getattr(self, field)
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            if value is not None and as_int(value, minimum=1) is None:
                 raise ValueError(f"{field} must be a positive int or None; received {value!r}")
+            object.__setattr__(self, field, None if value is None else int(value))
         if self.source_weights is not None:
             object.__setattr__(self, "source_weights", os.fspath(self.source_weights))
         if (self.train_layers is None) != (self.source_weights is None):
@@ -164,7 +166,7 @@ class RunSpec:
         data = dict(data)
         if data.get("input_shape") is not None:
             data["input_shape"] = tuple(data["input_shape"])
-        data["options"] = {k: _tuples(v) for k, v in (data.get("options") or {}).items()}
+        data["options"] = {k: tuples(v) for k, v in (data.get("options") or {}).items()}
         return cls(**data)
 
     def _image_size(self) -> tuple[int, int] | None:
@@ -279,9 +281,10 @@ def build_model(spec: RunSpec, *, weights: str | os.PathLike | None = None) -> k
     """The spec's model: `zoo.create_model`, or for fine-tuning the source model with its weights and a new head.
 
     With ``weights``, a weights file of a run of this spec (its ``final_weights.h5``, say), the model is
-    built as that run built it (a fine-tuning run's from its source weights, which can fix the
-    architecture, e.g. a pinned stem) and then filled from the file. Which layers train is as the run
-    left them (a fine-tuning run's frozen layers stay frozen).
+    built as that run built it and filled from the file (checked as `zoo.create_model` checks, every layer
+    filled). A fine-tuning run's source weights are then read only when they are shipped weights, whose
+    metadata can fix the architecture (a pinned stem); a source file need not exist any more. Which layers
+    train is as the run left them (a fine-tuning run's frozen layers stay frozen).
 
     Example:
         >>> build_model(RunSpec(model="resnet20", dataset="digits")).input_shape
@@ -292,17 +295,17 @@ def build_model(spec: RunSpec, *, weights: str | os.PathLike | None = None) -> k
         return zoo.create_model(spec.model, weights=None if weights is None else os.fspath(weights),
                                 input_shape=spec.input_shape, num_classes=spec.num_classes, **spec.options)
     from training.transfer import finetune
+    from zoo._registry import load_weights
+    from zoo._weights import resolve
 
-    source = zoo.create_model(spec.model, weights=spec.source_weights, input_shape=spec.input_shape,
+    source_weights = spec.source_weights
+    if weights is not None and resolve(spec.model, source_weights) is None:
+        source_weights = None  # a file: the run's weights replace every value it holds
+    source = zoo.create_model(spec.model, weights=source_weights, input_shape=spec.input_shape,
                               num_classes=spec.source_classes, **spec.options)
     model = finetune(source, spec.num_classes, train_layers=spec.train_layers)
     if weights is not None:
-        try:
-            model.load_weights(os.fspath(weights))
-        except (OSError, ValueError) as error:
-            raise ValueError(f"{os.fspath(weights)} does not fit the model of the fine-tuning run {spec.model} "
-                             f"({spec.source_weights} with a {spec.num_classes}-class head, train_layers="
-                             f"{spec.train_layers!r}): {error}") from error
+        load_weights(model, spec.model, os.fspath(weights))
     return model
 
 
@@ -533,7 +536,3 @@ def _read_json(path: str) -> Any:
         return None
     with open(path) as f:
         return json.load(f)
-
-
-def _tuples(value: Any) -> Any:
-    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value

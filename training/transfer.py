@@ -23,6 +23,8 @@ import re
 
 import tf_keras as keras
 
+from zoo._checks import as_int
+
 __all__ = ["TRAIN_LAYERS_FORMS", "finetune", "trainable_layer_names"]
 
 TRAIN_LAYERS_FORMS = ('"head"', '"last:N" (N a positive int)', '"all"')
@@ -82,8 +84,9 @@ def finetune(
             f"finetune needs a functional (or Sequential) model to find its head; received a subclassed "
             f"{type(model).__name__} named {model.name!r}"
         )
-    if isinstance(new_num_classes, bool) or not isinstance(new_num_classes, int) or new_num_classes < 1:
+    if as_int(new_num_classes, minimum=1) is None:
         raise ValueError(f"new_num_classes must be a positive int; received {new_num_classes!r}")
+    new_num_classes = int(new_num_classes)
     if not 0.0 <= head_dropout < 1.0:
         raise ValueError(f"head_dropout must be in [0, 1); received {head_dropout!r}")
     last_n = _parse_train_layers(train_layers)

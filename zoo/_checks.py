@@ -1,4 +1,4 @@
-"""Argument checks the packages share: integers as people and NumPy write them."""
+"""Argument checks the packages share: integers as people and NumPy write them, options as JSON reads them."""
 
 from __future__ import annotations
 
@@ -20,3 +20,9 @@ def check_int(name: str, value: Any, *, minimum: int) -> int:
     if number is None:
         raise ValueError(f"{name} must be an int >= {minimum}; received {value!r}")
     return number
+
+
+def tuples(value: Any) -> Any:
+    """``value`` with every list or tuple in it a tuple, nested ones too: an option as JSON reads it back
+    (``[1, 1, 1]``) compares equal to the option given (``(1, 1, 1)``)."""
+    return tuple(tuples(v) for v in value) if isinstance(value, (list, tuple)) else value

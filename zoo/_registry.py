@@ -16,6 +16,7 @@ import difflib
 import fnmatch
 import importlib
 import inspect
+import os
 import numbers
 import re
 import types
@@ -495,10 +496,19 @@ def _check_activation(activation: str) -> None:
         ) from err
 
 
+def load_weights(model, name: str, weights: str | os.PathLike[str]) -> None:
+    """Fills ``model``, a model of the registered ``name`` (its head may have been replaced, as by
+    `training.finetune`), from a weights file as `create_model` does: an ``.h5`` file by layer name, a TF
+    checkpoint only if it fills every variable.
+
+    Raises:
+        ValueError: no such file, or weights that do not fit ``model`` (the message says what would).
+    """
+    _load_weights(model, get_spec(name), weights)
+
+
 def _load_weights(model, spec: ModelSpec, weights: str) -> None:
     """Loads a weights file: an HDF5 file by layer name, a TF checkpoint only if it fills every model variable."""
-    import os
-
     from zoo import _weights
 
     if not isinstance(weights, (str, os.PathLike)) or not (

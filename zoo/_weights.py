@@ -43,7 +43,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from zoo._checks import check_int
+from zoo._checks import check_int, tuples
 from zoo._files import atomic_path, write_bytes
 
 __all__ = [
@@ -97,10 +97,6 @@ def _fraction(value: Any, field: str) -> float:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value <= 1.0:
         raise ValueError(f"{field} must be a number in [0, 1]; received {value!r}")
     return float(value)
-
-
-def _tuples(value: Any) -> Any:
-    return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
 def _lists(value: Any) -> Any:
@@ -217,7 +213,7 @@ class Provenance:
         recipe = self.recipe if isinstance(self.recipe, str) else json.dumps(self.recipe, sort_keys=True)
         object.__setattr__(self, "recipe", json.dumps(json.loads(recipe), sort_keys=True))
         options = dict(self.options) if not isinstance(self.options, Mapping) else self.options
-        object.__setattr__(self, "options", tuple(sorted((str(k), _tuples(v)) for k, v in options.items())))
+        object.__setattr__(self, "options", tuple(sorted((str(k), tuples(v)) for k, v in options.items())))
         object.__setattr__(self, "seed", check_int("seed", self.seed, minimum=0))
 
     @property
@@ -343,8 +339,8 @@ class PretrainedWeights:
         _check_fields(cls, data, "weights metadata")
         for key, part in parts.items():
             _check_fields(part, data[key], key)
-            data[key] = part(**{k: _tuples(v) if k != "recipe" else v for k, v in data[key].items()})
-        return cls(**{k: _tuples(v) for k, v in data.items()})
+            data[key] = part(**{k: tuples(v) if k != "recipe" else v for k, v in data[key].items()})
+        return cls(**{k: tuples(v) for k, v in data.items()})
 
 
 def _check_fields(cls, data: Any, what: str) -> None:
@@ -565,7 +561,7 @@ def check_options(meta: PretrainedWeights, spec, options: Mapping[str, Any]) -> 
     free = {key: value for key, value in options.items() if key in family.weight_free_options}
     conflicts = [f"{key}={value!r} (the weights have {key}={trained[key]!r})" for key, value in options.items()
                  if key not in free and not (key == STEM_OPTION and value == "auto")
-                 and _tuples(value) != _tuples(trained[key])]
+                 and tuples(value) != tuples(trained[key])]
     if conflicts:
         described = meta.provenance.options_text
         any_value = ", ".join(family.weight_free_options) or "none"

@@ -257,11 +257,13 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         names = f"; nor pretrained weights of {args.name} ({', '.join(['DEFAULT', *tags])})" if tags else ""
         return _fail(f"--weights {args.weights}: no such file (nor checkpoint {args.weights}.index){names}")
     options, source_classes = _options(args.options), args.source_classes
+    shape = args.input_shape and tuple(args.input_shape)
     source = None if pretrained is not None else _run_beside(args)
-    if source is not None:  # the source model as its run built it: its options and classes
+    if source is not None:  # the source model as its run built it: its options, input shape and classes
         options, source_classes = {**source.options, **options}, source_classes or source.num_classes
-    return _run(args, RunSpec(model=args.name, dataset=args.dataset, options=options,
-                              input_shape=args.input_shape and tuple(args.input_shape), limit=args.limit,
+        shape = shape or source.input_shape
+    return _run(args, RunSpec(model=args.name, dataset=args.dataset, options=options, input_shape=shape,
+                              limit=args.limit,
                               num_classes=args.num_classes, source_weights=args.weights,
                               source_classes=source_classes, train_layers=args.train_layers,
                               teacher=args.teacher))
@@ -269,11 +271,13 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
 
 def _run_beside(args: argparse.Namespace):
     """The `training.runs.RunSpec` of the ``run.json`` beside the ``--weights`` file, resolved (its shape and
-    classes from its own dataset); None when there is none.
+    classes from its own dataset) and without its teacher (it trained the model; building the model does not
+    need it); None when there is none.
 
     Raises:
         ValueError: it records another model than the command's.
     """
+    import dataclasses
     import json
 
     from training.runs import RUN_FILE, RunSpec
@@ -286,7 +290,7 @@ def _run_beside(args: argparse.Namespace):
         raise ValueError(f"{run_file} records a {spec.model} run; zoo {args.command} {args.name} builds {args.name} "
                          f"(received --weights {args.weights}). Accepted: weights of a `zoo train {args.name}` or "
                          f"`zoo finetune {args.name}` run")
-    return spec.resolve()
+    return dataclasses.replace(spec, teacher=None).resolve()
 
 
 def _weights_run(args: argparse.Namespace, dataset: str | None):
@@ -297,6 +301,7 @@ def _weights_run(args: argparse.Namespace, dataset: str | None):
     import dataclasses
 
     from training.runs import RUN_FILE
+    from zoo._checks import tuples
 
     spec = _run_beside(args)
     if spec is None:
@@ -305,9 +310,9 @@ def _weights_run(args: argparse.Namespace, dataset: str | None):
     shape, classes, options = args.input_shape and tuple(args.input_shape), args.num_classes, _options(args.options)
     if spec.is_finetune:
         given = {"--input-shape": (shape, spec.input_shape), "--num-classes": (classes, spec.num_classes),
-                 **{f"-o {k}": (v, spec.options.get(k)) for k, v in options.items()}}
+                 **{f"-o {k}": (tuples(v), spec.options.get(k)) for k, v in options.items()}}
         other = [f"{flag} {value!r} (the run's: {recorded!r})" for flag, (value, recorded) in given.items()
-                 if value and value != recorded]
+                 if value is not None and value != recorded]
         if other:
             raise ValueError(f"{run_file} records a fine-tuning run, whose model zoo {args.command} builds as the run "
                              f"did; received {', '.join(other)}. Leave them out")
@@ -321,7 +326,9 @@ def _args_eval(parser: argparse.ArgumentParser) -> None:
                                     "weights (DEFAULT, a tag, or ARCH.TAG; see 'zoo list --pretrained'). A file of a "
                                     "zoo train or finetune run is built as the run.json beside it records")
     parser.add_argument("--split", default="test", help="the split to evaluate (default: test)")
-    parser.add_argument("--num-classes", type=int, metavar="K", help="the model's classes (default: the dataset's)")
+    parser.add_argument("--num-classes", type=int, metavar="K",
+                        help="the model's classes (default: as the run.json beside --weights records, else the "
+                             "dataset's)")
     parser.add_argument("--batch-size", type=int, default=256, metavar="B")
     parser.add_argument("--out", metavar="DIR", help="also write eval.json and confusion_matrix.png here")
 

@@ -316,8 +316,10 @@ def _training_run(tmp_path):
     options = {"stage_depths": (1, 1, 1)}
     model = zoo.create_model("resnet20", input_shape=(12, 12, 1), num_classes=10, **options)
     model.save_weights(run / "final_weights.h5")
+    # a distilled run: its teacher (28x28 Fashion-MNIST) fits neither this run nor its data, and building
+    # the trained model does not need it
     (run / "run.json").write_text(json.dumps(RunSpec(model="resnet20", dataset="synthetic", input_shape=(12, 12, 1),
-                                                     options=options).to_dict()))
+                                                     options=options, teacher="resnet20.fashion_mnist").to_dict()))
     return run
 
 
@@ -355,18 +357,36 @@ def test_cli_exports_a_fine_tuning_runs_weights_built_as_the_run_built_them(tmp_
     spec = RunSpec(model="resnet20", dataset="synthetic", input_shape=(12, 12, 1), options=options, num_classes=10,
                    source_weights=str(tmp_path / "source.h5"), source_classes=7, train_layers="head")
     (run / "run.json").write_text(json.dumps(spec.to_dict()))
+    (tmp_path / "source.h5").unlink()  # the run's weights hold every value: the source file is not needed
     built = runs.build_model(spec, weights=run / "final_weights.h5")
     assert [w.name for w in built.trainable_weights] == [w.name for w in tuned.trainable_weights]  # head only
     for a, b in zip(built.weights, tuned.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+    backbone = zoo.create_model("resnet20", input_shape=(12, 12, 1), include_top=False, **options)
+    backbone.save_weights(str(tmp_path / "backbone"))  # a TF checkpoint without the head's values
+    with pytest.raises(ValueError, match=r"does not fill this 'resnet20' model: it has no values for predictions"):
+        runs.build_model(spec, weights=tmp_path / "backbone")
     export = ["export", "resnet20", "--weights", str(run / "final_weights.h5"), "--test-limit", "16",
               "--out", str(tmp_path / "out")]
-    assert main(export) == 0  # it was refused: "records a resnet20 fine-tuned from ..."
+    assert main([*export, "-o", "stage_depths=[1, 1, 1]"]) == 0  # it was refused: "records a resnet20 fine-tuned"
     report = json.loads((tmp_path / "out" / "export.json").read_text())
     assert report["dataset"] == "synthetic" and [v["name"] for v in report["variants"]] == ["float32"]
-    assert main([*export, "--num-classes", "5"]) == 2
-    assert ("records a fine-tuning run, whose model zoo export builds as the run did; received --num-classes 5 "
-            "(the run's: 10)") in capsys.readouterr().err
+    for flags, received in ((["--num-classes", "5"], "--num-classes 5 (the run's: 10)"),
+                            (["-o", "stage_depths=()"], "-o stage_depths () (the run's: (1, 1, 1))")):
+        assert main([*export, *flags]) == 2
+        assert (f"records a fine-tuning run, whose model zoo export builds as the run did; received {received}"
+                in capsys.readouterr().err)
+
+
+def test_cli_finetunes_a_training_runs_weights_at_the_runs_input_shape(tmp_path, capsys):
+    from zoo.cli import main
+
+    run = _training_run(tmp_path)  # 12x12 (the digits are 8x8)
+    argv = ["finetune", "resnet20", "--weights", str(run / "final_weights.h5"), "--dataset", "digits", "--limit",
+            "64", "--epochs", "1", "--out", str(tmp_path / "ft")]
+    assert main(argv) == 0, capsys.readouterr().err
+    spec = json.loads((tmp_path / "ft" / "run.json").read_text())
+    assert spec["input_shape"] == [12, 12, 1] and spec["options"] == {"stage_depths": [1, 1, 1]}
 
 
 def test_cli_builds_a_weights_file_without_run_json_from_its_flags(tmp_path, capsys):
