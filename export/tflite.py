@@ -137,17 +137,18 @@ def convert(
     integer_io: bool = False,
     allow_select_ops: bool = False,
 ) -> bytes:
-    """Converts a functional Keras model to a TFLite flatbuffer.
+    """Converts a Keras model to a TFLite flatbuffer.
 
     Args:
-        model: the model to convert, taking the inputs the TFLite model should take (see
+        model: the model to convert (functional or Sequential, or subclassed once built or called: see
+            `image_input_shape`), taking the inputs the TFLite model should take (see
             `with_preprocessing`). A quantization-aware (QAT) model converts to int8 with
             ``quantize="int8"``; its representative data, if given, calibrates the tensors the
             QAT model holds no ranges for.
         quantize: ``"none"`` (float32), ``"fp16"`` (float16 weights), ``"dynamic"`` (int8 weights,
             float activations) or ``"int8"`` (full-integer: weights and activations).
         representative_images: inputs for calibrating int8 activation ranges (a few hundred
-            training images, shape ``(N, *model.input_shape[1:])``, N >= 1); required for ``"int8"``
+            training images of the model's input shape, ``(N, H, W, C)``, N >= 1); required for ``"int8"``
             unless the model is quantization-aware. A QAT
             model should get them too: a batch norm that follows no layer it folds into is a MUL and an
             ADD whose intermediate has no QAT range, and without calibration both stay float between
@@ -166,8 +167,8 @@ def convert(
         The ``.tflite`` file's bytes.
 
     Raises:
-        ValueError: an unknown ``quantize``, missing, empty or wrongly shaped representative data, or ops
-            TFLite cannot run.
+        ValueError: an unknown ``quantize``, missing, empty or wrongly shaped representative data, ops
+            TFLite cannot run, or a subclassed model neither built nor called.
     """
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"unknown quantization {quantize!r}; accepted: {', '.join(QUANTIZATIONS)}")

@@ -94,6 +94,7 @@ def _optimizer_trajectories(
     spec = _get_surface(surface)
     if as_int(steps, minimum=1) is None:
         raise ValueError(f"steps must be a positive int; received {steps!r}")
+    steps = int(steps)
     unknown = sorted(set(learning_rates or {}) - set(SEED_OPTIMIZERS))
     if unknown:
         raise ValueError(

@@ -296,10 +296,9 @@ def build_model(spec: RunSpec, *, weights: str | os.PathLike | None = None) -> k
                                 input_shape=spec.input_shape, num_classes=spec.num_classes, **spec.options)
     from training.transfer import finetune
     from zoo._registry import load_weights
-    from zoo._weights import resolve
 
     source_weights = spec.source_weights
-    if weights is not None and resolve(spec.model, source_weights) is None:
+    if weights is not None and not _is_shipped(spec.model, source_weights):
         source_weights = None  # a file: the run's weights replace every value it holds
     source = zoo.create_model(spec.model, weights=source_weights, input_shape=spec.input_shape,
                               num_classes=spec.source_classes, **spec.options)
@@ -307,6 +306,17 @@ def build_model(spec: RunSpec, *, weights: str | os.PathLike | None = None) -> k
     if weights is not None:
         load_weights(model, spec.model, os.fspath(weights))
     return model
+
+
+def _is_shipped(arch: str, weights: str) -> bool:
+    """Whether ``weights`` names shipped weights of ``arch`` (a file whose name looks like ``arch.tag``,
+    ``resnet20.h5`` say, that is gone from where the run recorded it, is not)."""
+    from zoo._weights import resolve
+
+    try:
+        return resolve(arch, weights) is not None
+    except ValueError:
+        return False
 
 
 def train_run(

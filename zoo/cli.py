@@ -169,16 +169,18 @@ def _options(pairs: list[tuple[str, object]] | None) -> dict[str, object]:
     return options
 
 
-def _add_model_args(parser: argparse.ArgumentParser, *, weights: str | None) -> None:
+def _add_model_args(parser: argparse.ArgumentParser, *, weights: str | None, shape_default: str = "the dataset's "
+                    "image shape", options_default: str = "") -> None:
     parser.add_argument("name", help="a registered model name (see 'zoo list')")
     if weights:
         parser.add_argument("--weights", required=True, metavar="PATH", help=weights)
     parser.add_argument("--dataset", required=True, metavar="NAME",
                         help="fashion_mnist, digits, synthetic, or a TFDS image classification dataset")
     parser.add_argument("--input-shape", nargs=3, type=int, metavar=("H", "W", "C"),
-                        help="the model's input (default: the dataset's image shape; images are resized to H x W)")
+                        help=f"the model's input (default: {shape_default}; images are resized to H x W)")
     parser.add_argument("-o", "--option", dest="options", action="append", type=_key_value, metavar="KEY=VALUE",
-                        help="an architecture option (see 'zoo info NAME'), the value a Python literal; repeatable")
+                        help="an architecture option (see 'zoo info NAME'), the value a Python literal; "
+                             f"repeatable{options_default}")
     parser.add_argument("--limit", type=int, metavar="N", help="use only the first N examples of each split")
 
 
@@ -237,7 +239,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _args_finetune(parser: argparse.ArgumentParser) -> None:
     _add_model_args(parser, weights="weights of the source model: shipped pretrained weights (DEFAULT, a tag, or "
-                                    "ARCH.TAG), an .h5 file or a checkpoint prefix")
+                                    "ARCH.TAG), an .h5 file or a checkpoint prefix",
+                    options_default="; for a run's file, over the options its run.json records")
     parser.add_argument("--source-classes", type=int, metavar="K",
                         help="classes of the source model's head (default: as the run.json beside --weights "
                              "records, else 10)")
@@ -257,13 +260,12 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         names = f"; nor pretrained weights of {args.name} ({', '.join(['DEFAULT', *tags])})" if tags else ""
         return _fail(f"--weights {args.weights}: no such file (nor checkpoint {args.weights}.index){names}")
     options, source_classes = _options(args.options), args.source_classes
-    shape = args.input_shape and tuple(args.input_shape)
     source = None if pretrained is not None else _run_beside(args)
-    if source is not None:  # the source model as its run built it: its options, input shape and classes
-        options, source_classes = {**source.options, **options}, source_classes or source.num_classes
-        shape = shape or source.input_shape
-    return _run(args, RunSpec(model=args.name, dataset=args.dataset, options=options, input_shape=shape,
-                              limit=args.limit,
+    if source is not None:  # the source model as its run built it: its options and classes
+        options = {**source.options, **options}
+        source_classes = source.num_classes if source_classes is None else source_classes
+    return _run(args, RunSpec(model=args.name, dataset=args.dataset, options=options,
+                              input_shape=args.input_shape and tuple(args.input_shape), limit=args.limit,
                               num_classes=args.num_classes, source_weights=args.weights,
                               source_classes=source_classes, train_layers=args.train_layers,
                               teacher=args.teacher))
@@ -309,22 +311,27 @@ def _weights_run(args: argparse.Namespace, dataset: str | None):
     run_file = Path(args.weights).parent / RUN_FILE
     shape, classes, options = args.input_shape and tuple(args.input_shape), args.num_classes, _options(args.options)
     if spec.is_finetune:
-        given = {"--input-shape": (shape, spec.input_shape), "--num-classes": (classes, spec.num_classes),
-                 **{f"-o {k}": (tuples(v), spec.options.get(k)) for k, v in options.items()}}
+        given = {**{f"-o {k}": (tuples(v), spec.options.get(k)) for k, v in options.items()},
+                 **{flag: (value, recorded) for flag, value, recorded in (
+                     ("--input-shape", shape, spec.input_shape), ("--num-classes", classes, spec.num_classes))
+                    if value is not None}}
         other = [f"{flag} {value!r} (the run's: {recorded!r})" for flag, (value, recorded) in given.items()
-                 if value is not None and value != recorded]
+                 if value != recorded]
         if other:
             raise ValueError(f"{run_file} records a fine-tuning run, whose model zoo {args.command} builds as the run "
                              f"did; received {', '.join(other)}. Leave them out")
         return dataclasses.replace(spec, dataset=dataset or spec.dataset)
-    return dataclasses.replace(spec, input_shape=shape or spec.input_shape, num_classes=classes or spec.num_classes,
+    return dataclasses.replace(spec, input_shape=shape or spec.input_shape,
+                               num_classes=spec.num_classes if classes is None else classes,
                                options={**spec.options, **options}, dataset=dataset or spec.dataset)
 
 
 def _args_eval(parser: argparse.ArgumentParser) -> None:
     _add_model_args(parser, weights="the weights to evaluate: an .h5 file, a checkpoint prefix, or shipped pretrained "
                                     "weights (DEFAULT, a tag, or ARCH.TAG; see 'zoo list --pretrained'). A file of a "
-                                    "zoo train or finetune run is built as the run.json beside it records")
+                                    "zoo train or finetune run is built as the run.json beside it records",
+                    shape_default="as the run.json beside --weights records, else the dataset's image shape",
+                    options_default="; for a run's file, over the options its run.json records")
     parser.add_argument("--split", default="test", help="the split to evaluate (default: test)")
     parser.add_argument("--num-classes", type=int, metavar="K",
                         help="the model's classes (default: as the run.json beside --weights records, else the "
@@ -425,9 +432,10 @@ def _args_export(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", help="a registered model name (see 'zoo list')")
     parser.add_argument("--weights", default="DEFAULT", metavar="W",
                         help="shipped pretrained weights (DEFAULT, a tag, ARCH.TAG) or an .h5 file (default: DEFAULT); "
-                             "a file is built as the run.json beside it (a training run's) records")
+                             "a file is built as the run.json beside it (a zoo train or finetune run's) records")
     parser.add_argument("--dataset", metavar="NAME", help="fine-tuning, calibration and test data (default: the "
-                                                          "weights' dataset, else fashion_mnist)")
+                                                          "weights' dataset, or the run's for a run's file, else "
+                                                          "fashion_mnist)")
     parser.add_argument("-o", "--option", dest="options", action="append", type=_key_value, metavar="KEY=VALUE",
                         help="an architecture option for an .h5 file's model (pretrained weights apply theirs)")
     parser.add_argument("--input-shape", nargs=3, type=int, metavar=("H", "W", "C"),

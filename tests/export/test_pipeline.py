@@ -349,16 +349,15 @@ def test_cli_exports_a_fine_tuning_runs_weights_built_as_the_run_built_them(tmp_
     run.mkdir()
     options = {"stage_depths": (1, 1, 1)}
     source = zoo.create_model("resnet20", input_shape=(12, 12, 1), num_classes=7, **options)
-    source.save_weights(tmp_path / "source.h5")
     tuned = finetune(source, 10, train_layers="head")
     for w in tuned.weights:  # a fine-tuned model unlike a fresh one anywhere
         w.assign(w + 0.01)
     tuned.save_weights(run / "final_weights.h5")
+    # as `zoo finetune --weights resnet20.h5` records its source: relative, and shaped like a shipped ARCH.TAG
     spec = RunSpec(model="resnet20", dataset="synthetic", input_shape=(12, 12, 1), options=options, num_classes=10,
-                   source_weights=str(tmp_path / "source.h5"), source_classes=7, train_layers="head")
+                   source_weights="resnet20.h5", source_classes=7, train_layers="head")
     (run / "run.json").write_text(json.dumps(spec.to_dict()))
-    (tmp_path / "source.h5").unlink()  # the run's weights hold every value: the source file is not needed
-    built = runs.build_model(spec, weights=run / "final_weights.h5")
+    built = runs.build_model(spec, weights=run / "final_weights.h5")  # resnet20.h5 is not here: not needed
     assert [w.name for w in built.trainable_weights] == [w.name for w in tuned.trainable_weights]  # head only
     for a, b in zip(built.weights, tuned.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
@@ -372,21 +371,25 @@ def test_cli_exports_a_fine_tuning_runs_weights_built_as_the_run_built_them(tmp_
     report = json.loads((tmp_path / "out" / "export.json").read_text())
     assert report["dataset"] == "synthetic" and [v["name"] for v in report["variants"]] == ["float32"]
     for flags, received in ((["--num-classes", "5"], "--num-classes 5 (the run's: 10)"),
-                            (["-o", "stage_depths=()"], "-o stage_depths () (the run's: (1, 1, 1))")):
+                            (["-o", "stage_depths=()"], "-o stage_depths () (the run's: (1, 1, 1))"),
+                            (["-o", "stage_depths=None"], "-o stage_depths None (the run's: (1, 1, 1))")):
         assert main([*export, *flags]) == 2
         assert (f"records a fine-tuning run, whose model zoo export builds as the run did; received {received}"
                 in capsys.readouterr().err)
 
 
-def test_cli_finetunes_a_training_runs_weights_at_the_runs_input_shape(tmp_path, capsys):
+def test_cli_finetunes_a_training_runs_weights_with_its_options_and_classes(tmp_path, capsys):
     from zoo.cli import main
 
-    run = _training_run(tmp_path)  # 12x12 (the digits are 8x8)
+    run = _training_run(tmp_path)  # 12x12 synthetic, a distilled run
     argv = ["finetune", "resnet20", "--weights", str(run / "final_weights.h5"), "--dataset", "digits", "--limit",
             "64", "--epochs", "1", "--out", str(tmp_path / "ft")]
+    assert main([*argv, "--source-classes", "0"]) == 2  # refused, not replaced by the run's 10
+    assert "source_classes must be a positive int or None; received 0" in capsys.readouterr().err
     assert main(argv) == 0, capsys.readouterr().err
     spec = json.loads((tmp_path / "ft" / "run.json").read_text())
-    assert spec["input_shape"] == [12, 12, 1] and spec["options"] == {"stage_depths": [1, 1, 1]}
+    assert spec["options"] == {"stage_depths": [1, 1, 1]} and spec["source_classes"] == 10
+    assert spec["input_shape"] == [8, 8, 1] and spec["teacher"] is None  # the new data's shape, as for shipped
 
 
 def test_cli_builds_a_weights_file_without_run_json_from_its_flags(tmp_path, capsys):
