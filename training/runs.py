@@ -298,7 +298,7 @@ def build_model(spec: RunSpec, *, weights: str | os.PathLike | None = None) -> k
     from zoo._registry import load_weights
 
     source_weights = spec.source_weights
-    if weights is not None and not _is_shipped(spec.model, source_weights):
+    if weights is not None and _shipped(spec.model, source_weights) is None:
         source_weights = None  # a file: the run's weights replace every value it holds
     source = zoo.create_model(spec.model, weights=source_weights, input_shape=spec.input_shape,
                               num_classes=spec.source_classes, **spec.options)
@@ -308,15 +308,29 @@ def build_model(spec: RunSpec, *, weights: str | os.PathLike | None = None) -> k
     return model
 
 
-def _is_shipped(arch: str, weights: str) -> bool:
-    """Whether ``weights`` names shipped weights of ``arch`` (a file whose name looks like ``arch.tag``,
-    ``resnet20.h5`` say, that is gone from where the run recorded it, is not)."""
+def _shipped(arch: str, weights: str | None):
+    """The shipped weights of ``arch`` that ``weights`` names (`zoo._weights.PretrainedWeights`), else None: a
+    file, even one whose name looks like ``arch.tag`` (``resnet20.h5``) and is gone from where it was recorded."""
     from zoo._weights import resolve
 
     try:
-        return resolve(arch, weights) is not None
+        return resolve(arch, weights)
     except ValueError:
-        return False
+        return None
+
+
+def source_options(spec: RunSpec) -> RunSpec:
+    """``spec`` with the architecture options of its model written out: for fine-tuning from shipped weights,
+    the options those weights apply (their own, and the stem resolved at the size they were trained at,
+    `zoo._weights.check_options`), which ``run.json`` does not record. A model built from the result, e.g.
+    a source for fine-tuning again at the run's input size, is the run's network."""
+    meta = _shipped(spec.model, spec.source_weights) if spec.is_finetune else None
+    if meta is None:
+        return spec
+    from zoo._registry import get_spec
+    from zoo._weights import check_options
+
+    return dataclasses.replace(spec, options=check_options(meta, get_spec(spec.model), spec.options))
 
 
 def train_run(

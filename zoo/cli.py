@@ -273,8 +273,8 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
 
 def _run_beside(args: argparse.Namespace):
     """The `training.runs.RunSpec` of the ``run.json`` beside the ``--weights`` file, resolved (its shape and
-    classes from its own dataset) and without its teacher (it trained the model; building the model does not
-    need it); None when there is none.
+    classes from its own dataset), with the options shipped source weights apply (`training.runs.source_options`)
+    and without its teacher (it trained the model; building the model does not need it); None when there is none.
 
     Raises:
         ValueError: it records another model than the command's.
@@ -282,6 +282,7 @@ def _run_beside(args: argparse.Namespace):
     import dataclasses
     import json
 
+    from training import runs
     from training.runs import RUN_FILE, RunSpec
 
     run_file = Path(args.weights).parent / RUN_FILE
@@ -292,7 +293,7 @@ def _run_beside(args: argparse.Namespace):
         raise ValueError(f"{run_file} records a {spec.model} run; zoo {args.command} {args.name} builds {args.name} "
                          f"(received --weights {args.weights}). Accepted: weights of a `zoo train {args.name}` or "
                          f"`zoo finetune {args.name}` run")
-    return dataclasses.replace(spec, teacher=None).resolve()
+    return runs.source_options(dataclasses.replace(spec, teacher=None).resolve())
 
 
 def _weights_run(args: argparse.Namespace, dataset: str | None):

@@ -392,6 +392,27 @@ def test_cli_finetunes_a_training_runs_weights_with_its_options_and_classes(tmp_
     assert spec["input_shape"] == [8, 8, 1] and spec["teacher"] is None  # the new data's shape, as for shipped
 
 
+def test_cli_finetunes_again_a_run_fine_tuned_from_shipped_weights_at_another_size(tmp_path, capsys):
+    import zoo
+    from training import finetune, runs
+    from training.runs import RunSpec
+    from zoo.cli import main
+
+    run = tmp_path / "ft"
+    run.mkdir()
+    # at 64x64, stem="auto" picks the ImageNet stem; the shipped weights pin the 28x28 one they were trained with
+    source = zoo.create_model("resnet20", weights="fashion_mnist", input_shape=(64, 64, 1))
+    finetune(source, 10, train_layers="head").save_weights(run / "final_weights.h5")
+    spec = RunSpec(model="resnet20", dataset="digits", input_shape=(64, 64, 1), source_weights="fashion_mnist",
+                   train_layers="head")
+    (run / "run.json").write_text(json.dumps(spec.to_dict()))
+    assert spec.options == {} and runs.source_options(spec).options["stem"] == "small"  # what run.json leaves out
+    argv = ["finetune", "resnet20", "--weights", str(run / "final_weights.h5"), "--dataset", "digits",
+            "--input-shape", "64", "64", "1", "--limit", "32", "--epochs", "1", "--out", str(tmp_path / "again")]
+    assert main(argv) == 0, capsys.readouterr().err  # it built the ImageNet stem: "stem_conv (file [(3, 3, 1, 16)]"
+    assert json.loads((tmp_path / "again" / "run.json").read_text())["options"]["stem"] == "small"
+
+
 def test_cli_builds_a_weights_file_without_run_json_from_its_flags(tmp_path, capsys):
     from zoo.cli import main
 
