@@ -56,6 +56,8 @@ __all__ = [
     "load_recipe",
     "per_class_table",
     "saved_run",
+    "source_options",
+    "spec_beside",
     "train_run",
 ]
 
@@ -298,14 +300,30 @@ def build_model(spec: RunSpec, *, weights: str | os.PathLike | None = None) -> k
     from zoo._registry import load_weights
 
     source_weights = spec.source_weights
-    if weights is not None and _shipped(spec.model, source_weights) is None:
-        source_weights = None  # a file: the run's weights replace every value it holds
-    source = zoo.create_model(spec.model, weights=source_weights, input_shape=spec.input_shape,
-                              num_classes=spec.source_classes, **spec.options)
+    upstream = spec_beside(source_weights)
+    if upstream is not None and upstream.is_finetune and upstream.model == spec.model:
+        # fine-tuned again: the source is that run's model (its head need not be the family's)
+        source = build_model(dataclasses.replace(upstream, input_shape=spec.input_shape, teacher=None),
+                             weights=source_weights)
+        source.trainable = True
+    else:
+        if weights is not None and _shipped(spec.model, source_weights) is None:
+            source_weights = None  # a file: the run's weights replace every value it holds
+        source = zoo.create_model(spec.model, weights=source_weights, input_shape=spec.input_shape,
+                                  num_classes=spec.source_classes, **spec.options)
     model = finetune(source, spec.num_classes, train_layers=spec.train_layers)
     if weights is not None:
         load_weights(model, spec.model, os.fspath(weights))
     return model
+
+
+def spec_beside(weights: str | os.PathLike | None) -> RunSpec | None:
+    """The spec in the ``run.json`` beside a weights file (a run's final or best weights), as the run wrote
+    it; None when there is none (shipped weights, a file on its own)."""
+    if not isinstance(weights, (str, os.PathLike)):
+        return None
+    path = os.path.join(os.path.dirname(os.fspath(weights)), RUN_FILE)
+    return RunSpec.from_dict(_read_json(path)) if os.path.isfile(path) else None
 
 
 def _shipped(arch: str, weights: str | None):

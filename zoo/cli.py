@@ -280,15 +280,14 @@ def _run_beside(args: argparse.Namespace):
         ValueError: it records another model than the command's.
     """
     import dataclasses
-    import json
 
     from training import runs
-    from training.runs import RUN_FILE, RunSpec
+    from training.runs import RUN_FILE
 
-    run_file = Path(args.weights).parent / RUN_FILE
-    if not run_file.is_file():
+    spec = runs.spec_beside(args.weights)
+    if spec is None:
         return None
-    spec = RunSpec.from_dict(json.loads(run_file.read_text()))
+    run_file = Path(args.weights).parent / RUN_FILE
     if spec.model != args.name:
         raise ValueError(f"{run_file} records a {spec.model} run; zoo {args.command} {args.name} builds {args.name} "
                          f"(received --weights {args.weights}). Accepted: weights of a `zoo train {args.name}` or "

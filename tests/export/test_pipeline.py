@@ -413,6 +413,27 @@ def test_cli_finetunes_again_a_run_fine_tuned_from_shipped_weights_at_another_si
     assert json.loads((tmp_path / "again" / "run.json").read_text())["options"]["stem"] == "small"
 
 
+def test_cli_finetunes_again_a_fine_tuning_runs_weights_whose_head_is_not_the_familys(tmp_path, capsys):
+    import zoo
+    from training import finetune
+    from training.runs import RunSpec
+    from zoo.cli import main
+
+    run = tmp_path / "ft"
+    run.mkdir()
+    source = zoo.create_model("nin_cifar", input_shape=(16, 16, 1), num_classes=7)
+    source.save_weights(tmp_path / "source.h5")
+    finetune(source, 10, train_layers="head").save_weights(run / "final_weights.h5")  # a new head, not head_conv
+    spec = RunSpec(model="nin_cifar", dataset="digits", input_shape=(16, 16, 1), source_weights=str(tmp_path /
+                   "source.h5"), source_classes=7, train_layers="head")
+    (run / "run.json").write_text(json.dumps(spec.to_dict()))
+    argv = ["finetune", "nin_cifar", "--weights", str(run / "final_weights.h5"), "--dataset", "digits",
+            "--input-shape", "16", "16", "1", "--limit", "32", "--epochs", "1", "--out", str(tmp_path / "again")]
+    assert main(argv) == 0, capsys.readouterr().err  # it was "model layers not in the file: head_conv"
+    assert main(["eval", "nin_cifar", "--weights", str(tmp_path / "again" / "final_weights.h5"), "--dataset",
+                 "digits", "--limit", "32"]) == 0, capsys.readouterr().err  # built as both runs built it
+
+
 def test_cli_builds_a_weights_file_without_run_json_from_its_flags(tmp_path, capsys):
     from zoo.cli import main
 
