@@ -284,9 +284,9 @@ def build_model(spec: RunSpec, *, weights: str | os.PathLike | None = None) -> k
 
     With ``weights``, a weights file of a run of this spec (its ``final_weights.h5``, say), the model is
     built as that run built it and filled from the file (checked as `zoo.create_model` checks, every layer
-    filled). A fine-tuning run's source weights are then read only when they are shipped weights, whose
-    metadata can fix the architecture (a pinned stem); a source file need not exist any more. Which layers
-    train is as the run left them (a fine-tuning run's frozen layers stay frozen).
+    filled). A fine-tuning run's source weights are then not loaded: shipped ones only fix the architecture
+    (`source_options`), and a source file need not exist any more. Which layers train is as the run left
+    them (a fine-tuning run's frozen layers stay frozen).
 
     Example:
         >>> build_model(RunSpec(model="resnet20", dataset="digits")).input_shape
@@ -299,18 +299,16 @@ def build_model(spec: RunSpec, *, weights: str | os.PathLike | None = None) -> k
     from training.transfer import finetune
     from zoo._registry import load_weights
 
-    source_weights = spec.source_weights
-    upstream = spec_beside(source_weights)
+    spec = source_options(spec)  # the architecture shipped source weights fix, written out
+    upstream = spec_beside(spec.source_weights)
     if upstream is not None and upstream.is_finetune and upstream.model == spec.model:
         # fine-tuned again: the source is that run's model (its head need not be the family's)
         source = build_model(dataclasses.replace(upstream, input_shape=spec.input_shape, teacher=None),
-                             weights=source_weights)
+                             weights=spec.source_weights)
         source.trainable = True
-    else:
-        if weights is not None and _shipped(spec.model, source_weights) is None:
-            source_weights = None  # a file: the run's weights replace every value it holds
-        source = zoo.create_model(spec.model, weights=source_weights, input_shape=spec.input_shape,
-                                  num_classes=spec.source_classes, **spec.options)
+    else:  # with the run's weights, which replace every value, the source's are not loaded
+        source = zoo.create_model(spec.model, weights=spec.source_weights if weights is None else None,
+                                  input_shape=spec.input_shape, num_classes=spec.source_classes, **spec.options)
     model = finetune(source, spec.num_classes, train_layers=spec.train_layers)
     if weights is not None:
         load_weights(model, spec.model, os.fspath(weights))
