@@ -316,11 +316,15 @@ def build_model(spec: RunSpec, *, weights: str | os.PathLike | None = None) -> k
 
 
 def spec_beside(weights: str | os.PathLike | None) -> RunSpec | None:
-    """The spec in the ``run.json`` beside a weights file (a run's final or best weights), as the run wrote
-    it; None when there is none (shipped weights, a file on its own)."""
+    """The spec in the ``run.json`` beside a weights file (a run's final or best weights), or above one of
+    its checkpoints (``out_dir/checkpoints/ckpt-N``), as the run wrote it; None when there is none (shipped
+    weights, a file on its own)."""
     if not isinstance(weights, (str, os.PathLike)):
         return None
-    path = os.path.join(os.path.dirname(os.fspath(weights)), RUN_FILE)
+    folder = os.path.dirname(os.path.abspath(weights))
+    if os.path.basename(folder) == CHECKPOINT_DIR and os.path.exists(f"{os.fspath(weights)}.index"):
+        folder = os.path.dirname(folder)
+    path = os.path.join(folder, RUN_FILE)
     return RunSpec.from_dict(_read_json(path)) if os.path.isfile(path) else None
 
 

@@ -399,8 +399,9 @@ def create_model(
         weights: ``None`` for random initialization; pretrained weights that ship with the zoo
             (`zoo.list_pretrained`): ``"DEFAULT"`` (the model's default tag), a tag such as
             ``"fashion_mnist"``, or ``"resnet20.fashion_mnist"``; or a path to a weights file saved
-            from the same architecture: an ``.h5`` file (matched by layer name) or a TF checkpoint
-            prefix (it must fill every variable of the model). Pretrained weights are checked (size,
+            from the same architecture: an ``.h5`` file or a TF checkpoint prefix (a ``save_weights``
+            one, or a `training.fit` run's ``checkpoints/ckpt-N``), matched by layer name; every layer
+            of the model must be filled. Pretrained weights are checked (size,
             sha256) before loading, and bring the architecture options they were trained with, their
             stem included; ``input_shape`` and ``num_classes`` then default to theirs, and options
             that change no weights (the family's ``weight_free_options``, e.g. ``dropout``) may
@@ -498,8 +499,8 @@ def _check_activation(activation: str) -> None:
 
 def load_weights(model, name: str, weights: str | os.PathLike[str]) -> None:
     """Fills ``model``, a model of the registered ``name`` (its head may have been replaced, as by
-    `training.finetune`), from a weights file as `create_model` does: an ``.h5`` file by layer name, a TF
-    checkpoint only if it fills every variable.
+    `training.finetune`), from a weights file as `create_model` does: an ``.h5`` file or a TF checkpoint
+    by layer name (`zoo._weights.load_by_name`), every layer of ``model`` filled.
 
     Raises:
         ValueError: no such file, or weights that do not fit ``model`` (the message says what would).
@@ -508,7 +509,7 @@ def load_weights(model, name: str, weights: str | os.PathLike[str]) -> None:
 
 
 def _load_weights(model, spec: ModelSpec, weights: str) -> None:
-    """Loads a weights file: an HDF5 file by layer name, a TF checkpoint only if it fills every model variable."""
+    """Loads a weights file: a legacy HDF5 file or a TF checkpoint by layer name, anything else through Keras."""
     from zoo import _weights
 
     if not isinstance(weights, (str, os.PathLike)) or not (
@@ -520,25 +521,14 @@ def _load_weights(model, spec: ModelSpec, weights: str) -> None:
         raise ValueError(f"cannot load weights={weights!r} for {spec.name!r}. Accepted: {accepted}")
     path = os.fspath(weights)
     accepted = (f"weights saved from {spec.name} with the same options, input channels and num_classes (for "
-                "include_top=False, also a full model's .h5 file)")
-    if _weights.is_legacy_h5(path):
-        _weights.load_h5_by_name(model, path, spec.family, what=f"the weights in {path}", accepted=accepted)
+                "include_top=False, also a full model's file)")
+    if _weights.is_legacy_h5(path) or os.path.exists(f"{path}.index"):
+        _weights.load_by_name(model, path, spec.family, what=f"the weights in {path}", accepted=accepted)
         return
-    try:
-        status = model.load_weights(path)
+    try:  # another format Keras reads (a .weights.h5 or .keras file): it checks the layers itself
+        model.load_weights(path)
     except (ValueError, OSError) as err:
         raise ValueError(f"weights file {weights!r} does not fit {spec.name!r}: {err}") from err
-    if status is None:  # not a TF checkpoint (a .keras file): no restore status to check
-        return
-    try:
-        status.assert_existing_objects_matched()
-    except AssertionError as err:
-        # A backbone's checkpoint restores nothing into a full model's head: it would stay random.
-        unmatched = sorted({n.split(":")[0] for n in re.findall(r"<tf\.Variable '([^']+)'", str(err))})
-        found = ", ".join(unmatched[:6]) + (" ..." if len(unmatched) > 6 else "") if unmatched else str(err)[:300]
-        raise ValueError(f"checkpoint {path!r} does not fill this {spec.name!r} model: it has no values for "
-                         f"{found}. Accepted: {accepted}") from None
-    status.expect_partial()  # a full model's checkpoint into a backbone: the head's values go unused
 
 
 def strip_training_outputs(model):

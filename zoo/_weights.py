@@ -585,8 +585,9 @@ def is_legacy_h5(path: str | os.PathLike) -> bool:
         return "layer_names" in group.attrs
 
 
-def _read_h5(path: str | os.PathLike, what: str) -> dict[str, list]:
-    """``{layer name: [arrays in the layer's weight order]}`` from a legacy ``save_weights`` HDF5 file."""
+def _read_h5(path: str | os.PathLike, what: str) -> dict[str, list[tuple[str, Any]]]:
+    """``{layer name: [(weight name, array)] in the layer's weight order}`` from a legacy ``save_weights``
+    HDF5 file."""
     import h5py
     import numpy as np
 
@@ -599,14 +600,48 @@ def _read_h5(path: str | os.PathLike, what: str) -> dict[str, list]:
             layers = {}
             for layer in (text(n) for n in group.attrs["layer_names"]):
                 g = group[layer]
-                layers[layer] = [np.asarray(g[text(w)]) for w in g.attrs["weight_names"]]
+                layers[layer] = [(text(w).split(":")[0], np.asarray(g[text(w)])) for w in g.attrs["weight_names"]]
             return layers
     except (OSError, KeyError) as err:
         raise ValueError(f"{what}: {path} is not a Keras HDF5 weights file ({err})") from err
 
 
+def _read_checkpoint(path: str | os.PathLike, what: str) -> dict[str, list[tuple[str, Any]]]:
+    """``{layer name: [(weight name, array)]}`` from a TF checkpoint: a model's ``save_weights`` (TF format)
+    or the model in a `training.fit` checkpoint (``out_dir/checkpoints/ckpt-N``; a distiller's student).
+
+    A TF checkpoint keys a functional model's variables by layer position (``layer_with_weights-57``), so
+    Keras cannot restore it into a model with other layers (a backbone, a GoogLeNet without auxiliary
+    heads). Its object graph also records each variable's name (``stem_conv/kernel``), which is read here.
+    """
+    import tensorflow as tf
+    from tensorflow.core.protobuf import trackable_object_graph_pb2
+
+    try:
+        reader = tf.train.load_checkpoint(os.fspath(path))
+        graph = trackable_object_graph_pb2.TrackableObjectGraph()
+        graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+    except (tf.errors.OpError, ValueError) as err:
+        raise ValueError(f"{what}: {path} is not a TF checkpoint ({err})") from err
+    # A training checkpoint holds the model under "model" (beside the optimizer), and a distillation run's
+    # model is a `training.Distiller`: its weights are the student's.
+    prefix, node = "", graph.nodes[0]
+    for name in ("model", "student"):
+        child = next((c for c in node.children if c.local_name == name), None)
+        if child is not None:
+            prefix, node = f"{prefix}{name}/", graph.nodes[child.node_id]
+    layers: dict[str, list] = {}
+    for node in graph.nodes:
+        for attribute in node.attributes:
+            key = attribute.checkpoint_key
+            if key.startswith(prefix) and key.endswith("/.ATTRIBUTES/VARIABLE_VALUE") and "/" in attribute.full_name:
+                layer = attribute.full_name.split("/")[0]
+                layers.setdefault(layer, []).append((attribute.full_name, reader.get_tensor(key)))
+    return layers
+
+
 def load_pretrained(model, meta: PretrainedWeights) -> None:
-    """Verifies ``meta``'s file, then fills ``model``'s layers from it by layer name (`load_h5_by_name`).
+    """Verifies ``meta``'s file, then fills ``model``'s layers from it by layer name (`load_by_name`).
 
     With another ``num_classes`` than the weights' the classifier keeps its fresh initialization.
 
@@ -617,15 +652,16 @@ def load_pretrained(model, meta: PretrainedWeights) -> None:
 
     path = verify(meta)
     options = meta.provenance.options_text
-    load_h5_by_name(model, path, get_spec(meta.arch).family, what=f"pretrained weights {meta.name!r}",
+    load_by_name(model, path, get_spec(meta.arch).family, what=f"pretrained weights {meta.name!r}",
                     num_classes=meta.head.num_classes,
                     accepted=f"the architecture they were trained as ({meta.arch} with {options}, input "
                              f"{'x'.join(map(str, meta.input.shape))})")
 
 
-def load_h5_by_name(model, path: str | os.PathLike, family, *, what: str, accepted: str,
-                    num_classes: int | None = None) -> None:
-    """Fills ``model``'s layers from a legacy ``save_weights`` HDF5 file by layer name, all or nothing.
+def load_by_name(model, path: str | os.PathLike, family, *, what: str, accepted: str,
+                 num_classes: int | None = None) -> None:
+    """Fills ``model``'s layers by layer name, all or nothing, from a legacy ``save_weights`` HDF5 file
+    (`is_legacy_h5`) or a TF checkpoint (a ``save_weights`` prefix, or a `training.fit` checkpoint).
 
     Every layer of ``model`` with weights must be in the file with the same shapes, except the
     family's classifier layers (`Family.classifier_layers`) when ``num_classes``, the file's number of
@@ -635,18 +671,18 @@ def load_h5_by_name(model, path: str | os.PathLike, family, *, what: str, accept
 
     Args:
         model: a model of ``family``.
-        path: the HDF5 file.
+        path: the HDF5 file or the checkpoint prefix.
         family: the `zoo._registry.Family` of ``model``.
         what: names the weights in errors (``"pretrained weights 'resnet20.fashion_mnist'"``).
         accepted: what would fit, for errors.
         num_classes: the file's number of classes, if known; ``None`` requires the model's.
 
     Raises:
-        ValueError: the file is not HDF5 weights, or its layers do not fit ``model``.
+        ValueError: the file is neither, or its layers do not fit ``model``.
     """
     import tf_keras as keras
 
-    saved = _read_h5(path, what)
+    saved = _read_h5(path, what) if is_legacy_h5(path) else _read_checkpoint(path, what)
     names = _layer_names(model)
     classifier = [name for name in family.classifier_layers if name in names]
     fresh = set()
@@ -661,6 +697,10 @@ def load_h5_by_name(model, path: str | os.PathLike, family, *, what: str, accept
         if arrays is None:
             missing.append(layer.name)
             continue
+        # By weight name where the names agree (a checkpoint lists them in creation order), else in order.
+        by_name = dict(arrays)
+        wanted = [v.name.split(":")[0] for v in variables]
+        arrays = [by_name[n] for n in wanted] if sorted(wanted) == sorted(by_name) else [a for _, a in arrays]
         want = [tuple(v.shape) for v in variables]
         have = [tuple(a.shape) for a in arrays]
         if want != have:

@@ -237,9 +237,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
                               teacher=args.teacher))
 
 
+def _missing_weights(args: argparse.Namespace) -> str | None:
+    """The error for a --weights that is neither shipped weights (checked first) nor a file or checkpoint."""
+    if os.path.exists(args.weights) or os.path.exists(f"{args.weights}.index"):
+        return None
+    from zoo import _weights
+
+    tags = _weights.tags(args.name)
+    names = f"; nor pretrained weights of {args.name} ({', '.join(['DEFAULT', *tags])})" if tags else ""
+    return f"--weights {args.weights}: no such file (nor checkpoint {args.weights}.index){names}"
+
+
 def _args_finetune(parser: argparse.ArgumentParser) -> None:
     _add_model_args(parser, weights="weights of the source model: shipped pretrained weights (DEFAULT, a tag, or "
-                                    "ARCH.TAG), an .h5 file or a checkpoint prefix",
+                                    "ARCH.TAG), an .h5 file or a checkpoint prefix (a run's checkpoints/ckpt-N too)",
                     options_default="; for a run's file, over the options its run.json records")
     parser.add_argument("--source-classes", type=int, metavar="K",
                         help="classes of the source model's head (default: as the run.json beside --weights "
@@ -255,10 +266,8 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     from zoo import _weights
 
     pretrained = _weights.resolve(args.name, args.weights)
-    if pretrained is None and not (os.path.exists(args.weights) or os.path.exists(f"{args.weights}.index")):
-        tags = _weights.tags(args.name)
-        names = f"; nor pretrained weights of {args.name} ({', '.join(['DEFAULT', *tags])})" if tags else ""
-        return _fail(f"--weights {args.weights}: no such file (nor checkpoint {args.weights}.index){names}")
+    if pretrained is None and (missing := _missing_weights(args)):
+        return _fail(missing)
     options, source_classes = _options(args.options), args.source_classes
     source = None if pretrained is not None else _run_beside(args)
     if source is not None:  # the source model as its run built it: its options and classes
@@ -329,7 +338,8 @@ def _weights_run(args: argparse.Namespace, dataset: str | None):
 def _args_eval(parser: argparse.ArgumentParser) -> None:
     _add_model_args(parser, weights="the weights to evaluate: an .h5 file, a checkpoint prefix, or shipped pretrained "
                                     "weights (DEFAULT, a tag, or ARCH.TAG; see 'zoo list --pretrained'). A file of a "
-                                    "zoo train or finetune run is built as the run.json beside it records",
+                                    "zoo train or finetune run (or one of its checkpoints/ckpt-N) is built as the "
+                                    "run.json beside it (above them) records",
                     shape_default="as the run.json beside --weights records, else the dataset's image shape",
                     options_default="; for a run's file, over the options its run.json records")
     parser.add_argument("--split", default="test", help="the split to evaluate (default: test)")
@@ -347,10 +357,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from zoo import _weights
 
     pretrained = _weights.resolve(args.name, args.weights)
-    if pretrained is None and not (os.path.exists(args.weights) or os.path.exists(f"{args.weights}.index")):
-        tags = _weights.tags(args.name)
-        names = f"; nor pretrained weights of {args.name} ({', '.join(['DEFAULT', *tags])})" if tags else ""
-        return _fail(f"--weights {args.weights}: no such file (nor checkpoint {args.weights}.index){names}")
+    if pretrained is None and (missing := _missing_weights(args)):
+        return _fail(missing)
     spec = None if pretrained is not None else _weights_run(args, args.dataset)
     if spec is None:
         spec = runs.RunSpec(model=args.name, dataset=args.dataset, options=_options(args.options),

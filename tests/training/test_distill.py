@@ -7,6 +7,7 @@ import tensorflow as tf
 import _tiny
 import training
 from training.distill import Distiller, distillation_loss
+from zoo import _weights
 
 
 def _softmax(z):
@@ -58,6 +59,12 @@ def test_the_loop_trains_a_student_toward_its_frozen_teacher(tmp_path):
     copy = _tiny.plain_model()
     copy.load_weights(result.final_weights)  # the run's weights files are the student's
     for a, b in zip(copy.get_weights(), student.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # So are the weights zoo reads from its checkpoints (the teacher's layers have the same names).
+    saved = _weights._read_checkpoint(tf.train.latest_checkpoint(str(tmp_path / "s" / "checkpoints")), "the run's")
+    assert {layer: [name for name, _ in arrays] for layer, arrays in saved.items()} == {
+        "conv": ["conv/kernel", "conv/bias"], "predictions": ["predictions/kernel", "predictions/bias"]}
+    for (_, a), b in zip(saved["conv"] + saved["predictions"], student.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
 
 

@@ -13,6 +13,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 import training
+import zoo
 from training.recipes import Recipe, Regularization, Schedule, make_schedule
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -40,7 +41,15 @@ def test_fit_trains_and_writes_its_files(tmp_path):
         assert (tmp_path / name).exists(), name
     assert Recipe.from_file(tmp_path / "recipe.json") == RECIPE
     assert len((tmp_path / "log.csv").read_text().strip().splitlines()) == 4  # header + 3 epochs
-    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("-18")
+    checkpoint = tf.train.latest_checkpoint(str(tmp_path / "checkpoints"))
+    assert checkpoint.endswith("-18")
+    # The run's last checkpoint holds its final weights, and loads as weights (the model, not the optimizer).
+    final = keras.models.clone_model(_tiny.model())
+    final.load_weights(str(tmp_path / "final_weights.h5"))
+    restored = zoo.create_model("resnet20", input_shape=_tiny.SHAPE, num_classes=_tiny.CLASSES,
+                                stage_depths=(1, 1, 1), weights=checkpoint)
+    for a, b in zip(restored.weights, final.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
 RESUMABLE_RUN = """

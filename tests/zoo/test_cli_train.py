@@ -9,6 +9,7 @@ import shlex
 import shutil
 
 import pytest
+import tensorflow as tf
 
 import zoo
 from zoo.cli import _key_value, main
@@ -111,6 +112,11 @@ def test_eval_prints_the_accuracy_of_eval_json(run, tmp_path, capsys):
     assert (tmp_path / "ev" / "confusion_matrix.png").is_file()
     # without -o stage_depths=(1, 1, 1): the run.json beside the weights says how the run built its model
     argv = ["eval", "resnet20", "--dataset", "digits", "--limit", "256", "--weights", str(out / "final_weights.h5")]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert f"accuracy {expected['accuracy']:.2%}" in _summary_line(capsys.readouterr().out)
+    # so does the run.json above its checkpoints: the last one holds the final weights
+    checkpoint = tf.train.latest_checkpoint(str(out / "checkpoints"))
+    argv = ["eval", "resnet20", "--dataset", "digits", "--limit", "256", "--weights", checkpoint]
     assert main(argv) == 0, capsys.readouterr().err
     assert f"accuracy {expected['accuracy']:.2%}" in _summary_line(capsys.readouterr().out)
 

@@ -164,8 +164,8 @@ def _assert_loaded(model, saved: dict, *, skip=()) -> None:
     loaded = [layer for layer in model.layers if layer.weights and layer.name not in skip]
     assert loaded
     for layer in loaded:
-        for variable, array in zip(layer.trainable_weights + layer.non_trainable_weights, saved[layer.name],
-                                   strict=True):
+        for variable, (_, array) in zip(layer.trainable_weights + layer.non_trainable_weights, saved[layer.name],
+                                        strict=True):
             np.testing.assert_array_equal(variable.numpy(), array, err_msg=f"{model.name}: {layer.name}")
 
 
