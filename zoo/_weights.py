@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from zoo._checks import check_int, tuples
-from zoo._files import atomic_path, write_bytes
+from zoo._files import atomic_path, write_bytes, write_json
 
 __all__ = [
     "DEFAULT",
@@ -382,7 +382,8 @@ def _read_registry(root: str) -> dict[str, PretrainedWeights]:
     from zoo._registry import get_spec
 
     entries: dict[str, PretrainedWeights] = {}
-    for path in sorted(Path(root).glob("*.json")):
+    _finish_journal(Path(root))  # a publish interrupted after its commit point
+    for path in sorted(Path(root).glob("[!.]*.json")):  # not a killed write's temporary file
         try:
             meta = PretrainedWeights.from_dict(json.loads(path.read_text(encoding="utf-8")))
             get_spec(meta.arch)  # an unknown arch fails here, with close matches
@@ -844,8 +845,8 @@ def publish_run(
     (`training.runs.evaluate_weights`) and refuses when the run's ``eval.json`` differs by more than
     0.1 points or covers another number of examples. Once everything that can fail has succeeded
     (the metadata is complete), copies the weights to ``<out_dir>/<arch>.<tag>.h5``, writes
-    ``<arch>.<tag>.json`` and, for a new default, the previous default's JSON without its flag: each
-    file atomically, and an error among them restores the ones already replaced.
+    ``<arch>.<tag>.json`` and, for a new default, the previous default's JSON without its flag: all
+    of them or none, even if the process is killed meanwhile (`_replace_files`).
 
     Args:
         run_dir: the run directory (run.json, recipe.json, command.txt, eval.json, final_weights.h5).
@@ -940,31 +941,52 @@ def publish_run(
         notes=notes,
     )
     demoted = [dataclasses.replace(m, default=False) for m in siblings if m.default and make_default]
-    _replace_files({h5: final, **{target / f"{m.name}.json": metadata_text(m).encode() for m in (meta, *demoted)}})
+    _replace_files(target, {h5: final, **{target / f"{m.name}.json": metadata_text(m).encode() for m in (meta, *demoted)}})
     _clear_cache()
     return meta
 
 
-def _replace_files(contents: Mapping[Path, bytes | Path]) -> None:
-    """Writes each file atomically, in order: bytes, or a copy of a file. On an error every file
-    replaced so far gets its old content back (or is removed, if it is new), then the error propagates."""
-    written: list[tuple[Path, bytes | None]] = []
+JOURNAL = ".publish-journal.json"  # in a registry directory while a publish replaces its files
+
+
+def _replace_files(directory: Path, contents: Mapping[Path, bytes | Path]) -> None:
+    """Replaces files of the registry ``directory`` as one change that neither an error nor a hard kill
+    leaves half done: each new content (bytes, or a copy of a file) is first written in full under a
+    staging name beside its target; then a journal listing the renames is written atomically (the commit
+    point); then the renames run and the journal is removed. An error before the journal removes the
+    staged files and leaves the registry as it was; after it, the registry finishes the renames the next
+    time it is read (`_finish_journal`)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    _finish_journal(directory)
+    for stray in directory.glob(".*"):  # what a publish killed before its journal staged (and atomic writes' temps)
+        if stray.name.endswith(".staged") or ".tmp." in stray.name:
+            stray.unlink()
+    staged: dict[Path, Path] = {}
     try:
         for path, content in contents.items():
-            old = path.read_bytes() if path.exists() else None
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.staged")
+            staged[tmp] = path
             if isinstance(content, Path):
-                with atomic_path(path) as tmp:
-                    shutil.copyfile(content, tmp)
+                shutil.copyfile(content, tmp)
             else:
-                write_bytes(path, content)
-            written.append((path, old))  # a failed atomic write leaves its file as it was
+                write_bytes(tmp, content)
     except BaseException:
-        for path, old in reversed(written):
-            if old is None:
-                path.unlink(missing_ok=True)
-            else:
-                write_bytes(path, old)
+        for tmp in staged:
+            tmp.unlink(missing_ok=True)
         raise
+    write_json(directory / JOURNAL, [[tmp.name, path.name] for tmp, path in staged.items()], sort_keys=False)
+    _finish_journal(directory)
+
+
+def _finish_journal(directory: Path) -> None:
+    """Completes the renames of a publish that wrote its journal (`_replace_files`), if any."""
+    journal = directory / JOURNAL
+    if not journal.exists():
+        return
+    for tmp, name in json.loads(journal.read_text(encoding="utf-8")):
+        if (directory / tmp).exists():  # else renamed before the interruption
+            os.replace(directory / tmp, directory / name)
+    journal.unlink()
 
 
 def _read_dir_entries(directory: Path, arch: str, *, exclude: str) -> list[PretrainedWeights]:

@@ -9,6 +9,8 @@ import dataclasses
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -375,11 +377,11 @@ def test_a_failed_publish_leaves_the_registry_as_it_was(tiny_run, tmp_path, monk
     real_write = _weights.write_bytes
 
     def fail_on_json(path, data):
-        if str(path).endswith(".json"):
+        if ".json" in Path(path).name:
             raise RuntimeError("simulated failure")
         real_write(path, data)
 
-    with monkeypatch.context() as patch:  # fails while replacing the files: the new .h5 is in place by then
+    with monkeypatch.context() as patch:  # fails while staging the files: the new .h5 is staged by then
         patch.setattr(_weights, "write_bytes", fail_on_json)
         for tag in ("digits", "newer"):  # an overwrite, and a new default that would demote 'digits'
             with pytest.raises(RuntimeError, match="simulated failure"):
@@ -392,6 +394,52 @@ def test_a_failed_publish_leaves_the_registry_as_it_was(tiny_run, tmp_path, monk
         newer = _weights.publish_run(run, tag="newer", default=True, out_dir=registry)
         assert newer.default and not get_weights_info("resnet20.digits").default
         assert get_weights_info("resnet20") == newer
+    finally:
+        _weights._clear_cache()
+
+
+KILLED_PUBLISH = """
+import os, sys
+from zoo import _weights
+
+run, registry, kill_at = sys.argv[1], sys.argv[2], int(sys.argv[3])
+real_replace, calls = os.replace, []
+
+def replace(src, dst):  # a hard kill before the kill_at-th rename: no cleanup, no exception handlers
+    if len(calls) == kill_at:
+        os._exit(9)
+    calls.append(dst)
+    real_replace(src, dst)
+
+os.replace = replace
+_weights.publish_run(run, tag="newer", default=True, out_dir=registry)
+"""
+
+
+# A new default replaces three files (its .h5 and .json, the old default's .json). Its os.replace calls: the two
+# staged JSON files' atomic writes (the .h5 is copied), the journal's, then the three renames.
+@pytest.mark.parametrize("kill_at", [1, 2, 3, 4, 5])
+def test_a_publish_killed_at_any_point_leaves_a_consistent_registry(tiny_run, tmp_path, monkeypatch, kill_at):
+    """Killed between its renames, a publish left two defaults, or metadata whose sha256 was not its file's;
+    now the next read finishes a publish killed after its journal, and ignores one killed before."""
+    registry = tmp_path / "registry"
+    _weights.publish_run(tiny_run, tag="digits", out_dir=registry)
+    killed = subprocess.run([sys.executable, "-c", KILLED_PUBLISH, str(tiny_run), str(registry), str(kill_at)],
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == 9, killed.stderr[-2000:]
+    committed = kill_at > 2
+    assert (registry / _weights.JOURNAL).exists() == committed
+    monkeypatch.setattr(_weights, "_DIR_OVERRIDE", str(registry))
+    try:
+        _weights._clear_cache()
+        assert get_weights_info("resnet20").tag == ("newer" if committed else "digits")
+        assert not (registry / _weights.JOURNAL).exists()
+        zoo.create_model("resnet20", weights="DEFAULT")  # its sha256 is its file's
+        if not committed:  # the next publish clears what the killed one staged
+            assert list(registry.glob(".*.staged"))
+            _weights.publish_run(tiny_run, tag="newer", default=True, out_dir=registry)
+            assert get_weights_info("resnet20").tag == "newer"
+        assert not list(registry.glob(".*"))
     finally:
         _weights._clear_cache()
 
