@@ -55,6 +55,7 @@ __all__ = [
     "evaluate_weights",
     "load_recipe",
     "per_class_table",
+    "run_file",
     "saved_run",
     "source_options",
     "spec_beside",
@@ -292,6 +293,12 @@ def build_model(spec: RunSpec, *, weights: str | os.PathLike | None = None) -> k
         >>> build_model(RunSpec(model="resnet20", dataset="digits")).input_shape
         (None, 8, 8, 1)
     """
+    return _build_model(spec, weights, load_source=weights is None)
+
+
+def _build_model(spec: RunSpec, weights: str | os.PathLike | None, *, load_source: bool) -> keras.Model:
+    """`build_model`; a fine-tuning run's source weights are loaded only with ``load_source``: the run's own
+    weights replace every value, and so do a fine-tuning source's own weights those of its source."""
     spec = spec.resolve()
     if not spec.is_finetune:
         return zoo.create_model(spec.model, weights=None if weights is None else os.fspath(weights),
@@ -300,15 +307,16 @@ def build_model(spec: RunSpec, *, weights: str | os.PathLike | None = None) -> k
     from zoo._registry import load_weights
 
     spec = source_options(spec)  # the architecture shipped source weights fix, written out
+    source_weights = spec.source_weights if load_source else None
     upstream = spec_beside(spec.source_weights)
     if upstream is not None and upstream.is_finetune and upstream.model == spec.model:
         # fine-tuned again: the source is that run's model (its head need not be the family's)
-        source = build_model(dataclasses.replace(upstream, input_shape=spec.input_shape, teacher=None),
-                             weights=spec.source_weights)
+        source = _build_model(dataclasses.replace(upstream, input_shape=spec.input_shape, teacher=None),
+                              source_weights, load_source=False)
         source.trainable = True
-    else:  # with the run's weights, which replace every value, the source's are not loaded
-        source = zoo.create_model(spec.model, weights=spec.source_weights if weights is None else None,
-                                  input_shape=spec.input_shape, num_classes=spec.source_classes, **spec.options)
+    else:
+        source = zoo.create_model(spec.model, weights=source_weights, input_shape=spec.input_shape,
+                                  num_classes=spec.source_classes, **spec.options)
     model = finetune(source, spec.num_classes, train_layers=spec.train_layers)
     if weights is not None:
         load_weights(model, spec.model, os.fspath(weights))
@@ -316,16 +324,23 @@ def build_model(spec: RunSpec, *, weights: str | os.PathLike | None = None) -> k
 
 
 def spec_beside(weights: str | os.PathLike | None) -> RunSpec | None:
-    """The spec in the ``run.json`` beside a weights file (a run's final or best weights), or above one of
-    its checkpoints (``out_dir/checkpoints/ckpt-N``), as the run wrote it; None when there is none (shipped
-    weights, a file on its own)."""
+    """The spec in the ``run.json`` of the run a weights file came from (`run_file`), as the run wrote it;
+    None when there is none (shipped weights, a file on its own)."""
     if not isinstance(weights, (str, os.PathLike)):
         return None
-    folder = os.path.dirname(os.path.abspath(weights))
-    if os.path.basename(folder) == CHECKPOINT_DIR and os.path.exists(f"{os.fspath(weights)}.index"):
-        folder = os.path.dirname(folder)
-    path = os.path.join(folder, RUN_FILE)
+    path = run_file(weights)
     return RunSpec.from_dict(_read_json(path)) if os.path.isfile(path) else None
+
+
+def run_file(weights: str | os.PathLike) -> str:
+    """Where the ``run.json`` of the run a weights file came from would be: beside a run's final or best
+    weights, above one of its checkpoints (``out_dir/checkpoints/ckpt-N``, or its ``.index`` file)."""
+    weights = os.fspath(weights)
+    folder = os.path.dirname(weights)
+    if os.path.basename(os.path.normpath(folder)) == CHECKPOINT_DIR and (
+            weights.endswith(".index") or os.path.exists(f"{weights}.index")):
+        folder = os.path.dirname(os.path.normpath(folder))
+    return os.path.join(folder, RUN_FILE)
 
 
 def _shipped(arch: str, weights: str | None):

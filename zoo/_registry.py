@@ -522,6 +522,14 @@ def _load_weights(model, spec: ModelSpec, weights: str) -> None:
     path = os.fspath(weights)
     accepted = (f"weights saved from {spec.name} with the same options, input channels and num_classes (for "
                 "include_top=False, also a full model's file)")
+    if os.path.isdir(path):
+        import tensorflow as tf
+
+        latest = tf.train.latest_checkpoint(path)
+        raise ValueError(f"weights={path!r} is a directory. Accepted: a weights file, or a checkpoint's prefix"
+                         + (f", e.g. the latest checkpoint in it, {latest!r}" if latest else " (PREFIX.index is a file)"))
+    if path.endswith(".index") and os.path.isfile(path):  # a checkpoint's index file: the checkpoint is meant
+        path = path[: -len(".index")]
     if _weights.is_legacy_h5(path) or os.path.exists(f"{path}.index"):
         _weights.load_by_name(model, path, spec.family, what=f"the weights in {path}", accepted=accepted)
         return

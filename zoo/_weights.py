@@ -604,7 +604,7 @@ def _read_h5(path: str | os.PathLike, what: str) -> dict[str, list[tuple[str, An
                 layers[layer] = [(text(w).split(":")[0], np.asarray(g[text(w)])) for w in g.attrs["weight_names"]]
             return layers
     except (OSError, KeyError) as err:
-        raise ValueError(f"{what}: {path} is not a Keras HDF5 weights file ({err})") from err
+        raise ValueError(f"{what} are not a Keras HDF5 weights file ({err})") from err
 
 
 def _read_checkpoint(path: str | os.PathLike, what: str) -> dict[str, list[tuple[str, Any]]]:
@@ -623,21 +623,31 @@ def _read_checkpoint(path: str | os.PathLike, what: str) -> dict[str, list[tuple
         graph = trackable_object_graph_pb2.TrackableObjectGraph()
         graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
     except (tf.errors.OpError, ValueError) as err:
-        raise ValueError(f"{what}: {path} is not a TF checkpoint ({err})") from err
+        raise ValueError(f"{what} are not a TF2 checkpoint of a model ({err}). Accepted: a legacy .h5 weights file, "
+                         "or the prefix of a checkpoint that save_weights or tf.train.Checkpoint wrote") from err
     # A training checkpoint holds the model under "model" (beside the optimizer), and a distillation run's
     # model is a `training.Distiller`: its weights are the student's.
-    prefix, node = "", graph.nodes[0]
+    node = 0
     for name in ("model", "student"):
-        child = next((c for c in node.children if c.local_name == name), None)
-        if child is not None:
-            prefix, node = f"{prefix}{name}/", graph.nodes[child.node_id]
+        node = next((c.node_id for c in graph.nodes[node].children if c.local_name == name), node)
     layers: dict[str, list] = {}
-    for node in graph.nodes:
-        for attribute in node.attributes:
-            key = attribute.checkpoint_key
-            if key.startswith(prefix) and key.endswith("/.ATTRIBUTES/VARIABLE_VALUE") and "/" in attribute.full_name:
-                layer = attribute.full_name.split("/")[0]
-                layers.setdefault(layer, []).append((attribute.full_name, reader.get_tensor(key)))
+    keys: dict[str, str] = {}
+    # Breadth first from the model: its layers' variables in creation order, not its optimizer's (a compiled
+    # model's save_weights holds both).
+    order, seen = [node], {node}
+    for node in order:
+        for child in graph.nodes[node].children:
+            if child.local_name != "optimizer" and child.node_id not in seen:
+                seen.add(child.node_id)
+                order.append(child.node_id)
+        for attribute in graph.nodes[node].attributes:
+            name, key = attribute.full_name, attribute.checkpoint_key
+            if not key.endswith("/.ATTRIBUTES/VARIABLE_VALUE") or "/" not in name:
+                continue
+            if keys.setdefault(name, key) != key:
+                raise ValueError(f"{what} hold two variables named {name!r} ({keys[name]} and {key}): two models? "
+                                 "Accepted: the checkpoint of one model (or of a training run)")
+            layers.setdefault(name.split("/")[0], []).append((name, reader.get_tensor(key)))
     return layers
 
 

@@ -253,7 +253,7 @@ def _args_finetune(parser: argparse.ArgumentParser) -> None:
                                     "ARCH.TAG), an .h5 file or a checkpoint prefix (a run's checkpoints/ckpt-N too)",
                     options_default="; for a run's file, over the options its run.json records")
     parser.add_argument("--source-classes", type=int, metavar="K",
-                        help="classes of the source model's head (default: as the run.json beside --weights "
+                        help="classes of the source model's head (default: as the run.json of the --weights run "
                              "records, else 10)")
     parser.add_argument("--num-classes", type=int, metavar="K", help="classes of the new head (default: the dataset's)")
     parser.add_argument("--train-layers", default="head", metavar="WHICH",
@@ -281,9 +281,10 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def _run_beside(args: argparse.Namespace):
-    """The `training.runs.RunSpec` of the ``run.json`` beside the ``--weights`` file, resolved (its shape and
-    classes from its own dataset), with the options shipped source weights apply (`training.runs.source_options`)
-    and without its teacher (it trained the model; building the model does not need it); None when there is none.
+    """The `training.runs.RunSpec` of the ``--weights`` file's run (its ``run.json``, `training.runs.run_file`),
+    resolved (its shape and classes from its own dataset), with the options shipped source weights apply
+    (`training.runs.source_options`) and without its teacher (it trained the model; building the model does not
+    need it); None when there is none.
 
     Raises:
         ValueError: it records another model than the command's.
@@ -291,12 +292,11 @@ def _run_beside(args: argparse.Namespace):
     import dataclasses
 
     from training import runs
-    from training.runs import RUN_FILE
 
     spec = runs.spec_beside(args.weights)
     if spec is None:
         return None
-    run_file = Path(args.weights).parent / RUN_FILE
+    run_file = runs.run_file(args.weights)
     if spec.model != args.name:
         raise ValueError(f"{run_file} records a {spec.model} run; zoo {args.command} {args.name} builds {args.name} "
                          f"(received --weights {args.weights}). Accepted: weights of a `zoo train {args.name}` or "
@@ -311,13 +311,13 @@ def _weights_run(args: argparse.Namespace, dataset: str | None):
     repeat what it records."""
     import dataclasses
 
-    from training.runs import RUN_FILE
+    from training import runs
     from zoo._checks import tuples
 
     spec = _run_beside(args)
     if spec is None:
         return None
-    run_file = Path(args.weights).parent / RUN_FILE
+    run_file = runs.run_file(args.weights)
     shape, classes, options = args.input_shape and tuple(args.input_shape), args.num_classes, _options(args.options)
     if spec.is_finetune:
         given = {**{f"-o {k}": (tuples(v), spec.options.get(k)) for k, v in options.items()},
@@ -340,11 +340,11 @@ def _args_eval(parser: argparse.ArgumentParser) -> None:
                                     "weights (DEFAULT, a tag, or ARCH.TAG; see 'zoo list --pretrained'). A file of a "
                                     "zoo train or finetune run (or one of its checkpoints/ckpt-N) is built as the "
                                     "run.json beside it (above them) records",
-                    shape_default="as the run.json beside --weights records, else the dataset's image shape",
+                    shape_default="as the run.json of the --weights run records, else the dataset's image shape",
                     options_default="; for a run's file, over the options its run.json records")
     parser.add_argument("--split", default="test", help="the split to evaluate (default: test)")
     parser.add_argument("--num-classes", type=int, metavar="K",
-                        help="the model's classes (default: as the run.json beside --weights records, else the "
+                        help="the model's classes (default: as the run.json of the --weights run records, else the "
                              "dataset's)")
     parser.add_argument("--batch-size", type=int, default=256, metavar="B")
     parser.add_argument("--out", metavar="DIR", help="also write eval.json and confusion_matrix.png here")
@@ -439,17 +439,18 @@ def _stage_epochs(pairs) -> dict[str, int]:
 def _args_export(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", help="a registered model name (see 'zoo list')")
     parser.add_argument("--weights", default="DEFAULT", metavar="W",
-                        help="shipped pretrained weights (DEFAULT, a tag, ARCH.TAG) or an .h5 file (default: DEFAULT); "
-                             "a file is built as the run.json beside it (a zoo train or finetune run's) records")
+                        help="shipped pretrained weights (DEFAULT, a tag, ARCH.TAG), an .h5 file or a checkpoint prefix (default: "
+                             "DEFAULT); a zoo train or finetune run's file (or checkpoints/ckpt-N) is built as its "
+                             "run.json records")
     parser.add_argument("--dataset", metavar="NAME", help="fine-tuning, calibration and test data (default: the "
                                                           "weights' dataset, or the run's for a run's file, else "
                                                           "fashion_mnist)")
     parser.add_argument("-o", "--option", dest="options", action="append", type=_key_value, metavar="KEY=VALUE",
-                        help="an architecture option for an .h5 file's model (pretrained weights apply theirs)")
+                        help="an architecture option for a weights file's model (pretrained weights apply theirs)")
     parser.add_argument("--input-shape", nargs=3, type=int, metavar=("H", "W", "C"),
-                        help="an .h5 file's model input (default: its run.json's, else the model's default)")
+                        help="a weights file's model input (default: its run.json's, else the model's default)")
     parser.add_argument("--num-classes", type=int, metavar="K",
-                        help="an .h5 file's model classes (default: its run.json's, else the model's default)")
+                        help="a weights file's model classes (default: its run.json's, else the model's default)")
     parser.add_argument("--out", required=True, metavar="DIR", help="where the .tflite files and export.json go")
     parser.add_argument("--prune", type=float, metavar="S", help="magnitude pruning to sparsity S, e.g. 0.8")
     parser.add_argument("--m-by-n", type=_m_by_n, metavar="M:N", help="structured sparsity instead, e.g. 2:4")
@@ -497,6 +498,8 @@ def _export_source(args: argparse.Namespace):
             raise ValueError(f"--num-classes {classes}: the shipped weights {meta.name} have "
                              f"{meta.head.num_classes} classes. Accepted: --num-classes for a weights file's model "
                              f"(fine-tune for new classes: zoo finetune {args.name} --weights {meta.name} ...)")
+    elif missing := _missing_weights(args):
+        raise ValueError(missing)
     elif (spec := _weights_run(args, args.dataset)) is not None:
         model = runs.build_model(spec, weights=args.weights)
         model.trainable = True  # a fine-tuning run's frozen layers: export fine-tunes the whole model

@@ -116,9 +116,15 @@ def test_eval_prints_the_accuracy_of_eval_json(run, tmp_path, capsys):
     assert f"accuracy {expected['accuracy']:.2%}" in _summary_line(capsys.readouterr().out)
     # so does the run.json above its checkpoints: the last one holds the final weights
     checkpoint = tf.train.latest_checkpoint(str(out / "checkpoints"))
-    argv = ["eval", "resnet20", "--dataset", "digits", "--limit", "256", "--weights", checkpoint]
-    assert main(argv) == 0, capsys.readouterr().err
-    assert f"accuracy {expected['accuracy']:.2%}" in _summary_line(capsys.readouterr().out)
+    for weights in (checkpoint, f"{checkpoint}.index"):
+        argv = ["eval", "resnet20", "--dataset", "digits", "--limit", "256", "--weights", weights]
+        assert main(argv) == 0, capsys.readouterr().err
+        assert f"accuracy {expected['accuracy']:.2%}" in _summary_line(capsys.readouterr().out)
+    assert main([*argv[:-1], str(out / "checkpoints")]) == 2
+    assert f"is a directory. Accepted: a weights file, or a checkpoint's prefix, e.g. the latest checkpoint in it, " \
+           f"'{checkpoint}'" in _one_error_line(capsys.readouterr().err)
+    assert main(["eval", "vgg11", "--dataset", "digits", "--weights", checkpoint]) == 2  # the run's file named
+    assert f"{out / 'run.json'} records a resnet20 run" in _one_error_line(capsys.readouterr().err)
 
 
 def test_finetune_runs(run, tmp_path, capsys):

@@ -5,6 +5,7 @@ from importlib import resources
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import zoo
 from zoo import _registry as registry
@@ -119,6 +120,16 @@ def test_a_checkpoint_loads_by_layer_name(tmp_path):
     with pytest.raises(ValueError, match=r"backbone do not fit this 'resnet20' model \(model layers not in the file: "
                                          r"predictions\)\. Accepted: weights saved"):
         zoo.create_model("resnet20", weights=str(tmp_path / "backbone"), num_classes=10, **TINY)
+    # A compiled model's checkpoint holds its optimizer's variables too (Adam's slots): not layers.
+    full.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    full.fit(np.zeros((2, 28, 28, 1)), np.zeros(2), verbose=0)
+    full.save_weights(str(tmp_path / "compiled"))
+    _assert_same_weights(zoo.create_model("resnet20", weights=str(tmp_path / "compiled"), num_classes=10, **TINY),
+                         full)
+    # Two models with the same layer names in one checkpoint: which one is meant is not for the loader to guess.
+    twins = tf.train.Checkpoint(net=full, ema=zoo.create_model("resnet20", num_classes=10, **TINY))
+    with pytest.raises(ValueError, match=r"hold two variables named 'stem_conv/kernel' .*two models\? Accepted: "):
+        zoo.create_model("resnet20", weights=twins.write(str(tmp_path / "twins")), num_classes=10, **TINY)
     # A checkpoint keys a functional model's variables by layer position: Keras itself restored GoogLeNet's
     # inception5b_branch1 from another layer's (1, 1, 512, 128) kernel once the auxiliary heads were gone.
     googlenet = zoo.create_model("googlenet", input_shape=(32, 32, 3), num_classes=10)
