@@ -430,7 +430,7 @@ def create_model(
         ValueError: unknown name or option, an invalid argument value, or weights that cannot be
             loaded: an unknown tag (the error lists the model's tags), a pretrained file whose size or
             sha256 differs from its metadata, options that conflict with the pretrained weights', a
-            file of another architecture, or a checkpoint that leaves model variables unfilled.
+            file or checkpoint that leaves a layer of the model unfilled (another architecture).
         TypeError: an option of the wrong type.
 
     Example:

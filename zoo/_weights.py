@@ -664,9 +664,9 @@ def load_pretrained(model, meta: PretrainedWeights) -> None:
     path = verify(meta)
     options = meta.provenance.options_text
     load_by_name(model, path, get_spec(meta.arch).family, what=f"pretrained weights {meta.name!r}",
-                    num_classes=meta.head.num_classes,
-                    accepted=f"the architecture they were trained as ({meta.arch} with {options}, input "
-                             f"{'x'.join(map(str, meta.input.shape))})")
+                 num_classes=meta.head.num_classes,
+                 accepted=f"the architecture they were trained as ({meta.arch} with {options}, input "
+                          f"{'x'.join(map(str, meta.input.shape))})")
 
 
 def load_by_name(model, path: str | os.PathLike, family, *, what: str, accepted: str,
