@@ -400,7 +400,8 @@ def create_model(
             (`zoo.list_pretrained`): ``"DEFAULT"`` (the model's default tag), a tag such as
             ``"fashion_mnist"``, or ``"resnet20.fashion_mnist"``; or a path to a weights file saved
             from the same architecture: an ``.h5`` file or a TF checkpoint prefix (a ``save_weights``
-            one, or a `training.fit` run's ``checkpoints/ckpt-N``), matched by layer name; every layer
+            one, a `training.fit` run's ``checkpoints/ckpt-N``, or a SavedModel directory's
+            variables), matched by layer name; every layer
             of the model must be filled. Pretrained weights are checked (size,
             sha256) before loading, and bring the architecture options they were trained with, their
             stem included; ``input_shape`` and ``num_classes`` then default to theirs, and options
@@ -522,12 +523,15 @@ def _load_weights(model, spec: ModelSpec, weights: str) -> None:
     path = os.fspath(weights)
     accepted = (f"weights saved from {spec.name} with the same options, input channels and num_classes (for "
                 "include_top=False, also a full model's file)")
-    if os.path.isdir(path):
+    if os.path.isdir(path) and os.path.exists(os.path.join(path, "variables", "variables.index")):
+        path = os.path.join(path, "variables", "variables")  # a SavedModel: its variables are a checkpoint
+    elif os.path.isdir(path):
         import tensorflow as tf
 
         latest = tf.train.latest_checkpoint(path)
-        raise ValueError(f"weights={path!r} is a directory. Accepted: a weights file, or a checkpoint's prefix"
-                         + (f", e.g. the latest checkpoint in it, {latest!r}" if latest else " (PREFIX.index is a file)"))
+        raise ValueError(f"weights={path!r} is a directory. Accepted: a weights file, a SavedModel directory, or a "
+                         "checkpoint's prefix" + (f", e.g. the latest checkpoint in it, {latest!r}" if latest
+                                                  else " (PREFIX.index is a file)"))
     if path.endswith(".index") and os.path.isfile(path):  # a checkpoint's index file: the checkpoint is meant
         path = path[: -len(".index")]
     if _weights.is_legacy_h5(path) or os.path.exists(f"{path}.index"):

@@ -121,7 +121,8 @@ def test_eval_prints_the_accuracy_of_eval_json(run, tmp_path, capsys):
         assert main(argv) == 0, capsys.readouterr().err
         assert f"accuracy {expected['accuracy']:.2%}" in _summary_line(capsys.readouterr().out)
     assert main([*argv[:-1], str(out / "checkpoints")]) == 2
-    assert f"is a directory. Accepted: a weights file, or a checkpoint's prefix, e.g. the latest checkpoint in it, " \
+    assert f"is a directory. Accepted: a weights file, a SavedModel directory, or a checkpoint's prefix, e.g. the " \
+           f"latest checkpoint in it, " \
            f"'{checkpoint}'" in _one_error_line(capsys.readouterr().err)
     assert main(["eval", "vgg11", "--dataset", "digits", "--weights", checkpoint]) == 2  # the run's file named
     assert f"{out / 'run.json'} records a resnet20 run" in _one_error_line(capsys.readouterr().err)

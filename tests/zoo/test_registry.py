@@ -126,6 +126,10 @@ def test_a_checkpoint_loads_by_layer_name(tmp_path):
     full.save_weights(str(tmp_path / "compiled"))
     _assert_same_weights(zoo.create_model("resnet20", weights=str(tmp_path / "compiled"), num_classes=10, **TINY),
                          full)
+    # A SavedModel's variables are a checkpoint too (tf_keras' load_weights reads a SavedModel directory).
+    full.save(str(tmp_path / "saved_model"))
+    _assert_same_weights(zoo.create_model("resnet20", weights=str(tmp_path / "saved_model"), include_top=False,
+                                          **TINY), full)
     # Two models with the same layer names in one checkpoint: which one is meant is not for the loader to guess.
     twins = tf.train.Checkpoint(net=full, ema=zoo.create_model("resnet20", num_classes=10, **TINY))
     with pytest.raises(ValueError, match=r"hold two variables named 'stem_conv/kernel' .*two models\? Accepted: "):
