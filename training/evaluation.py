@@ -252,3 +252,20 @@ def _check_element_spec(dataset: tf.data.Dataset, model: keras.Model) -> None:
         )
     if getattr(labels, "dtype", None) is not None and not (labels.dtype.is_integer or labels.dtype.is_floating):
         raise ValueError(f"labels must be integer class indices (or one-hot); received dtype {labels.dtype.name}")
+    check_images_fit(model.inputs[0].shape, dataset, what="the dataset")
+
+
+def check_images_fit(input_shape, dataset: tf.data.Dataset, *, what: str) -> None:
+    """Raises a ValueError naming both shapes when the image batches of ``dataset`` (``(images, labels)``
+    elements) cannot go into a model input of ``input_shape`` (``[batch, H, W, C]``, None where open);
+    elements of another structure are left to the caller."""
+    spec = getattr(dataset, "element_spec", None)
+    images = spec[0] if isinstance(spec, tuple) and spec else None
+    model = tf.TensorShape(input_shape)
+    if not isinstance(images, tf.TensorSpec) or images.shape.rank != 4 or model.rank != 4:
+        return
+    if not images.shape[1:].is_compatible_with(model[1:]):
+        raise ValueError(f"the model takes images of shape {tuple(model[1:])}; {what} has images of shape "
+                         f"{tuple(images.shape[1:])}. Accepted: data of the model's shape (a dataset name is resized "
+                         "to the model's height and width, not its channels), or a model built for the data's "
+                         "(input_shape=...)")

@@ -445,8 +445,6 @@ def fit(
     recipe_path = os.path.join(out_dir, RECIPE_FILE)
     if os.path.exists(recipe_path) and tf.train.latest_checkpoint(ckpt_dir):
         check_resume(Recipe.from_file(recipe_path), recipe, out_dir)
-    if chief:
-        write_json(recipe_path, recipe.to_dict())
 
     from tensorflow.python.framework import config as tf_config  # disable_op_determinism is not public
 
@@ -474,7 +472,16 @@ def _fit(model, train, *, recipe, val, out_dir, strategy, callbacks, verbose, ch
     size = _image_size(model)
     train_for = _epoch_source(train, "train", recipe, recipe.augment, size)
     val_data = None if val is None else _epoch_source(val, "test", recipe, None, size)(0)
-    steps_per_epoch = _steps_in(train_for(0))
+    first_epoch = train_for(0)
+    steps_per_epoch = _steps_in(first_epoch)
+    if size is not None:  # a mismatch failed inside the first step, in an AutoGraph trace
+        from training.evaluation import check_images_fit
+
+        for data, what in ((first_epoch, "the training data"), (val_data, "the validation data")):
+            if data is not None:
+                check_images_fit(_penalized(model).inputs[0].shape, data, what=what)
+    if chief:
+        write_json(os.path.join(out_dir, RECIPE_FILE), recipe.to_dict())
 
     with strategy.scope():
         if recipe.regularization.l1 or recipe.regularization.l2:

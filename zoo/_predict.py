@@ -39,13 +39,16 @@ class Predictor:
     """A model ready for fast inference on raw images.
 
     Args:
-        model: a ``tf_keras`` model with normalized input and logits out (auxiliary outputs are dropped).
-        mean, std, scale: its input normalization, ``(x * scale - mean) / std``.
+        model: a ``tf_keras`` classifier with normalized input and logits out, or probabilities
+            (``classifier_activation="softmax"``); auxiliary outputs are dropped.
+        mean, std, scale: its input normalization, ``(x * scale - mean) / std``: with the default
+            ``scale``, images are raw pixels (0-255, uint8 or float).
         class_names: one name per class (default the class indices as text).
         backend: ``"tflite"`` or ``"function"`` (see the module docstring).
         num_threads: interpreter threads for the TFLite backend.
 
     Raises:
+        TypeError: ``model`` is not a ``tf_keras`` model (a name: see `from_pretrained`).
         ValueError: an unknown backend or normalization that does not fit the model.
     """
 
@@ -53,12 +56,20 @@ class Predictor:
                  class_names: Sequence[str] | None = None, backend: str = "tflite", num_threads: int = 2):
         import tensorflow as tf
 
+        import tf_keras as keras
+
         from export import tflite
+        from training.evaluation import outputs_logits
         from zoo._registry import strip_training_outputs
 
+        if not isinstance(model, keras.Model):
+            hint = f"; for shipped weights: Predictor.from_pretrained({model!r})" if isinstance(model, str) else ""
+            raise TypeError(f"model must be a tf_keras.Model; received {type(model).__name__}{hint}")
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; accepted: {', '.join(BACKENDS)}")
         model = strip_training_outputs(model)
+        self._probabilities = not outputs_logits(model)  # softmax outputs are not softmaxed again
+        self.scale = float(scale)
         pixels = tflite.with_preprocessing(model, mean=mean, std=std, scale=scale)
         self.input_shape = tuple(int(d) for d in model.input_shape[1:])
         classes = int(model.output_shape[-1])
@@ -94,17 +105,34 @@ class Predictor:
         if tuple(x.shape[1:]) != self.input_shape:
             raise ValueError(f"images must be [N, {h}, {w}, {c}] raw pixels (or one image, or [N, {h}, {w}] for one "
                              f"channel); received shape {tuple(np.asarray(images).shape)}")
+        # Images scaled to [0, 1] (as torchvision's ToTensor gives) would be read as near-black raw pixels.
+        if np.issubdtype(x.dtype, np.floating) and x.size and self.scale < 1 and 0 <= x.min() and 0 < x.max() <= 1:
+            raise ValueError(f"images must be raw pixels (0-255, times scale={self.scale:g} gives the model's "
+                             f"range); received floats in [{x.min():g}, {x.max():g}]. Accepted: images * 255, or a "
+                             "Predictor built with scale=1.0 for images in [0, 1]")
         return x.astype(np.float32)
 
-    def logits(self, images, *, batch_size: int = 64) -> np.ndarray:
-        """Logits for raw images."""
+    def _outputs(self, images, batch_size) -> np.ndarray:
+        from zoo._checks import check_int
+
+        check_int("batch_size", batch_size, minimum=1)
         x = self._images(images)
+        if not len(x):
+            return np.zeros((0, len(self.class_names)), np.float32)
         return np.concatenate([self._run(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
 
+    def logits(self, images, *, batch_size: int = 64) -> np.ndarray:
+        """Logits for raw images (for a model that outputs probabilities, their log)."""
+        outputs = self._outputs(images, batch_size)
+        return np.log(np.maximum(outputs, np.finfo(np.float32).tiny)) if self._probabilities else outputs
+
     def __call__(self, images, *, batch_size: int = 64) -> Prediction:
-        logits = self.logits(images, batch_size=batch_size)
-        z = np.exp(logits - logits.max(axis=-1, keepdims=True))
-        probabilities = (z / z.sum(axis=-1, keepdims=True)).astype(np.float32)
+        if self._probabilities:
+            probabilities = self._outputs(images, batch_size).astype(np.float32)
+        else:
+            logits = self._outputs(images, batch_size)
+            z = np.exp(logits - logits.max(axis=-1, keepdims=True))
+            probabilities = (z / z.sum(axis=-1, keepdims=True)).astype(np.float32)
         ids = probabilities.argmax(-1).astype(np.int64)
         return Prediction(probabilities=probabilities, class_ids=ids, labels=tuple(self.class_names[i] for i in ids))
 

@@ -401,9 +401,8 @@ def create_model(
             ``"fashion_mnist"``, or ``"resnet20.fashion_mnist"``; or a path to a weights file saved
             from the same architecture: an ``.h5`` file or a TF checkpoint prefix (a ``save_weights``
             one, a `training.fit` run's ``checkpoints/ckpt-N``, or a SavedModel directory's
-            variables), matched by layer name; every layer
-            of the model must be filled. Pretrained weights are checked (size,
-            sha256) before loading, and bring the architecture options they were trained with, their
+            variables), matched by layer name; every layer of the model must be filled. Pretrained
+            weights are checked (size, sha256) before loading, and bring the architecture options they were trained with, their
             stem included; ``input_shape`` and ``num_classes`` then default to theirs, and options
             that change no weights (the family's ``weight_free_options``, e.g. ``dropout``) may
             differ.

@@ -143,3 +143,9 @@ def test_errors_say_what_was_received():
         evaluate(model, _ds(features[:0], labels[:0]))
     with pytest.raises(ValueError, match=r"\(images, labels\) pairs"):
         evaluate(model, tf.data.Dataset.from_tensor_slices(features).batch(4))
+    inputs = keras.Input((4, 4, 1))
+    images = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(inputs)))
+    rgb = tf.data.Dataset.from_tensor_slices((np.zeros((2, 4, 4, 3), "float32"), np.zeros(2, "int64"))).batch(2)
+    with pytest.raises(ValueError, match=r"the model takes images of shape \(4, 4, 1\); the dataset has images of "
+                                         r"shape \(4, 4, 3\)\. Accepted: "):  # it was an AutoGraph traceback
+        evaluate(images, rgb)

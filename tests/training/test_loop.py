@@ -407,6 +407,11 @@ def test_a_dataset_name_is_loaded_at_the_models_image_size(tmp_path):
     assert np.array_equal(first.numpy(), images.numpy())  # the batch fit reads first
     result = training.fit(model, "digits", recipe=recipe, val="digits", out_dir=tmp_path, verbose=0)
     assert result.steps == 6 and np.isfinite(result.history[0]["val_loss"])  # it was 8x8 into a 12x12 input
+    rgb = zoo.create_model("resnet20", input_shape=(12, 12, 3), num_classes=10, stage_depths=(1, 1, 1))
+    with pytest.raises(ValueError, match=r"takes images of shape \(12, 12, 3\); the training data has images of "
+                                         r"shape \(12, 12, 1\)\. Accepted: .*not its channels"):
+        training.fit(rgb, "digits", recipe=recipe, out_dir=tmp_path / "rgb")  # it failed in the first step's trace
+    assert not os.listdir(tmp_path / "rgb")  # nothing written for a run that cannot start
 
 
 MULTI_WORKER = """

@@ -34,3 +34,22 @@ def test_predictor_errors_name_what_is_accepted(samples):
     predictor = zoo.Predictor.from_pretrained("resnet20.fashion_mnist", backend="function")
     with pytest.raises(ValueError, match=r"images must be \[N, 28, 28, 1\].*received shape \(2, 32, 32\)"):
         predictor(np.zeros((2, 32, 32), np.uint8))
+    with pytest.raises(ValueError, match=r"raw pixels .*received floats in \[0, 1\]\. Accepted: images \* 255"):
+        predictor(images / 255.0)  # chance-level predictions, silently, before
+    with pytest.raises(ValueError, match=r"batch_size must be an int >= 1; received 0"):
+        predictor(images, batch_size=0)
+    empty = predictor(images[:0])
+    assert empty.probabilities.shape == (0, 10) and empty.class_ids.shape == (0,) and empty.labels == ()
+    with pytest.raises(TypeError, match=r"received str; for shipped weights: Predictor.from_pretrained\('resnet20'\)"):
+        zoo.Predictor("resnet20", mean=(0.5,), std=(0.5,))
+
+
+def test_predictor_takes_softmax_models_and_images_in_0_1_with_scale_1(samples):
+    images, _ = samples
+    meta = zoo.get_weights_info("resnet20.fashion_mnist")
+    expected = zoo.Predictor.from_pretrained("resnet20.fashion_mnist", backend="function")(images)
+    softmax = zoo.create_model("resnet20", weights="fashion_mnist", classifier_activation="softmax")
+    unit = zoo.Predictor(softmax, mean=meta.input.mean, std=meta.input.std, scale=1.0, backend="function")
+    got = unit(images / 255.0)  # softmax was applied twice: top probabilities of about 0.23
+    np.testing.assert_allclose(got.probabilities, expected.probabilities, atol=1e-5)
+    np.testing.assert_array_equal(got.class_ids, expected.class_ids)
