@@ -60,6 +60,7 @@ __all__ = [
     "SeedSGD",
     "get_optimizer",
     "list_optimizers",
+    "optimizer_class",
 ]
 
 EPSILON = 1e-7  # the seed's constant in AdaGrad, RMSProp and Adam
@@ -412,7 +413,16 @@ def list_optimizers() -> list[str]:
     return [*SEED_OPTIMIZERS, *unprefixed, *(KERAS_PREFIX + n for n in KERAS_OPTIMIZERS)]
 
 
-def _resolve(name: str) -> type:
+def optimizer_class(name: str) -> type:
+    """The optimizer class a name of `list_optimizers` stands for.
+
+    Raises:
+        ValueError: an unknown name (the message lists the accepted ones and close matches).
+
+    Example:
+        >>> optimizer_class("adam").__name__
+        'SeedAdam'
+    """
     key = name.strip().lower()
     if key.startswith(KERAS_PREFIX) and key[len(KERAS_PREFIX):] in KERAS_OPTIMIZERS:
         return KERAS_OPTIMIZERS[key[len(KERAS_PREFIX):]]
@@ -499,7 +509,7 @@ def get_optimizer(
             "name_or_config must be an optimizer name, a dict from keras.optimizers.serialize or an "
             f"optimizer instance; received {name_or_config!r}. Names: {', '.join(list_optimizers())}"
         )
-    cls = _resolve(name_or_config)
+    cls = optimizer_class(name_or_config)
     accepted = _accepted_arguments(cls)
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:

@@ -200,6 +200,11 @@ class Recipe:
         if self.augment is not None and not isinstance(self.augment, str):
             raise ValueError(f"augment must be None or an augmentation's name (a str, e.g. 'crop_flip'); received "
                              f"{self.augment!r}")
+        from training.augment import get_augment
+        from training.optimizers import optimizer_class
+
+        optimizer_class(self.optimizer)  # a typo fails here, not in fit after the run's files are written
+        get_augment(self.augment)
         if self.mixed_precision not in PRECISIONS:
             raise ValueError(f"mixed_precision must be one of {PRECISIONS}; received {self.mixed_precision!r}")
         if isinstance(self.schedule, Mapping):

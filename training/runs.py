@@ -35,7 +35,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from training.data import DatasetInfo, list_datasets, load_dataset
+from training.data import DatasetInfo, load_dataset
 from training.evaluation import EvalResult, evaluate
 from training.loop import (BEST_WEIGHTS, CHECKPOINT_DIR, FINAL_WEIGHTS, RECIPE_FILE, STATE_FILE, FitResult,
                            check_resume, fit, write_json)
@@ -87,7 +87,7 @@ class RunSpec:
             ``source_classes`` outputs and is replaced (`training.finetune`) by a new one.
         source_classes: fine-tuning: the source model's number of classes.
         train_layers: fine-tuning: ``"head"``, ``"last:N"`` or ``"all"`` (see `training.finetune`).
-        teacher: shipped pretrained weights (``ARCH.TAG``, ``zoo pretrained``) to distill from: the
+        teacher: shipped pretrained weights (``ARCH.TAG``, ``zoo list --pretrained``) to distill from: the
             model learns their softened outputs besides the labels (`training.distill.Distiller`).
             Same input shape, classes and normalization as this run's.
 
@@ -496,21 +496,18 @@ def per_class_table(result: EvalResult) -> str:
 
 
 def _dataset_info(name: str) -> DatasetInfo:
-    if name not in _known_datasets:
-        _check_dataset_name(name)
-        _known_datasets.add(name)
     # The split is held in memory by load_dataset's caches, so asking again is cheap.
     return load_dataset(name, "test", batch_size=1, limit=1)[1]
 
 
-_known_datasets: set[str] = set(list_datasets())
 
 
 def _check_teacher(name: str, input_shape: tuple[int, int, int], num_classes: int, info: DatasetInfo) -> None:
     try:
         meta = zoo.get_weights_info(name)
     except (KeyError, ValueError) as error:
-        raise ValueError(f"teacher {name!r} is not shipped pretrained weights ({error}); see 'zoo pretrained'") from None
+        raise ValueError(f"teacher {name!r} is not shipped pretrained weights ({error}); see zoo.list_pretrained() or "
+                         "'zoo list --pretrained'") from None
     if tuple(meta.input.shape) != input_shape or meta.head.num_classes != num_classes:
         raise ValueError(f"teacher {meta.name} takes {'x'.join(map(str, meta.input.shape))} and predicts "
                          f"{meta.head.num_classes} classes; this run's model takes {'x'.join(map(str, input_shape))} "
@@ -518,27 +515,6 @@ def _check_teacher(name: str, input_shape: tuple[int, int, int], num_classes: in
     if not (np.allclose(meta.input.mean, info.mean) and np.allclose(meta.input.std, info.std)):
         raise ValueError(f"teacher {meta.name} normalizes with mean {meta.input.mean}, std {meta.input.std}; "
                          f"{info.name!r} with mean {info.mean}, std {info.std}: it would see other inputs")
-
-
-def _check_dataset_name(name: str) -> None:
-    """A short error for a name that is neither built in nor in TFDS (TFDS's own error lists all 400+ names)."""
-    import difflib
-    import importlib.util
-
-    builtin = list_datasets()
-    if importlib.util.find_spec("tensorflow_datasets") is None:
-        close = difflib.get_close_matches(name, builtin, n=3)
-        raise ValueError(f"unknown dataset {name!r}. Built in: {', '.join(builtin)}"
-                         f"{'; close matches: ' + ', '.join(close) if close else ''}. Other names are loaded "
-                         "through TFDS, which is not installed (pip install tensorflow-datasets)")
-    import tensorflow_datasets as tfds
-
-    registered = tfds.list_builders()
-    if name.split("/")[0].split(":")[0] not in registered:
-        close = difflib.get_close_matches(name, list(dict.fromkeys([*builtin, *registered])), n=3)
-        raise ValueError(f"unknown dataset {name!r}: neither built in ({', '.join(builtin)}) nor a TFDS dataset"
-                         f"{'. Close matches: ' + ', '.join(close) if close else ''}. TFDS's catalog: "
-                         "https://www.tensorflow.org/datasets/catalog")
 
 
 def _class_names(spec: RunSpec) -> tuple[str, ...] | None:

@@ -264,7 +264,7 @@ def get_spec(name: str) -> ModelSpec:
     _load_families()
     if not isinstance(name, str) or name not in _MODELS:
         close = difflib.get_close_matches(str(name), list(_MODELS), n=5, cutoff=0.6)
-        hint = f"Close matches: {', '.join(close)}." if close else "See zoo.list_models()."
+        hint = f"Close matches: {', '.join(close)}." if close else "See zoo.list_models() (or zoo list)."
         raise ValueError(f"unknown model {name!r}. Received name={name!r}. {hint}")
     return _MODELS[name]
 

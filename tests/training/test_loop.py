@@ -282,6 +282,10 @@ def test_recipe_files_round_trip_and_reject_unknown_fields(tmp_path):
         Recipe.from_dict({"optimiser": "adam"})
     with pytest.raises(ValueError, match="mixed_precision must be one of"):
         Recipe(mixed_precision="fp16")
+    with pytest.raises(ValueError, match=r"unknown optimizer 'adamz'.*Close matches: adam"):
+        Recipe(optimizer="adamz")  # it failed only in fit, after the run's recipe.json was written
+    with pytest.raises(ValueError, match=r"unknown augmentation 'flipp'"):
+        Recipe(augment="flipp")
     with pytest.raises(ValueError, match=r"must be integers >= 1; received epochs=2.5, steps_per_execution=0"):
         Recipe(epochs=2.5, steps_per_execution=0)
     with pytest.raises(ValueError, match=r"received epochs=True"):
