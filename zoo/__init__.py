@@ -36,7 +36,7 @@ from zoo._registry import (  # noqa: E402  (the environment must be set first)
     strip_training_outputs,
 )
 from zoo._predict import Prediction, Predictor, predict  # noqa: E402  (TensorFlow loads on first use)
-from zoo._weights import PretrainedWeights, get_weights_info, list_pretrained  # noqa: E402
+from zoo._weights import PretrainedWeights, get_weights_info, list_pretrained, sample_images  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -52,5 +52,6 @@ __all__ = [
     "list_pretrained",
     "model_info",
     "predict",
+    "sample_images",
     "strip_training_outputs",
 ]

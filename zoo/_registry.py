@@ -219,8 +219,11 @@ def _natural_key(name: str):
     return [int(tok) if tok.isdigit() else tok for tok in re.split(r"(\d+)", name)]
 
 
-def _as_patterns(patterns: str | Iterable[str]) -> tuple[str, ...]:
-    return (patterns,) if isinstance(patterns, str) else tuple(patterns)
+def _as_patterns(patterns: str | Iterable[str], argument: str) -> tuple[str, ...]:
+    found = (patterns,) if isinstance(patterns, str) else tuple(patterns) if hasattr(patterns, "__iter__") else None
+    if found is None or not all(isinstance(p, str) for p in found):
+        raise TypeError(f"{argument} must be a glob pattern or a list of them (str); received {patterns!r}")
+    return found
 
 
 def list_models(
@@ -238,7 +241,7 @@ def list_models(
         ['vgg11', 'vgg16']
     """
     _load_families()
-    inc, exc = _as_patterns(include), _as_patterns(exclude)
+    inc, exc = _as_patterns(include, "include"), _as_patterns(exclude, "exclude")
     names = [
         n
         for n in _MODELS
@@ -369,7 +372,8 @@ def _described(value: Any) -> str:
 
 
 def _check_input_shape(name: str, input_shape: Any) -> tuple[int, int, int]:
-    dims = tuple(as_int(d, minimum=1) for d in input_shape) if isinstance(input_shape, (tuple, list)) else ()
+    dims = tuple(as_int(d, minimum=1) for d in input_shape) if isinstance(input_shape, (tuple, list)) or (
+        getattr(input_shape, "ndim", None) == 1) else ()  # a NumPy array too
     if len(dims) != 3 or None in dims:
         raise ValueError(
             f"input_shape for {name!r} must be (height, width, channels) of positive ints, channels last; "
@@ -469,15 +473,24 @@ def create_model(
     if classifier_activation is not None:
         _check_activation(classifier_activation)
 
-    model = spec.family.builder(
-        name=spec.name,
-        input_shape=input_shape,
-        num_classes=num_classes,
-        include_top=include_top,
-        pooling=pooling,
-        classifier_activation=classifier_activation,
-        **options,
-    )
+    try:
+        model = spec.family.builder(
+            name=spec.name,
+            input_shape=input_shape,
+            num_classes=num_classes,
+            include_top=include_top,
+            pooling=pooling,
+            classifier_activation=classifier_activation,
+            **options,
+        )
+    except ValueError as err:  # Keras refused a layer argument, or the input shrank to nothing
+        described = ", ".join(f"{key}={value!r}" for key, value in user_options.items())
+        what = f"{spec.name!r} at input_shape={input_shape!r}" + (f" with {described}" if described else "")
+        shrunk = re.search(r'calling layer "([^"]+)".*Negative dimension size', str(err), re.S)
+        if shrunk:
+            raise ValueError(f"cannot build {what}: the input shrinks to nothing by layer {shrunk.group(1)!r}. "
+                             "Accepted: a larger input_shape") from None
+        raise ValueError(f"cannot build {what}: {str(err).splitlines()[0]}") from err
     if pretrained is not None:
         _weights.load_pretrained(model, pretrained)
     elif weights is not None:

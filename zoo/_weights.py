@@ -427,7 +427,9 @@ def list_pretrained(include: str | Sequence[str] = "*") -> list[str]:
         >>> list_pretrained("resnet*")
         ['resnet20.fashion_mnist']
     """
-    patterns = (include,) if isinstance(include, str) else tuple(include)
+    from zoo._registry import _as_patterns
+
+    patterns = _as_patterns(include, "include")
     names = [n for n in _entries() if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
     from zoo._registry import _natural_key
 

@@ -35,6 +35,11 @@ def test_list_models_globs_exclude_and_natural_sort():
     assert zoo.list_models(["vgg1[16]*"], exclude=["*_bn"]) == ["vgg11", "vgg16"]
     assert zoo.list_models("no_such_*") == []
     assert "resnet20" in zoo.list_models(pretrained=True)  # what ships: tests/zoo/test_weights.py
+    for call in (lambda: zoo.list_models(None), lambda: zoo.list_pretrained(None)):  # 'NoneType' is not iterable
+        with pytest.raises(TypeError, match=r"include must be a glob pattern or a list of them \(str\); received None"):
+            call()
+    with pytest.raises(TypeError, match=r"exclude must be .*; received \['\*_bn', 3\]"):
+        zoo.list_models(exclude=["*_bn", 3])
 
 
 def test_unknown_name_names_close_matches():
@@ -162,9 +167,21 @@ def test_an_h5_file_loads_by_layer_name(tmp_path):
                                           **TINY), full)
 
 
+def test_a_model_that_keras_cannot_build_is_named_with_its_options_and_shape():
+    with pytest.raises(ValueError, match=r"^cannot build 'resnet20' at input_shape=\(8, 8, 1\) with stage_depths="
+                                         r"\(1, 1, 1\), dropout=1\.5: Invalid value 1\.5 received for `rate`"):
+        zoo.create_model("resnet20", input_shape=(8, 8, 1), stage_depths=(1, 1, 1), dropout=1.5)
+    # It was a Keras traceback text about a "Negative dimension size" in an AvgPool node.
+    with pytest.raises(ValueError, match=r"^cannot build 'densenet121' at input_shape=\(4, 4, 3\): the input shrinks "
+                                         r"to nothing by layer 'pool4_pool'\. Accepted: a larger input_shape$"):
+        zoo.create_model("densenet121", input_shape=(4, 4, 3))
+
+
 def test_list_option_is_accepted_as_tuple():
     model = zoo.create_model("resnet20", stage_depths=[1, 1, 1], input_shape=(28, 28, 1), num_classes=3)
     assert model.output_shape == (None, 3)
+    shape = zoo.create_model("resnet20", stage_depths=[1, 1, 1], input_shape=np.array([28, 28, 1])).input_shape
+    assert shape == (None, 28, 28, 1)  # a NumPy array of a shape, as num_classes=np.int64(3) was already
     assert len([layer for layer in model.layers if layer.name.endswith("_add")]) == 3
 
 
