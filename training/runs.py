@@ -297,8 +297,8 @@ def build_model(spec: RunSpec, *, weights: str | os.PathLike | None = None) -> k
 
 
 def _build_model(spec: RunSpec, weights: str | os.PathLike | None, *, load_source: bool) -> keras.Model:
-    """`build_model`; a fine-tuning run's source weights are loaded only with ``load_source``: the run's own
-    weights replace every value, and so do a fine-tuning source's own weights those of its source."""
+    """`build_model`; a fine-tuning run's source weights are loaded only with ``load_source``. The run's own
+    weights replace every value of its model, as a fine-tuning source's weights replace those of its source."""
     spec = spec.resolve()
     if not spec.is_finetune:
         return zoo.create_model(spec.model, weights=None if weights is None else os.fspath(weights),
@@ -498,8 +498,6 @@ def per_class_table(result: EvalResult) -> str:
 def _dataset_info(name: str) -> DatasetInfo:
     # The split is held in memory by load_dataset's caches, so asking again is cheap.
     return load_dataset(name, "test", batch_size=1, limit=1)[1]
-
-
 
 
 def _check_teacher(name: str, input_shape: tuple[int, int, int], num_classes: int, info: DatasetInfo) -> None:

@@ -406,10 +406,10 @@ def create_model(
             from the same architecture: an ``.h5`` file or a TF checkpoint prefix (a ``save_weights``
             one, a `training.fit` run's ``checkpoints/ckpt-N``, or a SavedModel directory's
             variables), matched by layer name; every layer of the model must be filled. Pretrained
-            weights are checked (size, sha256) before loading, and bring the architecture options they were trained with, their
-            stem included; ``input_shape`` and ``num_classes`` then default to theirs, and options
-            that change no weights (the family's ``weight_free_options``, e.g. ``dropout``) may
-            differ.
+            weights are checked (size, sha256) before loading, and bring the architecture options
+            they were trained with, their stem included; ``input_shape`` and ``num_classes`` then
+            default to theirs, and options that change no weights (the family's
+            ``weight_free_options``, e.g. ``dropout``) may differ.
         input_shape: ``(height, width, channels)``; defaults to the variant's default (with pretrained
             weights, to theirs). Families adapt their stem to small inputs (under 64 pixels) as their
             docstrings describe; pretrained weights keep the stem they were trained with at any size

@@ -907,6 +907,7 @@ def publish_run(
     arch = get_spec(spec.model).name
 
     target = Path(out_dir) if out_dir is not None else weights_dir()
+    _finish_journal(target)  # a publish killed after its commit point: its entries are what this one sees
     name = f"{arch}.{tag}"
     if (target / f"{name}.json").exists() and not overwrite:
         raise ValueError(f"pretrained weights {name!r} exist in {target}; pass overwrite=True (--overwrite) to replace "
@@ -953,7 +954,8 @@ def publish_run(
         notes=notes,
     )
     demoted = [dataclasses.replace(m, default=False) for m in siblings if m.default and make_default]
-    _replace_files(target, {h5: final, **{target / f"{m.name}.json": metadata_text(m).encode() for m in (meta, *demoted)}})
+    metadata = {target / f"{m.name}.json": metadata_text(m).encode() for m in (meta, *demoted)}
+    _replace_files(target, {h5: final, **metadata})
     _clear_cache()
     return meta
 

@@ -439,9 +439,9 @@ def _stage_epochs(pairs) -> dict[str, int]:
 def _args_export(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", help="a registered model name (see 'zoo list')")
     parser.add_argument("--weights", default="DEFAULT", metavar="W",
-                        help="shipped pretrained weights (DEFAULT, a tag, ARCH.TAG), an .h5 file or a checkpoint prefix (default: "
-                             "DEFAULT); a zoo train or finetune run's file (or checkpoints/ckpt-N) is built as its "
-                             "run.json records")
+                        help="shipped pretrained weights (DEFAULT, a tag, ARCH.TAG), an .h5 file or a checkpoint "
+                             "prefix (default: DEFAULT); a zoo train or finetune run's file (or checkpoints/ckpt-N) is "
+                             "built as its run.json records")
     parser.add_argument("--dataset", metavar="NAME", help="fine-tuning, calibration and test data (default: the "
                                                           "weights' dataset, or the run's for a run's file, else "
                                                           "fashion_mnist)")

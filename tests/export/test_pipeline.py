@@ -363,7 +363,8 @@ def test_cli_exports_a_fine_tuning_runs_weights_built_as_the_run_built_them(tmp_
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     backbone = zoo.create_model("resnet20", input_shape=(12, 12, 1), include_top=False, **options)
     backbone.save_weights(str(tmp_path / "backbone"))  # a TF checkpoint without the head's values
-    with pytest.raises(ValueError, match=r"do not fit this 'resnet20' model \(model layers not in the file: predictions"):
+    with pytest.raises(ValueError, match=r"do not fit this 'resnet20' model \(model layers not in the file: "
+                                         r"predictions"):
         runs.build_model(spec, weights=tmp_path / "backbone")
     export = ["export", "resnet20", "--weights", str(run / "final_weights.h5"), "--test-limit", "16",
               "--out", str(tmp_path / "out")]
