@@ -362,6 +362,9 @@ def pretrained_markdown() -> str:
         '"resnet20.fashion_mnist"',
         'backbone = zoo.create_model("resnet20", weights="DEFAULT", include_top=False, pooling="avg")',
         'model5 = zoo.create_model("resnet20", weights="DEFAULT", num_classes=5)  # backbone + a new head',
+        'images, labels = zoo.sample_images("fashion_mnist")                # raw uint8 pixels',
+        'logits = model(zoo.get_weights_info("resnet20").input.normalize(images))  # the input each entry lists',
+        'print(zoo.predict("resnet20.fashion_mnist", images).labels[:3])   # or raw pixels in, class names out',
         "```",
         "",
         "**top-1** is the accuracy on the full test split, single crop, measured by the **eval** command; "
