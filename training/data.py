@@ -599,32 +599,26 @@ def _load_tfds_any_cached(name: str, split: str, data_dir: str | None) -> _Split
 
 
 def _check_tfds_name(name: str) -> None:
-    """A short error for a name that is neither built in nor in TFDS (TFDS's own error lists all 400+ names)."""
-    import importlib.util
-
-    builtin = list_datasets()
-    if importlib.util.find_spec("tensorflow_datasets") is None:
-        close = difflib.get_close_matches(name, builtin, n=3)
-        raise ValueError(f"unknown dataset {name!r}. Built in: {', '.join(builtin)}"
-                         f"{'; close matches: ' + ', '.join(close) if close else ''}. Other names are loaded "
-                         "through TFDS, which is not installed (pip install tensorflow-datasets)")
+    """A short error for a name that is neither built in nor in TFDS's registry (TFDS's own error lists all
+    400+ names). Only after TFDS failed: it also loads what its registry does not list (a dataset prepared in
+    ``data_dir`` by another program, a community name such as ``huggingface:mnist``)."""
     import tensorflow_datasets as tfds
 
-    registered = tfds.list_builders()
-    if name.split("/")[0].split(":")[0] not in registered:
-        close = difflib.get_close_matches(name, list(dict.fromkeys([*builtin, *registered])), n=3)
+    builtin = list_datasets()
+    if ":" not in name and name.split("/")[0] not in tfds.list_builders():
+        close = difflib.get_close_matches(name, list(dict.fromkeys([*builtin, *tfds.list_builders()])), n=3)
         raise ValueError(f"unknown dataset {name!r}: neither built in ({', '.join(builtin)}) nor a TFDS dataset"
                          f"{'. Close matches: ' + ', '.join(close) if close else ''}. TFDS's catalog: "
-                         "https://www.tensorflow.org/datasets/catalog")
+                         "https://www.tensorflow.org/datasets/catalog") from None
 
 
 def _load_tfds_any(name: str, split: str, data_dir) -> _Split:
-    _check_tfds_name(name)
     try:
         return _load_tfds_any_cached(name, split, os.fspath(data_dir) if data_dir is not None else None)
     except ImportError:
         raise
     except Exception as e:
+        _check_tfds_name(name)
         close = difflib.get_close_matches(name, list(_BUILDERS), n=3)
         hint = f" Close matches among the built-ins: {', '.join(close)}." if close else ""
         raise ValueError(

@@ -433,10 +433,7 @@ def optimizer_class(name: str) -> type:
     names = list_optimizers()
     close = difflib.get_close_matches(key, names, n=3, cutoff=0.6)
     hint = f" Close matches: {', '.join(close)}." if close else ""
-    raise ValueError(
-        f"unknown optimizer {name!r}. Received name_or_config={name!r}. Accepted: {', '.join(names)}; "
-        f"or a dict from keras.optimizers.serialize, or an optimizer instance.{hint}"
-    )
+    raise ValueError(f"unknown optimizer {name!r}. Accepted: {', '.join(names)}.{hint}")
 
 
 def _accepted_arguments(cls: type) -> list[str]:
@@ -509,7 +506,11 @@ def get_optimizer(
             "name_or_config must be an optimizer name, a dict from keras.optimizers.serialize or an "
             f"optimizer instance; received {name_or_config!r}. Names: {', '.join(list_optimizers())}"
         )
-    cls = optimizer_class(name_or_config)
+    try:
+        cls = optimizer_class(name_or_config)
+    except ValueError as err:
+        raise ValueError(f"{err} Received name_or_config={name_or_config!r}; also accepted: a dict from "
+                         "keras.optimizers.serialize, or an optimizer instance") from None
     accepted = _accepted_arguments(cls)
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:

@@ -231,14 +231,20 @@ class Recipe:
         return _build(cls, data, "recipe")
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike) -> "Recipe":
-        """Reads a recipe from a JSON file (the format `to_dict` writes)."""
+    def from_file(cls, path: str | os.PathLike, **changes: Any) -> "Recipe":
+        """Reads a recipe from a JSON file (the format `to_dict` writes), with ``changes`` to its fields
+        made before it is checked (so they may mend the file's values)."""
         with open(path) as f:
             try:
                 data = json.load(f)
             except json.JSONDecodeError as err:
                 raise ValueError(f"recipe file {os.fspath(path)!r} is not valid JSON: {err}") from err
-        return cls.from_dict(data)
+        if not isinstance(data, Mapping):
+            raise ValueError(f"recipe file {os.fspath(path)!r} must hold a JSON object; received {type(data).__name__}")
+        try:
+            return cls.from_dict({**data, **changes})
+        except ValueError as err:
+            raise ValueError(f"recipe file {os.fspath(path)!r}: {err}") from None
 
     def replace(self, **changes) -> "Recipe":
         return dataclasses.replace(self, **changes)

@@ -259,25 +259,23 @@ def load_recipe(path: str | os.PathLike | None = None, **overrides: Any) -> Reci
         >>> load_recipe("resnet20_fashion_mnist").optimizer
         'momentum'
     """
+    overrides = {k: v for k, v in overrides.items() if v is not None}  # applied before the checks: they may mend
     if path is None:
-        recipe = Recipe()
-    else:
-        path = os.fspath(path)
-        name = os.path.basename(path)[: -len(".json")] if path.endswith(".json") else path
-        shipped = shipped_recipes()
-        if not os.path.exists(path) and name in shipped and path in (name, f"training/recipes/{name}.json"):
-            path = shipped[name]
-        try:
-            recipe = Recipe.from_file(path)
-        except FileNotFoundError:
-            raise ValueError(f"no recipe file {path!r}. Accepted: a recipe's JSON file (a run's recipe.json) or a "
-                             f"shipped recipe: {', '.join(shipped)}") from None
-        except OSError as err:
-            raise ValueError(f"cannot read recipe file {os.fspath(path)!r}: {err.strerror or err}") from err
-        except TypeError as err:
-            raise ValueError(f"recipe file {os.fspath(path)!r} is invalid: {err}") from err
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    return recipe.replace(**overrides) if overrides else recipe
+        return Recipe.from_dict(overrides)
+    path = os.fspath(path)
+    name = os.path.basename(path)[: -len(".json")] if path.endswith(".json") else path
+    shipped = shipped_recipes()
+    if not os.path.exists(path) and name in shipped and path in (name, f"training/recipes/{name}.json"):
+        path = shipped[name]
+    try:
+        return Recipe.from_file(path, **overrides)
+    except FileNotFoundError:
+        raise ValueError(f"no recipe file {path!r}. Accepted: a recipe's JSON file (a run's recipe.json) or a "
+                         f"shipped recipe: {', '.join(shipped)}") from None
+    except OSError as err:
+        raise ValueError(f"cannot read recipe file {os.fspath(path)!r}: {err.strerror or err}") from err
+    except TypeError as err:
+        raise ValueError(f"recipe file {os.fspath(path)!r} is invalid: {err}") from err
 
 
 def build_model(spec: RunSpec, *, weights: str | os.PathLike | None = None) -> keras.Model:
@@ -336,11 +334,11 @@ def run_file(weights: str | os.PathLike) -> str:
     """Where the ``run.json`` of the run a weights file came from would be: beside a run's final or best
     weights, above one of its checkpoints (``out_dir/checkpoints/ckpt-N``, or its ``.index`` file)."""
     weights = os.fspath(weights)
-    folder = os.path.dirname(weights)
-    if os.path.basename(os.path.normpath(folder)) == CHECKPOINT_DIR and (
-            weights.endswith(".index") or os.path.exists(f"{weights}.index")):
-        folder = os.path.dirname(os.path.normpath(folder))
-    return os.path.join(folder, RUN_FILE)
+    folder = os.path.dirname(os.path.abspath(weights))  # "ckpt-4" given from inside checkpoints/ too
+    if os.path.basename(folder) == CHECKPOINT_DIR and (weights.endswith(".index")
+                                                       or os.path.exists(f"{weights}.index")):
+        return os.path.join(os.path.dirname(folder), RUN_FILE)
+    return os.path.join(os.path.dirname(weights), RUN_FILE)
 
 
 def _shipped(arch: str, weights: str | None):

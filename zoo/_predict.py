@@ -85,19 +85,25 @@ class Predictor:
             self._run = lambda x: fn(x).numpy()
 
     @classmethod
-    def from_pretrained(cls, name: str, *, backend: str = "tflite", **kwargs) -> "Predictor":
-        """A predictor for shipped weights ``arch.tag`` (their normalization and class names applied)."""
+    def from_pretrained(cls, name: str, *, backend: str = "tflite", scale: float | None = None,
+                        **kwargs) -> "Predictor":
+        """A predictor for shipped weights ``arch.tag`` (their normalization and class names applied).
+
+        ``scale`` takes the images to the ``[0, 1]`` range the weights' mean and std are on: by default
+        theirs, for raw pixels (0-255); ``1.0`` for images already in ``[0, 1]``."""
         from zoo._registry import create_model
         from zoo._weights import get_weights_info
 
         meta = get_weights_info(name)
         model = create_model(meta.arch, weights=meta.tag)
-        return cls(model, mean=meta.input.mean, std=meta.input.std, scale=meta.input.scale,
+        return cls(model, mean=meta.input.mean, std=meta.input.std, scale=meta.input.scale if scale is None else scale,
                    class_names=meta.head.class_names, backend=backend, **kwargs)
 
     def _images(self, images) -> np.ndarray:
         x = np.asarray(images)
         h, w, c = self.input_shape
+        if x.size == 0 and x.ndim == 1:  # an empty list
+            x = x.reshape(0, h, w, c)
         if x.shape == (h, w, c) or (c == 1 and x.shape == (h, w)):  # one image
             x = x[None]
         if c == 1 and x.ndim == 3:  # [N, H, W] grayscale
@@ -107,9 +113,10 @@ class Predictor:
                              f"channel); received shape {tuple(np.asarray(images).shape)}")
         # Images scaled to [0, 1] (as torchvision's ToTensor gives) would be read as near-black raw pixels.
         if np.issubdtype(x.dtype, np.floating) and x.size and self.scale < 1 and 0 <= x.min() and 0 < x.max() <= 1:
-            raise ValueError(f"images must be raw pixels (0-255, times scale={self.scale:g} gives the model's "
-                             f"range); received floats in [{x.min():g}, {x.max():g}]. Accepted: images * 255, or a "
-                             "Predictor built with scale=1.0 for images in [0, 1]")
+            raise ValueError(f"images must be raw pixels (0-255; times scale={self.scale:g} gives the model's "
+                             f"range); received floats in [{x.min():g}, {x.max():g}]. Accepted: images * 255, "
+                             "scale=1.0 for images in [0, 1] (Predictor, Predictor.from_pretrained and zoo.predict "
+                             "take it), or uint8 pixels (never taken for [0, 1] floats, even all dark)")
         return x.astype(np.float32)
 
     def _outputs(self, images, batch_size) -> np.ndarray:
@@ -137,10 +144,11 @@ class Predictor:
         return Prediction(probabilities=probabilities, class_ids=ids, labels=tuple(self.class_names[i] for i in ids))
 
 
-def predict(name: str, images, *, backend: str = "tflite") -> Prediction:
-    """One-off prediction with shipped weights ``arch.tag`` (build a `Predictor` to reuse it).
+def predict(name: str, images, *, backend: str = "tflite", scale: float | None = None) -> Prediction:
+    """One-off prediction with shipped weights ``arch.tag`` (build a `Predictor` to reuse it); ``scale`` as
+    in `Predictor.from_pretrained` (``1.0`` for images in ``[0, 1]``).
 
     Example:
         >>> predict("resnet20.fashion_mnist", images).labels  # doctest: +SKIP
     """
-    return Predictor.from_pretrained(name, backend=backend)(images)
+    return Predictor.from_pretrained(name, backend=backend, scale=scale)(images)

@@ -973,8 +973,8 @@ def _replace_files(directory: Path, contents: Mapping[Path, bytes | Path]) -> No
     directory.mkdir(parents=True, exist_ok=True)
     _finish_journal(directory)
     for stray in directory.glob(".*"):  # what a publish killed before its journal staged (and atomic writes' temps)
-        if stray.name.endswith(".staged") or ".tmp." in stray.name:
-            stray.unlink()
+        if _left_by_a_dead_process(stray.name):
+            stray.unlink(missing_ok=True)
     staged: dict[Path, Path] = {}
     try:
         for path, content in contents.items():
@@ -993,14 +993,41 @@ def _replace_files(directory: Path, contents: Mapping[Path, bytes | Path]) -> No
 
 
 def _finish_journal(directory: Path) -> None:
-    """Completes the renames of a publish that wrote its journal (`_replace_files`), if any."""
+    """Completes the renames of a publish that wrote its journal (`_replace_files`), if any.
+
+    Raises:
+        ValueError: they cannot be done here (a registry this process may not write).
+    """
     journal = directory / JOURNAL
-    if not journal.exists():
+    try:
+        renames = json.loads(journal.read_text(encoding="utf-8"))
+    except FileNotFoundError:
         return
-    for tmp, name in json.loads(journal.read_text(encoding="utf-8")):
-        if (directory / tmp).exists():  # else renamed before the interruption
-            os.replace(directory / tmp, directory / name)
-    journal.unlink()
+    try:
+        for tmp, name in renames:
+            try:
+                os.replace(directory / tmp, directory / name)
+            except FileNotFoundError:  # renamed already: before the interruption, or by another reader
+                pass
+        journal.unlink(missing_ok=True)
+    except OSError as err:
+        raise ValueError(f"a publish into {directory} was interrupted after it wrote {JOURNAL}; its renames finish "
+                         f"when the registry is next read by a process that may write there ({err})") from err
+
+
+def _left_by_a_dead_process(name: str) -> bool:
+    """Whether ``name`` is a staged or temporary file (`_replace_files`, `zoo._files.atomic_path`) of a process
+    that is gone; a live one's (another publish) is left alone."""
+    match = re.fullmatch(r"\..*\.(\d+)(?:-[0-9a-f]+)?\.(?:staged|tmp(?:\..*)?)", name)
+    if match is None or os.name != "posix":  # os.kill(pid, 0) would end the process on Windows
+        return False
+    try:
+        os.kill(int(match.group(1)), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
 
 
 def _read_dir_entries(directory: Path, arch: str, *, exclude: str) -> list[PretrainedWeights]:

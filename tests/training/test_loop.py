@@ -286,6 +286,10 @@ def test_recipe_files_round_trip_and_reject_unknown_fields(tmp_path):
         Recipe(optimizer="adamz")  # it failed only in fit, after the run's recipe.json was written
     with pytest.raises(ValueError, match=r"unknown augmentation 'flipp'"):
         Recipe(augment="flipp")
+    (tmp_path / "typo.json").write_text(json.dumps({"optimizer": "adamm"}))
+    with pytest.raises(ValueError, match=r"^recipe file '.*typo\.json': unknown optimizer 'adamm'\. Accepted: sgd, "):
+        Recipe.from_file(tmp_path / "typo.json")
+    assert training.load_recipe(tmp_path / "typo.json", optimizer="adam").optimizer == "adam"  # a flag mends it
     with pytest.raises(ValueError, match=r"must be integers >= 1; received epochs=2.5, steps_per_execution=0"):
         Recipe(epochs=2.5, steps_per_execution=0)
     with pytest.raises(ValueError, match=r"received epochs=True"):

@@ -5,6 +5,7 @@ is trained once per module and reused; the commands run in-process through `zoo.
 """
 
 import json
+import os
 import shlex
 import shutil
 
@@ -99,7 +100,7 @@ def test_resume_needs_a_run(tmp_path, capsys):
     assert "holds no run" in _one_error_line(capsys.readouterr().err)
 
 
-def test_eval_prints_the_accuracy_of_eval_json(run, tmp_path, capsys):
+def test_eval_prints_the_accuracy_of_eval_json(run, tmp_path, capsys, monkeypatch):
     out, _, _ = run
     expected = json.loads((out / "eval.json").read_text())
     argv = ["eval", *TINY, "--weights", str(out / "final_weights.h5"), "--out", str(tmp_path / "ev")]
@@ -119,6 +120,10 @@ def test_eval_prints_the_accuracy_of_eval_json(run, tmp_path, capsys):
     for weights in (checkpoint, f"{checkpoint}.index"):
         argv = ["eval", "resnet20", "--dataset", "digits", "--limit", "256", "--weights", weights]
         assert main(argv) == 0, capsys.readouterr().err
+        assert f"accuracy {expected['accuracy']:.2%}" in _summary_line(capsys.readouterr().out)
+    with monkeypatch.context() as inside:  # named from inside checkpoints/: the run.json above was missed
+        inside.chdir(out / "checkpoints")
+        assert main([*argv[:-1], os.path.basename(checkpoint)]) == 0, capsys.readouterr().err
         assert f"accuracy {expected['accuracy']:.2%}" in _summary_line(capsys.readouterr().out)
     assert main([*argv[:-1], str(out / "checkpoints")]) == 2
     assert f"is a directory. Accepted: a weights file, a SavedModel directory, or a checkpoint's prefix, e.g. the " \

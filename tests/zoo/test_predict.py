@@ -38,8 +38,9 @@ def test_predictor_errors_name_what_is_accepted(samples):
         predictor(images / 255.0)  # chance-level predictions, silently, before
     with pytest.raises(ValueError, match=r"batch_size must be an int >= 1; received 0"):
         predictor(images, batch_size=0)
-    empty = predictor(images[:0])
-    assert empty.probabilities.shape == (0, 10) and empty.class_ids.shape == (0,) and empty.labels == ()
+    for nothing in (images[:0], []):
+        empty = predictor(nothing)
+        assert empty.probabilities.shape == (0, 10) and empty.class_ids.shape == (0,) and empty.labels == ()
     with pytest.raises(TypeError, match=r"received str; for shipped weights: Predictor.from_pretrained\('resnet20'\)"):
         zoo.Predictor("resnet20", mean=(0.5,), std=(0.5,))
 
@@ -53,3 +54,5 @@ def test_predictor_takes_softmax_models_and_images_in_0_1_with_scale_1(samples):
     got = unit(images / 255.0)  # softmax was applied twice: top probabilities of about 0.23
     np.testing.assert_allclose(got.probabilities, expected.probabilities, atol=1e-5)
     np.testing.assert_array_equal(got.class_ids, expected.class_ids)
+    shipped = zoo.predict("resnet20.fashion_mnist", images / 255.0, backend="function", scale=1.0)
+    np.testing.assert_allclose(shipped.probabilities, expected.probabilities, atol=1e-5)

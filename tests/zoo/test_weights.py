@@ -437,8 +437,12 @@ def test_a_publish_killed_at_any_point_leaves_a_consistent_registry(tiny_run, tm
         zoo.create_model("resnet20", weights="DEFAULT")  # its sha256 is its file's
         if not committed:  # the next publish clears what the killed one staged
             assert list(registry.glob(".*.staged"))
+            live = registry / f".resnet20.other.json.{os.getpid()}.staged"  # a publish still running: kept
+            live.write_bytes(b"{}")
             _weights.publish_run(tiny_run, tag="newer", default=True, out_dir=registry)
             assert get_weights_info("resnet20").tag == "newer"
+            assert live.exists()
+            live.unlink()
         assert not list(registry.glob(".*"))
     finally:
         _weights._clear_cache()
