@@ -15,6 +15,7 @@ import tf_keras as keras
 import training
 import zoo
 from training.recipes import Recipe, Regularization, Schedule, make_schedule
+from training.runs import load_recipe
 
 sys.path.insert(0, os.path.dirname(__file__))
 import _tiny  # noqa: E402
@@ -289,7 +290,7 @@ def test_recipe_files_round_trip_and_reject_unknown_fields(tmp_path):
     (tmp_path / "typo.json").write_text(json.dumps({"optimizer": "adamm"}))
     with pytest.raises(ValueError, match=r"^recipe file '.*typo\.json': unknown optimizer 'adamm'\. Accepted: sgd, "):
         Recipe.from_file(tmp_path / "typo.json")
-    assert training.load_recipe(tmp_path / "typo.json", optimizer="adam").optimizer == "adam"  # a flag mends it
+    assert load_recipe(tmp_path / "typo.json", optimizer="adam").optimizer == "adam"  # a flag mends it
     with pytest.raises(ValueError, match=r"must be integers >= 1; received epochs=2.5, steps_per_execution=0"):
         Recipe(epochs=2.5, steps_per_execution=0)
     with pytest.raises(ValueError, match=r"received epochs=True"):
