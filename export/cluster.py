@@ -50,6 +50,21 @@ def clusterable_layers(model: keras.Model) -> list[str]:
     return names
 
 
+def check_clusters(model: keras.Model, clusters: int, *, layers=None) -> None:
+    """Raises a ValueError when a kernel of ``layers`` (default: every clusterable layer) has fewer weights
+    than ``clusters`` (TFMOT's k-means++ failed on it with an InvalidArgumentError, after any earlier stage)."""
+    sizes = {}
+    for name in clusterable_layers(model) if layers is None else layers:
+        kernels = [w for w in model.get_layer(name).weights if w.name.split("/")[-1].startswith("kernel")]
+        if kernels:
+            sizes[name] = min(int(np.prod(w.shape)) for w in kernels)
+    small = sorted((size, name) for name, size in sizes.items() if size < clusters)
+    if small:
+        size, name = small[0]
+        raise ValueError(f"clusters={clusters} exceeds the {size} weights of the kernel of {name!r}. Accepted: 2 to "
+                         f"{size} clusters for {model.name!r}, or leave that layer out (cluster's skip)")
+
+
 def cluster(
     model: keras.Model,
     *,
@@ -90,6 +105,7 @@ def cluster(
     if not chosen:
         raise ValueError(f"nothing to cluster in {model.name!r}: clusterable layers: "
                          f"{', '.join(candidates) or 'none'}; received skip={skip}")
+    check_clusters(model, clusters, layers=chosen)
     centroid_init = getattr(tfmot.clustering.keras.CentroidInitialization, INITS[init])
     copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())

@@ -580,6 +580,10 @@ def export_variant(
     from zoo import strip_training_outputs
 
     model = strip_training_outputs(model)
+    if plan.cluster:  # before any stage trains
+        from export.cluster import check_clusters
+
+        check_clusters(functional(model, what="clustering"), plan.cluster)
     out = Path(out_dir)
     norm = dict(mean=data.mean, std=data.std, scale=data.scale)
     reference = tflite.with_preprocessing(model, **norm)
@@ -605,15 +609,20 @@ def export_variant(
     source = tflite.predictions(pixels, data.test_images)
     if plan.trains:
         stage_accuracy[plan.stages[-1]] = accuracy(source)
-    conversion = tflite.check_parity(outputs, source, data.test_images, data.test_labels, max_accuracy_drop=None,
-                                     min_top1_agreement=min_conversion_agreement)
-    expected = source if pixels is reference else tflite.predictions(reference, data.test_images)
-    parity = tflite.check_parity(outputs, expected, data.test_images, data.test_labels, max_accuracy_drop=max_accuracy_drop)
+    path = out / f"{plan.name}.tflite"
+    try:
+        conversion = tflite.check_parity(outputs, source, data.test_images, data.test_labels,
+                                         max_accuracy_drop=None, min_top1_agreement=min_conversion_agreement)
+        expected = source if pixels is reference else tflite.predictions(reference, data.test_images)
+        parity = tflite.check_parity(outputs, expected, data.test_images, data.test_labels,
+                                     max_accuracy_drop=max_accuracy_drop)
+    except tflite.ParityError:
+        path.unlink(missing_ok=True)  # an earlier export's file: out_dir holds no variant that failed its checks
+        raise
     one = data.test_images[:1]
     batch = np.resize(data.test_images, (64, *data.test_images.shape[1:]))
     latency = converted.latency(one, runs=latency_runs)
     throughput = 64 / converted.latency(batch, runs=max(5, latency_runs // 5), warmup=2)
-    path = out / f"{plan.name}.tflite"
     write_bytes(path, flat)
     return VariantResult(
         name=plan.name, description=plan.describe(), file=str(path), size_bytes=len(flat),

@@ -163,7 +163,9 @@ def _graph(config: dict) -> tuple[dict[str, dict], dict[str, int]]:
     consumers = {name: 0 for name in by_name}
     for entry in config["layers"]:
         for node in entry["inbound_nodes"]:
-            for inbound in node:
+            # a layer's node lists its inputs, [name, node, tensor, kwargs] each; a TF-op layer's (tf.nn.relu6(x))
+            # is one such entry itself
+            for inbound in [node] if node and isinstance(node[0], str) else node:
                 consumers[inbound[0]] += 1
     return by_name, consumers
 

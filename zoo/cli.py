@@ -533,6 +533,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
                             ("--calibration", args.calibration, lambda v: v >= 1)):
         if value is not None and not ok(value):
             return _fail(f"{flag} must be a positive integer; received {value}")
+    if not args.max_accuracy_drop >= 0:  # NaN too: every variant would fail
+        return _fail(f"--max-accuracy-drop must be a number of points >= 0; received {args.max_accuracy_drop}")
     family = zoo.model_info(args.name).family
     if args.all or args.deep_compression:
         deep = (pipeline.deep_compression_plan(family),)

@@ -51,12 +51,19 @@ def test_a_failed_parity_check_writes_nothing(data, tmp_path):
     broken = pipeline.ExportData(train=data.train, representative=data.representative, test_images=data.test_images,
                                  test_labels=(data.test_labels + 1) % _data.CLASSES, mean=data.mean, std=data.std)
     pruned = pipeline.Plan("p", prune=0.9)
+    (tmp_path / "p.tflite").write_bytes(b"an earlier export's p.tflite")  # it stayed: another model's variant
     with pytest.raises(tflite.ParityError):
         # labels shifted: the pruned untrained model's accuracy and the float one's differ at random;
         # insist on an impossible agreement instead, so the check must fail
         pipeline.export_variant(untrained, pruned, data=broken, out_dir=tmp_path, max_accuracy_drop=None,
                                 min_conversion_agreement=1.01, latency_runs=1)
     assert not (tmp_path / "p.tflite").exists()
+    # More clusters than a kernel has weights: refused before any stage trains (TFMOT failed after them).
+    with pytest.raises(ValueError, match=r"^clusters=100000 exceeds the \d+ weights of the kernel of '.*'\. Accepted: "
+                                         r"2 to \d+ clusters"):
+        pipeline.export_variant(untrained, pipeline.Plan("pc", prune=0.5, cluster=100000), data=data,
+                                out_dir=tmp_path, latency_runs=1)
+    assert not (tmp_path / "runs" / "pc").exists()
 
 
 def test_plans_validate_their_values():
@@ -268,6 +275,7 @@ def _zoo(*args, cwd):
     (["--prune", "0.5", "--lr-schedule", "step"], "invalid choice: 'step'"),
     (["--finetune-steps", "0"], "--finetune-steps must be a positive integer"),
     (["--calibration", "0"], "--calibration must be a positive integer; received 0"),
+    (["--max-accuracy-drop", "nan"], "--max-accuracy-drop must be a number of points >= 0; received nan"),
 ])
 def test_cli_rejects_bad_arguments_in_one_line(args, message, tmp_path):
     done = _zoo("export", "resnet20", "--out", str(tmp_path / "out"), *args, cwd=tmp_path)

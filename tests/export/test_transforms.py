@@ -281,6 +281,11 @@ def test_a_layer_without_a_quantization_rule_is_named():
         quantize.quantize_aware(model)
     with pytest.raises(ValueError, match="unknown preserve 'zeros'; accepted: none, sparsity, clusters"):
         quantize.quantize_aware(_data.model(), preserve="zeros")
+    # A TF op in a functional model (a TFOpLambda layer, whose config node is flat): it was "TypeError: 'int'
+    # object is not subscriptable" in reading the graph.
+    relu6 = keras.Model(inputs, tf.nn.relu6(keras.layers.Conv2D(2, 3, name="conv6")(inputs)))
+    with pytest.raises(quantize.UnsupportedLayerError, match=r"tf\.nn\.relu6 \(.*TFOpLambda\)"):
+        quantize.quantize_aware(relu6)
 
 
 @pytest.mark.parametrize("preserve", ["sparsity", "clusters", "sparsity_clusters"])
