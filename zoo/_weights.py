@@ -695,7 +695,9 @@ def load_by_name(model, path: str | os.PathLike, family, *, what: str, accepted:
     """
     import tf_keras as keras
 
-    saved = _read_h5(path, what) if is_legacy_h5(path) else _read_checkpoint(path, what)
+    # A checkpoint is PREFIX.index beside its data; anything else is read as HDF5, which checks it (the caller
+    # tested is_legacy_h5 already: a second open of the file would only repeat that).
+    saved = _read_checkpoint(path, what) if os.path.exists(f"{path}.index") else _read_h5(path, what)
     names = _layer_names(model)
     classifier = [name for name in family.classifier_layers if name in names]
     fresh = set()
