@@ -14,8 +14,9 @@ TFMOT's 8-bit registry knows stock layers only. The zoo's layers get a `Quantize
 `zoo.layers.GroupedConv2D` quantizes its kernel like a convolution; layers without weights that compute
 new values (LRN, stochastic depth, FractalNet's join, adaptive pooling, a batch norm over a 2-D tensor that
 does not follow a Dense layer) quantize their output; layers that only move or mask values (3-D zero padding, the
-drop-path sampler) pass through. Any other layer TFMOT does not know raises `UnsupportedLayerError`
-naming it.
+drop-path sampler) pass through. A SeparableConv2D, which the registry does not list, goes to TFMOT's
+layout transform, which splits it into a depthwise and a pointwise convolution. Any other layer TFMOT
+does not know raises `UnsupportedLayerError` naming it.
 
     >>> qat = quantize_aware(model)  # doctest: +SKIP
     >>> qat = finetune_quantized(qat, "fashion_mnist", recipe=recipe)  # doctest: +SKIP
@@ -136,6 +137,9 @@ _STOCK_LAYERS = {
     "BatchNormalization": "OutputQuantizeConfig",  # only when no convolution precedes it (else TFMOT folds it)
 }
 _FOLDS_INTO = ("Conv2D", "DepthwiseConv2D", "Dense")
+# Stock layers TFMOT's registry does not support but its layout transform replaces before wrapping:
+# a SeparableConv2D becomes a DepthwiseConv2D and a Conv2D (`default_8bit_transforms.SeparableConvQuantize`).
+_SPLIT_BY_TFMOT = ("SeparableConv2D",)
 
 
 def _custom_objects() -> dict:
@@ -335,6 +339,8 @@ def quantize_aware(model: keras.Model, *, preserve: str = "none") -> keras.Model
             continue
         if type(layer).__name__ == "BatchNormalization":
             continue  # folded into the preceding convolution by quantize_apply
+        if type(layer).__name__ in _SPLIT_BY_TFMOT:
+            continue
         if not registry.supports(layer):
             unsupported.append(f"{layer.name} ({type(layer).__module__}.{type(layer).__name__})")
     if unsupported:

@@ -416,3 +416,20 @@ def test_every_transform_takes_a_sequential_model_and_names_what_it_refuses(what
 def test_clustering_with_nothing_to_cluster_is_refused(trained):
     with pytest.raises(ValueError, match="nothing to cluster in .*; received skip=\\('\\*',\\)"):
         cluster.cluster(trained, skip=("*",))
+
+
+def test_a_separable_convolution_is_split_by_tfmot_and_converts_to_int8():
+    # It was refused as a layer without a quantization rule, although TFMOT's layout transform replaces it
+    # with a depthwise and a pointwise convolution before wrapping.
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input(_data.SHAPE)
+    x = keras.layers.SeparableConv2D(8, 3, activation="relu", name="sep")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(_data.CLASSES, name="predictions")(x))
+    x = _data.normalized(_data.pixels(64, seed=7)[0])
+    expected = model.predict(x, verbose=0)
+    qat = quantize.calibrate_ranges(quantize.quantize_aware(model), x)
+    assert [type(layer.layer).__name__ for layer in qat.layers[2:4]] == ["DepthwiseConv2D", "Conv2D"]
+    assert np.abs(qat.predict(x, verbose=0) - expected).max() < 0.05 * np.ptp(expected)  # the weights came along
+    counts = tflite.op_counts(tflite.convert(qat, quantize="int8", representative_images=x))
+    assert counts["DEPTHWISE_CONV_2D"] == 1 and counts["CONV_2D"] == 1 and counts["DEQUANTIZE"] == 1
