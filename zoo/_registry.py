@@ -558,14 +558,15 @@ def _load_weights(model, spec: ModelSpec, weights: str) -> None:
 def strip_training_outputs(model):
     """Returns a model with only the primary (first) output, sharing weights with ``model``.
 
-    GoogLeNet's auxiliary classifiers are extra outputs used only for the training loss.
+    GoogLeNet's auxiliary classifiers are extra outputs used only for the training loss. A subclassed
+    model, whose outputs are not a graph, is returned as it is.
 
     Example:
         >>> net = create_model("googlenet", input_shape=(32, 32, 3), num_classes=10)
         >>> len(net.outputs), len(strip_training_outputs(net).outputs)
         (3, 1)
     """
-    if len(model.outputs) == 1:
+    if model.outputs is None or len(model.outputs) == 1:  # None: subclassed
         return model
     import tf_keras
 

@@ -66,6 +66,28 @@ def test_a_failed_parity_check_writes_nothing(data, tmp_path):
     assert not (tmp_path / "runs" / "pc").exists()
 
 
+def test_a_built_subclassed_model_exports_post_training_variants(data, tmp_path):
+    import tf_keras as keras
+
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__(name="net")
+            self.conv = keras.layers.Conv2D(4, 3, activation="relu")
+            self.pool = keras.layers.GlobalAveragePooling2D()
+            self.head = keras.layers.Dense(_data.CLASSES)
+
+        def call(self, x):
+            return self.head(self.pool(self.conv(x)))
+
+    net = Net()
+    net.build((None, *_data.SHAPE))  # its outputs are None: "TypeError: object of type 'NoneType' has no len()"
+    result = pipeline.export_variant(net, pipeline.Plan("float32"), data=data, out_dir=tmp_path, latency_runs=1)
+    assert result.parity.top1_agreement == 1.0 and (tmp_path / "float32.tflite").exists()
+    with pytest.raises(ValueError, match=r"plan 'p' \(prune 50% \+ float32\) needs a functional tf_keras model .* "
+                                         r"a subclassed model"):
+        pipeline.export_variant(net, pipeline.Plan("p", prune=0.5), data=data, out_dir=tmp_path, latency_runs=1)
+
+
 def test_plans_validate_their_values():
     with pytest.raises(ValueError, match="unknown quantize 'int4'; accepted: none, fp16, dynamic, int8, qat"):
         pipeline.Plan("x", quantize="int4")
