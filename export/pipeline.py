@@ -610,10 +610,18 @@ def export_variant(
     if plan.trains:
         stage_accuracy[plan.stages[-1]] = accuracy(source)
     path = out / f"{plan.name}.tflite"
+    expected = source if pixels is reference else tflite.predictions(reference, data.test_images)
     try:
-        conversion = tflite.check_parity(outputs, source, data.test_images, data.test_labels,
-                                         max_accuracy_drop=None, min_top1_agreement=min_conversion_agreement)
-        expected = source if pixels is reference else tflite.predictions(reference, data.test_images)
+        try:
+            conversion = tflite.check_parity(outputs, source, data.test_images, data.test_labels,
+                                             max_accuracy_drop=None, min_top1_agreement=min_conversion_agreement,
+                                             reference_name="float" if pixels is reference else
+                                             f"Keras after {plan.stages[-1]}")
+        except tflite.ParityError as error:
+            if pixels is reference:
+                raise
+            raise tflite.ParityError(f"{error}; the float model before compression: "
+                                     f"{100 * accuracy(expected):.2f}%") from None
         parity = tflite.check_parity(outputs, expected, data.test_images, data.test_labels,
                                      max_accuracy_drop=max_accuracy_drop)
     except tflite.ParityError:

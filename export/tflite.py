@@ -341,9 +341,10 @@ class ParityReport:
         of exactly the tolerance."""
         return round(100.0 * (self.accuracy - self.float_accuracy), 9)
 
-    def summary(self) -> str:
+    def summary(self, reference: str = "float") -> str:
+        """One line; ``reference`` names the model compared against (``float_accuracy`` is its accuracy)."""
         return (f"top-1 agreement {100 * self.top1_agreement:.2f}%  accuracy {100 * self.accuracy:.2f}% "
-                f"(float {100 * self.float_accuracy:.2f}%, {self.accuracy_change:+.2f} pt)  "
+                f"({reference} {100 * self.float_accuracy:.2f}%, {self.accuracy_change:+.2f} pt)  "
                 f"max |logit diff| {self.max_abs_diff:.4g}  ({self.examples} images)")
 
 
@@ -384,6 +385,7 @@ def check_parity(
     min_top1_agreement: float | None = None,
     max_abs_diff: float | None = None,
     batch_size: int = 256,
+    reference_name: str = "float",
 ) -> ParityReport:
     """Compares ``converted`` (a `TFLiteModel` or anything with ``predict``) with ``reference`` (Keras).
 
@@ -395,6 +397,7 @@ def check_parity(
         min_top1_agreement: fail when the two agree on fewer images than this fraction.
         max_abs_diff: fail when a logit differs by more than this.
         batch_size: batch for both models.
+        reference_name: what the error message calls ``reference``.
 
     Returns:
         The `ParityReport`.
@@ -429,7 +432,7 @@ def check_parity(
     if max_abs_diff is not None and not report.max_abs_diff <= max_abs_diff:
         failures.append(f"max |logit diff| {report.max_abs_diff:.4g} > {max_abs_diff}")
     if failures:
-        raise ParityError(f"parity check failed: {'; '.join(failures)}. {report.summary()}")
+        raise ParityError(f"parity check failed: {'; '.join(failures)}. {report.summary(reference_name)}")
     return report
 
 

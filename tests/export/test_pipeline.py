@@ -52,7 +52,10 @@ def test_a_failed_parity_check_writes_nothing(data, tmp_path):
                                  test_labels=(data.test_labels + 1) % _data.CLASSES, mean=data.mean, std=data.std)
     pruned = pipeline.Plan("p", prune=0.9)
     (tmp_path / "p.tflite").write_bytes(b"an earlier export's p.tflite")  # it stayed: another model's variant
-    with pytest.raises(tflite.ParityError):
+    # The conversion check compares with the compressed Keras model; the message says so and gives the float
+    # model's accuracy too (it called the compressed model's "float").
+    with pytest.raises(tflite.ParityError, match=r"top-1 agreement [\d.]+ < 1\.01\. .*\(Keras after prune \d+\.\d\d%, "
+                                                 r".*; the float model before compression: \d+\.\d\d%$"):
         # labels shifted: the pruned untrained model's accuracy and the float one's differ at random;
         # insist on an impossible agreement instead, so the check must fail
         pipeline.export_variant(untrained, pruned, data=broken, out_dir=tmp_path, max_accuracy_drop=None,
