@@ -30,8 +30,8 @@ from export._finetune import finetune_wrapped, functional
 from zoo._checks import as_int
 from zoo._files import write_bytes, write_json
 
-__all__ = ["ExportData", "Plan", "STANDARD_PLANS", "VariantResult", "compress", "deep_compression_plan",
-           "export_variant", "finetune_recipe", "load_export_data", "named_plan"]
+__all__ = ["REPORT_FILE", "ExportData", "ExportReport", "Plan", "STANDARD_PLANS", "VariantResult", "compress",
+           "deep_compression_plan", "export_variant", "finetune_recipe", "load_export_data", "named_plan"]
 
 
 class _FrozenDict(dict):
@@ -75,6 +75,8 @@ class Plan:
         schedule: each stage's learning-rate schedule, ``"constant"`` or ``"cosine"`` (decaying to
             zero over the stage), replacing the recipe's; None keeps the recipe's. Only for plans that
             fine-tune.
+        integer_io: an int8 or QAT plan's TFLite model takes ``uint8`` pixels and returns ``int8`` logits
+            (integer-only accelerators; `export.tflite.convert`'s ``integer_io``) instead of float32.
 
     Example:
         >>> Plan("deep", prune=0.85, prune_layers=(("fc*", 0.97),), cluster=16, quantize="qat").describe()
@@ -91,6 +93,7 @@ class Plan:
     epochs: Mapping[str, int] = dataclasses.field(default_factory=dict, hash=False)  # the other fields hash it
     distill: bool = False
     schedule: str | None = None
+    integer_io: bool = False
 
     def __post_init__(self):
         if self.quantize not in QUANTIZE:
@@ -124,6 +127,8 @@ class Plan:
         if self.schedule is not None and self.schedule not in LR_SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(LR_SCHEDULES)} or None (the recipe's); "
                              f"received {self.schedule!r}")
+        if self.integer_io and self.tflite_quantization != "int8":
+            raise ValueError(f"integer_io needs quantize 'int8' or 'qat'; received quantize={self.quantize!r}")
         for option, given in (("distill", self.distill), ("schedule", self.schedule is not None)):
             if given and not self.stages:
                 raise ValueError(f"{option} applies to fine-tuning; plan {self.name!r} ({self.describe()}) has none")
@@ -166,7 +171,7 @@ class Plan:
         if self.cluster is not None:
             parts.append(f"{self.cluster} clusters")
         parts.append({"none": "float32", "fp16": "FP16", "dynamic": "dynamic-range int8", "int8": "PTQ int8",
-                      "qat": "QAT int8"}[self.quantize])
+                      "qat": "QAT int8"}[self.quantize] + (" (uint8 in, int8 out)" if self.integer_io else ""))
         return " + ".join(parts) + (", distilled" if self.distill and self.trains else "")
 
 
@@ -175,7 +180,8 @@ def named_plan(**parameters) -> Plan:
     have different files and fine-tuning runs. In order: ``lowrank90``; ``pruned80`` and each per-layer
     sparsity (``fcx-97`` for ``fc*``: 97%; a glob with other characters than letters, digits, ``_`` and
     a final ``*`` also gets a hash of itself, ``conv12hee1a6c-50`` for ``conv[12]``) or ``pruned2of4``;
-    ``clustered16``; the quantization; stage epochs (``prune3ep``); ``distilled``; the schedule.
+    ``clustered16``; the quantization (and ``uint8io``); stage epochs (``prune3ep``); ``distilled``; the
+    schedule.
     ``float32`` when there is nothing.
 
     Example:
@@ -198,7 +204,7 @@ def named_plan(**parameters) -> Plan:
              *(f"{slug(glob)}-{percent(value)}" for glob, value in plan.prune_layers),
              f"pruned{plan.m_by_n[0]}of{plan.m_by_n[1]}" if plan.m_by_n is not None else "",
              f"clustered{plan.cluster}" if plan.cluster is not None else "",
-             plan.quantize if plan.quantize != "none" else "",
+             plan.quantize if plan.quantize != "none" else "", "uint8io" if plan.integer_io else "",
              *(f"{stage}{plan.epochs[stage]}ep" for stage in STAGES if stage in plan.epochs),
              "distilled" if plan.distill else "", plan.schedule or ""]
     return dataclasses.replace(plan, name="_".join(p for p in parts if p) or "float32")
@@ -349,7 +355,7 @@ def _fingerprint(model: keras.Model, plan: Plan, recipe, train, finetune_steps: 
         "recipe": recipe.to_dict(), "train": data,
         "finetune_steps": finetune_steps,
         "source": {"architecture_sha256": hashlib.sha256(architecture).hexdigest(),
-                   "weights_sha256": _sha256(w.numpy() for w in model.weights)},
+                   "model_weights_sha256": _sha256(w.numpy() for w in model.weights)},
     }))
 
 
@@ -528,6 +534,8 @@ class VariantResult:
     images_per_s_batch64: float
     stage_accuracy: Mapping[str, float] = dataclasses.field(default_factory=dict)  # Keras, after each stage
     calibration_images: int = 0  # training images given to an int8 conversion for calibration
+    input_dtype: str = "float32"  # the .tflite's input (raw pixels) and output (logits) types
+    output_dtype: str = "float32"
 
     @property
     def compression(self) -> float:
@@ -601,7 +609,8 @@ def export_variant(
                           work_dir=out / "runs" / plan.name, on_stage=measure, verbose=verbose)
     pixels = tflite.with_preprocessing(compressed, **norm) if compressed is not model else reference
     calibration = data.representative if plan.tflite_quantization == "int8" else None
-    flat = tflite.convert(pixels, quantize=plan.tflite_quantization, representative_images=calibration)
+    flat = tflite.convert(pixels, quantize=plan.tflite_quantization, representative_images=calibration,
+                          integer_io=plan.integer_io)
     converted = tflite.TFLiteModel(flat)
     # Each model runs over the test images once: the TFLite outputs serve both checks, and after a
     # post-training conversion the source and the float reference are the same model.
@@ -636,4 +645,106 @@ def export_variant(
         name=plan.name, description=plan.describe(), file=str(path), size_bytes=len(flat),
         gzip_bytes=tflite.gzip_size(flat), float32_weight_bytes=float32_weight_bytes(model),
         conversion=conversion, parity=parity, latency_ms_batch1=1000 * latency, images_per_s_batch64=throughput,
-        stage_accuracy=stage_accuracy, calibration_images=0 if calibration is None else len(calibration))
+        stage_accuracy=stage_accuracy, calibration_images=0 if calibration is None else len(calibration),
+        input_dtype=converted.input_dtype.name, output_dtype=converted.output_dtype.name)
+
+
+REPORT_FILE = "export.json"
+# What makes two exports the same source: variants of one model, weights (a hash of their values: shipped
+# weights and the file they came from are one source), dataset and input share a report.
+_SOURCE_IDENTITY = ("model", "model_weights_sha256", "dataset", "input")
+
+
+class ExportReport:
+    """``<out_dir>/export.json``: the float source, the input every variant takes, and each variant exported
+    into ``out_dir``, measured (`VariantResult.to_dict`), or why it failed its checks.
+
+    The file is rewritten atomically after each variant, so an interrupted export keeps the record of
+    those that finished. Exporting again into the same directory from the same source (the model, a
+    hash of its weights, the dataset and the input) adds variants and replaces those of the same name;
+    a directory holding another source's export is refused, before any work, rather than mixing their
+    variants.
+
+    Args:
+        out_dir: the export directory.
+        model: the float source (its weights are hashed).
+        name: its registry name.
+        weights: what its weights are called (a shipped weights' name, a file).
+        data: the `ExportData` the variants are checked on (its normalization and class names).
+        dataset: the data's dataset name.
+
+    Raises:
+        ValueError: ``out_dir``'s ``export.json`` is another source's, or unreadable.
+
+    Example:
+        >>> report = ExportReport("out", model, name="resnet20", weights="resnet20.fashion_mnist", data=data,
+        ...                       dataset="fashion_mnist")  # doctest: +SKIP
+        >>> report.add(export_variant(model, Plan("int8", quantize="int8"), data=data, out_dir="out"))  # doctest: +SKIP
+    """
+
+    def __init__(self, out_dir: str | os.PathLike, model: keras.Model, *, name: str, weights: str,
+                 data: ExportData, dataset: str):
+        self.path = Path(out_dir) / REPORT_FILE
+        shape = tflite.image_input_shape(model, what="export")
+        source = {
+            "model": name, "weights": weights, "model_weights_sha256": _sha256(w.numpy() for w in model.weights),
+            "dataset": dataset,
+            # every variant takes raw pixels (input_dtype: float32, or uint8 for integer I/O) and
+            # normalizes inside its graph
+            "input": {"shape": [int(d) for d in shape], "pixels": "raw, 0 to 255",
+                      "normalization": "(x * scale - mean) / std, inside the graph",
+                      "mean": [float(v) for v in data.mean], "std": [float(v) for v in data.std],
+                      "scale": float(data.scale)},
+            "output": "logits", "class_names": list(data.class_names)}
+        earlier = self._read()
+        if earlier is not None:
+            differ = [key for key in _SOURCE_IDENTITY if earlier.get(key) != source[key]]
+            if differ:
+                raise ValueError(
+                    f"{self.path} records an export of {earlier.get('model')!r} (weights {earlier.get('weights')!r}, "
+                    f"dataset {earlier.get('dataset')!r}); this export's {', '.join(differ)} differ "
+                    f"({name!r}, weights {weights!r}, dataset {dataset!r}). Accepted: the same source, to add "
+                    "variants to it, or another --out (out_dir)")
+        self.content = {**source, "variants": [], "failures": {}, **(earlier or {}), **source}
+        self._write()
+
+    def _read(self) -> dict | None:
+        try:
+            content = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as error:
+            raise ValueError(f"cannot read {self.path} ({error}); remove it or choose another --out (out_dir)") \
+                from None
+        if not isinstance(content, dict) or not isinstance(content.get("variants"), list):
+            raise ValueError(f"{self.path} is not an export report (no 'variants' list); remove it or choose "
+                             "another --out (out_dir)")
+        failures = content.get("failures")
+        content["failures"] = failures if isinstance(failures, dict) else {}  # a list before: names unknown
+        return content
+
+    def _write(self) -> None:
+        write_json(self.path, self.content, sort_keys=False)
+
+    def add(self, result: VariantResult) -> None:
+        """Records ``result`` (replacing an earlier variant of its name) and writes the file."""
+        variants = self.content["variants"]
+        record = json.loads(json.dumps(result.to_dict()))
+        names = [v.get("name") for v in variants]
+        if result.name in names:
+            variants[names.index(result.name)] = record
+        else:
+            variants.append(record)
+        self.content["failures"].pop(result.name, None)
+        self._write()
+
+    def fail(self, name: str, error: BaseException | str) -> None:
+        """Records that variant ``name`` failed (its file is gone: `export_variant` removes it) and writes."""
+        self.content["variants"] = [v for v in self.content["variants"] if v.get("name") != name]
+        self.content["failures"][name] = str(error)
+        self._write()
+
+    def set(self, key: str, value: Any) -> None:
+        """Records another artifact of the export, e.g. ``"saved_model"``, and writes the file."""
+        self.content[key] = value
+        self._write()

@@ -458,6 +458,9 @@ def _args_export(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--low-rank", type=float, metavar="E", help="truncated SVD of Dense layers keeping energy E")
     parser.add_argument("--quantize", default="none", choices=QUANTIZE,
                         help="TFLite quantization: post-training fp16, dynamic range or full int8, or QAT int8")
+    parser.add_argument("--integer-io", action="store_true",
+                        help="with --quantize int8 or qat: uint8 pixels in and int8 logits out (integer-only "
+                             "accelerators) instead of float32")
     parser.add_argument("--prune-layer", dest="prune_layers", action="append", type=_glob_sparsity, metavar="GLOB=S",
                         help="a per-layer sparsity overriding --prune for layers matching GLOB, e.g. 'fc*=0.97'")
     parser.add_argument("--epochs", dest="stage_epochs", action="append", type=_key_value, metavar="STAGE=N",
@@ -521,11 +524,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from export import pipeline, tflite
 
     custom = any(v for v in (args.prune, args.m_by_n, args.cluster, args.low_rank, args.prune_layers,
-                             args.stage_epochs, args.distill, args.lr_schedule)) or args.quantize != "none"
+                             args.stage_epochs, args.distill, args.lr_schedule, args.integer_io)) \
+        or args.quantize != "none"
     if (args.all or args.deep_compression) and custom:
         flag = "--all" if args.all else "--deep-compression"
         return _fail(f"{flag} exports preset variants; leave out --prune/--prune-layer/--m-by-n/--cluster/--low-rank/"
-                     "--quantize/--epochs/--distill/--lr-schedule")
+                     "--quantize/--integer-io/--epochs/--distill/--lr-schedule")
+    if args.integer_io and args.quantize not in ("int8", "qat"):
+        return _fail(f"--integer-io needs --quantize int8 or qat (integer tensors); received --quantize {args.quantize}")
     if args.prune_layers and args.prune is None:
         return _fail("--prune-layer refines --prune; give --prune too (e.g. --prune 0.8 --prune-layer 'fc*=0.95')")
     for flag, value, ok in (("--finetune-steps", args.finetune_steps, lambda v: v >= 1),
@@ -545,7 +551,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
                                          low_rank=args.low_rank, quantize=args.quantize,
                                          prune_layers=tuple(args.prune_layers or ()),
                                          epochs=_stage_epochs(args.stage_epochs), distill=args.distill,
-                                         schedule=args.lr_schedule),)
+                                         schedule=args.lr_schedule, integer_io=args.integer_io),)
         except (TypeError, ValueError) as error:
             return _fail(str(error))
     model, meta, dataset = _export_source(args)
@@ -555,20 +561,22 @@ def _cmd_export(args: argparse.Namespace) -> int:
           f"{args.name} needs TF Select for: {', '.join(select)} (conversion will fail without allow_select_ops)")
     data = pipeline.load_export_data(dataset, test_limit=args.test_limit, representative=args.calibration,
                                      input_shape=shape[:2])
-    results, failures = [], []
+    weights = meta.name if meta is not None else args.weights
+    report = pipeline.ExportReport(args.out, model, name=args.name, weights=weights, data=data, dataset=dataset)
+    failed = False
     for plan in plans:
         try:
             result = pipeline.export_variant(model, plan, data=data, out_dir=args.out,
                                              finetune_steps=args.finetune_steps,
                                              max_accuracy_drop=args.max_accuracy_drop)
         except tflite.ParityError as error:
-            failures.append(f"{plan.name}: {error}")
+            failed = True
+            report.fail(plan.name, error)
             print(f"{plan.name:28s} FAILED {error}", file=sys.stderr)
             continue
-        results.append(result)
+        report.add(result)
         print(f"{plan.name:28s} {result.gzip_bytes:>10,} B gzip'd  {result.compression:6.1f}x  "
               f"{result.parity.summary()}  {result.latency_ms_batch1:.3f} ms/img")
-    weights = meta.name if meta is not None else args.weights
     if args.saved_model:
         from export.saved_model import export_saved_model
         from zoo._weights import sha256_file
@@ -585,16 +593,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
         path = export_saved_model(served, Path(args.out) / "saved_model", **norm, class_names=names,
                                   metadata={"weights": weights, "sha256": sha256, "model": args.name,
                                             "dataset": dataset})
+        report.set("saved_model", os.path.basename(path))
         print(f"wrote {path}")
-    report = {"model": args.name, "weights": weights, "dataset": dataset,
-              "variants": [r.to_dict() for r in results], "failures": failures}
-    out = Path(args.out) / "export.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    from zoo._files import write_json
-
-    write_json(out, report)
-    print(f"wrote {out}")
-    return 1 if failures else 0
+    print(f"wrote {report.path}")
+    return 1 if failed else 0
 
 
 # -- the command table ------------------------------------------------------------------------------

@@ -91,6 +91,47 @@ def test_a_built_subclassed_model_exports_post_training_variants(data, tmp_path)
         pipeline.export_variant(net, pipeline.Plan("p", prune=0.5), data=data, out_dir=tmp_path, latency_runs=1)
 
 
+def test_export_json_keeps_every_variant_of_one_source_and_refuses_another_source(trained, data, tmp_path):
+    def report(model, **changes):
+        return pipeline.ExportReport(tmp_path, model, **{**dict(name="resnet20", weights="w.h5", data=data,
+                                                                 dataset="synthetic"), **changes})
+
+    first = report(trained)  # written at once: an export interrupted in its first variant leaves the source
+    on_disk = json.loads((tmp_path / "export.json").read_text())
+    assert on_disk["variants"] == [] and on_disk["output"] == "logits"
+    assert on_disk["input"]["shape"] == [12, 12, 1] and on_disk["input"]["mean"] == list(_data.MEAN)
+    assert on_disk["input"]["pixels"] == "raw, 0 to 255" and on_disk["input"]["scale"] == pytest.approx(1 / 255)
+    integer = pipeline.export_variant(trained, pipeline.Plan("int8io", quantize="int8", integer_io=True), data=data,
+                                      out_dir=tmp_path, max_accuracy_drop=5.0, latency_runs=1)
+    assert (integer.input_dtype, integer.output_dtype) == ("uint8", "int8")
+    assert tflite.TFLiteModel(tmp_path / "int8io.tflite").input_dtype == np.uint8
+    assert integer.parity.top1_agreement > 0.9 and integer.description == "PTQ int8 (uint8 in, int8 out)"
+    first.add(integer)
+    first.add(pipeline.export_variant(trained, pipeline.Plan("float32"), data=data, out_dir=tmp_path,
+                                      latency_runs=1))
+    on_disk = json.loads((tmp_path / "export.json").read_text())  # written after each variant
+    assert [(v["name"], v["input_dtype"]) for v in on_disk["variants"]] == [("int8io", "uint8"), ("float32", "float32")]
+    first.fail("int8io", "parity check failed: ...")  # export_variant removed its file
+    # Exporting again from the same source (another name for the same weights) adds and replaces variants.
+    again = report(trained, weights="resnet20.synthetic")
+    again.add(pipeline.export_variant(trained, pipeline.Plan("float32"), data=data, out_dir=tmp_path, latency_runs=1))
+    on_disk = json.loads((tmp_path / "export.json").read_text())
+    assert [v["name"] for v in on_disk["variants"]] == ["float32"] and on_disk["weights"] == "resnet20.synthetic"
+    assert on_disk["failures"] == {"int8io": "parity check failed: ..."}
+    # Another source's variants would sit beside these under one report: refused before any work.
+    before = (tmp_path / "export.json").read_bytes()
+    with pytest.raises(ValueError, match=r"export.json records an export of 'resnet20' \(weights 'resnet20.synthetic', "
+                                         r"dataset 'synthetic'\); this export's model_weights_sha256 differ .* "
+                                         r"Accepted: the same source, to add variants to it, or another --out"):
+        report(_data.model())
+    with pytest.raises(ValueError, match="this export's model, dataset differ"):
+        report(trained, name="resnet56", dataset="digits")
+    assert (tmp_path / "export.json").read_bytes() == before
+    with pytest.raises(ValueError, match=r"integer_io needs quantize 'int8' or 'qat'; received quantize='fp16'"):
+        pipeline.Plan("x", quantize="fp16", integer_io=True)
+    assert pipeline.named_plan(prune=0.5, quantize="qat", integer_io=True).name == "pruned50_qat_uint8io"
+
+
 def test_plans_validate_their_values():
     with pytest.raises(ValueError, match="unknown quantize 'int4'; accepted: none, fp16, dynamic, int8, qat"):
         pipeline.Plan("x", quantize="int4")
@@ -301,6 +342,9 @@ def _zoo(*args, cwd):
     (["--finetune-steps", "0"], "--finetune-steps must be a positive integer"),
     (["--calibration", "0"], "--calibration must be a positive integer; received 0"),
     (["--max-accuracy-drop", "nan"], "--max-accuracy-drop must be a number of points >= 0; received nan"),
+    (["--integer-io", "--quantize", "dynamic"], "--integer-io needs --quantize int8 or qat (integer tensors); "
+                                                "received --quantize dynamic"),
+    (["--all", "--integer-io"], "--all exports preset variants; leave out"),
 ])
 def test_cli_rejects_bad_arguments_in_one_line(args, message, tmp_path):
     done = _zoo("export", "resnet20", "--out", str(tmp_path / "out"), *args, cwd=tmp_path)
@@ -337,6 +381,15 @@ def test_cli_exports_pretrained_weights(tmp_path):
     synthetic = pipeline.load_export_data("synthetic", representative=1, test_limit=1)
     assert about["input"]["mean"] == list(synthetic.mean) != list(meta.input.mean)
     assert about["input"]["std"] == list(synthetic.std)
+    assert report["input"]["mean"] == about["input"]["mean"] and report["saved_model"] == "saved_model"
+    # A second export into the same --out adds its variant to export.json (it replaced the file before).
+    done = _zoo("export", "resnet20", "--weights", "DEFAULT", "--dataset", "synthetic", "--quantize", "int8",
+                "--integer-io", "--test-limit", "64", "--max-accuracy-drop", "100", "--out", str(tmp_path / "out"),
+                cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads((tmp_path / "out" / "export.json").read_text())
+    assert [(v["name"], v["input_dtype"], v["output_dtype"]) for v in report["variants"]] == [
+        (name, "float32", "float32"), ("int8_uint8io", "uint8", "int8")]
 
 
 def _training_run(tmp_path):
