@@ -436,6 +436,21 @@ def _stage_epochs(pairs) -> dict[str, int]:
     return out
 
 
+# `export.pipeline.Plan`'s parameter names in its errors, as `zoo export`'s flags (the stage names, such
+# as low_rank, stay: they are --epochs' keys).
+_PLAN_FLAGS = ((r"\bprune_layers\b", "--prune-layer"), (r"\bm_by_n\b", "--m-by-n"), (r"^low_rank\b", "--low-rank"),
+               (r"^prune must", "--prune must"), (r"^cluster must", "--cluster must"),
+               (r"\bepochs\['(\w+)'\]", r"--epochs \1=N"), (r"\bin epochs\b", "in --epochs"),
+               (r"^distill\b", "--distill"), (r"\bplan 'float32' \(", "the variant ("))
+
+
+def _as_flags(message: str) -> str:
+    """A `Plan` error in `zoo export`'s terms: ``epochs['prune'] must be ...`` -> ``--epochs prune=N must be ...``."""
+    for pattern, flag in _PLAN_FLAGS:
+        message = re.sub(pattern, flag, message)
+    return message
+
+
 def _args_export(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", help="a registered model name (see 'zoo list')")
     parser.add_argument("--weights", default="DEFAULT", metavar="W",
@@ -553,7 +568,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
                                          epochs=_stage_epochs(args.stage_epochs), distill=args.distill,
                                          schedule=args.lr_schedule, integer_io=args.integer_io),)
         except (TypeError, ValueError) as error:
-            return _fail(str(error))
+            return _fail(_as_flags(str(error)))
     model, meta, dataset = _export_source(args)
     shape = tuple(model.input_shape[1:])
     select = tflite.select_ops(zoo.strip_training_outputs(model))

@@ -335,13 +335,23 @@ def _zoo(*args, cwd):
     (["--deep-compression", "--quantize", "int8"], "--deep-compression exports preset variants"),
     (["--prune-layer", "fc*=0.9"], "--prune-layer refines --prune; give --prune too"),
     (["--prune", "0.5", "--prune-layer", "fc*"], "expected GLOB=SPARSITY such as 'fc*=0.95'; received 'fc*'"),
-    (["--prune", "0.5", "--epochs", "pruning=2"], "unknown fine-tuning stage 'pruning' in epochs"),
+    (["--prune", "0.5", "--epochs", "pruning=2"], "unknown fine-tuning stage 'pruning' in --epochs; accepted: "
+                                                  "low_rank, prune, cluster, qat"),
     (["--prune", "0.5", "--epochs", "prune=two"], "--epochs prune=N needs a whole number of epochs; received 'two'"),
     (["--quantize", "int4"], "invalid choice: 'int4'"),
     (["--prune", "0.5", "--lr-schedule", "step"], "invalid choice: 'step'"),
     (["--finetune-steps", "0"], "--finetune-steps must be a positive integer"),
     (["--calibration", "0"], "--calibration must be a positive integer; received 0"),
     (["--max-accuracy-drop", "nan"], "--max-accuracy-drop must be a number of points >= 0; received nan"),
+    # the plan's errors in the flags' names (they named prune_layers, epochs['prune'], plan 'float32')
+    (["--prune", "0.5", "--prune-layer", "fc*=1.5"], "--prune-layer sparsities must be in [0, 1); received"),
+    (["--prune", "0.5", "--prune-layer", "a=0.5", "--prune-layer", "a=0.6"], "--prune-layer name each glob once"),
+    (["--cluster", "8", "--epochs", "prune=2"], "--epochs prune=N: the variant (8 clusters + float32) has no prune "
+                                                "stage; its stages: cluster"),
+    (["--prune", "0.5", "--epochs", "prune=0"], "--epochs prune=N must be an int >= 1; received 0"),
+    (["--m-by-n", "4:2"], "--m-by-n must be (m, n) with 0 < m < n"),
+    (["--low-rank", "2"], "--low-rank must be an energy in (0, 1]; received 2.0"),
+    (["--distill"], "--distill applies to fine-tuning; the variant (float32) has none"),
     (["--integer-io", "--quantize", "dynamic"], "--integer-io needs --quantize int8 or qat (integer tensors); "
                                                 "received --quantize dynamic"),
     (["--all", "--integer-io"], "--all exports preset variants; leave out"),
