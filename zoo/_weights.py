@@ -31,6 +31,7 @@ re-evaluates the weights on the full test split and refuses when the run's ``eva
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fnmatch
 import hashlib
@@ -911,9 +912,13 @@ def publish_run(
     target = Path(out_dir) if out_dir is not None else weights_dir()
     _finish_journal(target)  # a publish killed after its commit point: its entries are what this one sees
     name = f"{arch}.{tag}"
-    if (target / f"{name}.json").exists() and not overwrite:
-        raise ValueError(f"pretrained weights {name!r} exist in {target}; pass overwrite=True (--overwrite) to replace "
-                         "them, or choose another tag")
+
+    def refuse_existing():
+        if (target / f"{name}.json").exists() and not overwrite:
+            raise ValueError(f"pretrained weights {name!r} exist in {target}; pass overwrite=True (--overwrite) to "
+                             "replace them, or choose another tag")
+
+    refuse_existing()  # before the evaluation, and again under the lock
 
     full = dataclasses.replace(spec, limit=None).resolve()
     result = evaluate_weights(full, weights=final)
@@ -934,12 +939,10 @@ def publish_run(
 
     # Everything that can fail comes first; the registry's files are replaced last, together.
     h5 = target / f"{name}.h5"
-    siblings = _read_dir_entries(target, arch, exclude=name)
-    make_default = default or not any(m.default for m in siblings)
     meta = PretrainedWeights(
         arch=arch,
         tag=tag,
-        default=make_default,
+        default=False,  # set below, from the other entries
         source=WeightsSource(file=h5.name, sha256=sha256_file(final), size_bytes=final.stat().st_size),
         input=model_input,
         head=WeightsHead(num_classes=full.num_classes, class_names=result.class_names),
@@ -955,11 +958,36 @@ def publish_run(
         sample_predictions=predict_samples(model, model_input, full.dataset),
         notes=notes,
     )
-    demoted = [dataclasses.replace(m, default=False) for m in siblings if m.default and make_default]
-    metadata = {target / f"{m.name}.json": metadata_text(m).encode() for m in (meta, *demoted)}
-    _replace_files(target, {h5: final, **metadata})
+    # From reading the other entries to replacing the files, another publish into the registry waits: two
+    # at once each saw the old default and both became defaults.
+    with _locked(target):
+        refuse_existing()
+        siblings = _read_dir_entries(target, arch, exclude=name)
+        meta = dataclasses.replace(meta, default=default or not any(m.default for m in siblings))
+        demoted = [dataclasses.replace(m, default=False) for m in siblings if m.default and meta.default]
+        metadata = {target / f"{m.name}.json": metadata_text(m).encode() for m in (meta, *demoted)}
+        _replace_files(target, {h5: final, **metadata})
     _clear_cache()
     return meta
+
+
+@contextlib.contextmanager
+def _locked(directory: Path):
+    """Holds an exclusive lock on the registry ``directory`` itself (``flock`` on its descriptor: no lock
+    file to leave behind), so that publishes into it take turns. No lock where ``fcntl`` is missing
+    (Windows)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 JOURNAL = ".publish-journal.json"  # in a registry directory while a publish replaces its files

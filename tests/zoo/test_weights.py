@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -446,6 +447,47 @@ def test_a_publish_killed_at_any_point_leaves_a_consistent_registry(tiny_run, tm
         assert not list(registry.glob(".*"))
     finally:
         _weights._clear_cache()
+
+
+CONCURRENT_PUBLISH = """
+import sys
+from zoo import _weights
+
+_weights.publish_run(sys.argv[1], tag=sys.argv[3], default=True, out_dir=sys.argv[2])
+"""
+
+
+def _lock_waiters(pids) -> set[int]:
+    """Which of ``pids`` wait for a lock (the "->" lines of /proc/locks)."""
+    waiting = set()
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if len(fields) > 5 and fields[1] == "->" and int(fields[5]) in pids:
+            waiting.add(int(fields[5]))
+    return waiting
+
+
+@pytest.mark.skipif(not Path("/proc/locks").exists(), reason="needs Linux's /proc/locks to see a process wait")
+def test_two_publishes_at_once_take_turns_and_leave_one_default(tiny_run, tmp_path, monkeypatch):
+    """Two publishes of new defaults at once each read the old default, and both became defaults."""
+    registry = tmp_path / "registry"
+    _weights.publish_run(tiny_run, tag="digits", out_dir=registry)
+    with _weights._locked(registry):  # both reach the registry while another publish holds it
+        children = [subprocess.Popen([sys.executable, "-c", CONCURRENT_PUBLISH, str(tiny_run), str(registry), tag],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                    for tag in ("first", "second")]
+        pids = {child.pid for child in children}
+        deadline = time.monotonic() + 240
+        while _lock_waiters(pids) != pids and time.monotonic() < deadline and all(c.poll() is None for c in children):
+            time.sleep(0.2)
+        blocked = _lock_waiters(pids)
+    for child in children:
+        _, err = child.communicate(timeout=240)
+        assert child.returncode == 0, err[-2000:]
+    assert blocked == pids  # each waited for the lock, after its evaluation
+    entries = {json.loads(p.read_text())["tag"]: json.loads(p.read_text())["default"] for p in registry.glob("*.json")}
+    assert sorted(entries) == ["digits", "first", "second"] and sum(entries.values()) == 1
+    assert not list(registry.glob(".*"))
 
 
 # -- docs and the command line -----------------------------------------------------------------------------
