@@ -68,6 +68,10 @@ class Predictor:
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; accepted: {', '.join(BACKENDS)}")
         model = strip_training_outputs(model)
+        if len(model.output_shape) != 2:  # e.g. include_top=False without pooling: feature maps
+            raise ValueError(f"Predictor needs a classifier, whose output is [N, classes]; model {model.name!r} outputs "
+                             f"{tuple(model.output_shape)}. Accepted: a model built with include_top=True (for "
+                             "features, call the model itself)")
         self._probabilities = not outputs_logits(model)  # softmax outputs are not softmaxed again
         self.scale = float(scale)
         pixels = tflite.with_preprocessing(model, mean=mean, std=std, scale=scale)

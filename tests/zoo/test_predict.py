@@ -43,6 +43,10 @@ def test_predictor_errors_name_what_is_accepted(samples):
         assert empty.probabilities.shape == (0, 10) and empty.class_ids.shape == (0,) and empty.labels == ()
     with pytest.raises(TypeError, match=r"received str; for shipped weights: Predictor.from_pretrained\('resnet20'\)"):
         zoo.Predictor("resnet20", mean=(0.5,), std=(0.5,))
+    features = zoo.create_model("resnet20", input_shape=(28, 28, 1), include_top=False)  # "probabilities" of pixels
+    with pytest.raises(ValueError, match=r"needs a classifier, whose output is \[N, classes\]; model 'resnet20' "
+                                         r"outputs \(None, 7, 7, 64\)\. Accepted: a model built with include_top=True"):
+        zoo.Predictor(features, mean=(0.5,), std=(0.5,))
 
 
 def test_predictor_takes_softmax_models_and_images_in_0_1_with_scale_1(samples):
