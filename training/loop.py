@@ -296,12 +296,15 @@ def _compile(model: keras.Model, recipe: Recipe, steps_per_epoch: int) -> None:
     if _has_custom_train_step(model):
         model.compile(**common)
         return
+    from training.evaluation import outputs_logits
+
+    logits = outputs_logits(model)  # False for softmax outputs: a layer's activation, or a Softmax layer
     if recipe.regularization.label_smoothing:
         from training.regularizers import label_smoothing_loss
 
-        loss = label_smoothing_loss(recipe.regularization.label_smoothing, from_logits=True)
+        loss = label_smoothing_loss(recipe.regularization.label_smoothing, from_logits=logits)
     else:
-        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=_outputs_logits(model))
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=logits)
     names = model.output_names
     metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
     if len(names) == 1:
@@ -310,11 +313,6 @@ def _compile(model: keras.Model, recipe: Recipe, steps_per_epoch: int) -> None:
         model.compile(loss={n: loss for n in names},
                       loss_weights={n: 1.0 if i == 0 else recipe.aux_loss_weight for i, n in enumerate(names)},
                       metrics={names[0]: metrics}, **common)
-
-
-def _outputs_logits(model: keras.Model) -> bool:
-    activation = getattr(model.get_layer(model.output_names[0]), "activation", None)
-    return activation is None or getattr(activation, "__name__", "") == "linear"
 
 
 # -- callbacks --------------------------------------------------------------------------------------

@@ -468,3 +468,17 @@ def test_multi_worker_mirrored_across_two_local_processes_matches_one_device(tmp
     single = training.fit(_tiny.plain_model, _tiny.epoch_data, recipe=recipe, out_dir=tmp_path / "single",
                           verbose=0)
     np.testing.assert_allclose(chief_losses, [h["loss"] for h in single.history], rtol=1e-3)
+
+
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+def test_a_model_ending_in_a_softmax_layer_is_trained_on_its_probabilities(tmp_path, label_smoothing):
+    # The loop read only a layer's `activation`: a Softmax layer has none, so its outputs were taken for logits
+    # and softmaxed again; with label smoothing every model's were.
+    def build():
+        inner = _tiny.model()
+        return keras.Model(inner.inputs, keras.layers.Softmax()(inner.outputs[0]))
+
+    recipe = RECIPE.replace(epochs=1, regularization=Regularization(label_smoothing=label_smoothing))
+    model = build()
+    training.fit(model, _tiny.epoch_data, recipe=recipe, out_dir=tmp_path, verbose=0)
+    assert model.loss.get_config()["from_logits"] is False
