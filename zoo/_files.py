@@ -3,7 +3,8 @@
 Everything the package writes for later (checkpoint state, weights, metadata, exports) goes through
 `atomic_path`: the content is written to a temporary name in the target's directory (so the rename
 stays on one file system) and renamed over the target only once it is complete; on an error the
-temporary file is removed and the target is untouched.
+temporary file is removed and the target is untouched. Writers that read, change and rewrite files a
+directory shares (the weights registry, an export's report) take turns with `locked`.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 import uuid
 from typing import Any, Iterator
 
-__all__ = ["atomic_path", "write_bytes", "write_json", "write_text"]
+__all__ = ["atomic_path", "locked", "write_bytes", "write_json", "write_text"]
 
 
 @contextlib.contextmanager
@@ -63,3 +65,41 @@ def write_png(path: str | os.PathLike, figure: Any, **options: Any) -> None:
 def write_json(path: str | os.PathLike, data: Any, *, indent: int = 1, sort_keys: bool = True) -> None:
     """Writes ``data`` as JSON (a trailing newline) to ``path`` atomically."""
     write_text(path, json.dumps(data, indent=indent, sort_keys=sort_keys) + "\n")
+
+
+_THREAD_LOCKS: dict[str, threading.Lock] = {}
+_HELD = threading.local()
+
+
+@contextlib.contextmanager
+def locked(directory: str | os.PathLike) -> Iterator[None]:
+    """Holds an exclusive lock on an existing ``directory`` across processes and threads.
+
+    The lock is ``flock`` on the directory's own descriptor, so there is no lock file to leave behind,
+    and a process killed while holding it releases it. It is re-entrant within a thread: a block that
+    holds it may call code that takes it again. Where ``fcntl`` is missing (Windows), only the threads
+    of one process take turns.
+
+    Example:
+        >>> with locked("zoo/weights"):  # doctest: +SKIP
+        ...     entries = read_entries(); write_entries(entries + [new])
+    """
+    key = os.path.realpath(directory)
+    held = _HELD.__dict__.setdefault("keys", set())
+    if key in held:
+        yield
+        return
+    with _THREAD_LOCKS.setdefault(key, threading.Lock()):  # flock does not exclude a process's own threads
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX
+            fcntl = None
+        fd = os.open(key, os.O_RDONLY)
+        held.add(key)
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            held.discard(key)
+            os.close(fd)  # releases the flock

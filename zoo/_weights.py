@@ -31,7 +31,6 @@ re-evaluates the weights on the full test split and refuses when the run's ``eva
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import fnmatch
 import hashlib
@@ -45,7 +44,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from zoo._checks import check_int, tuples
-from zoo._files import atomic_path, write_bytes, write_json
+from zoo._files import atomic_path, locked, write_bytes, write_json
 
 __all__ = [
     "DEFAULT",
@@ -910,7 +909,6 @@ def publish_run(
     arch = get_spec(spec.model).name
 
     target = Path(out_dir) if out_dir is not None else weights_dir()
-    _finish_journal(target)  # a publish killed after its commit point: its entries are what this one sees
     name = f"{arch}.{tag}"
 
     def refuse_existing():
@@ -918,6 +916,7 @@ def publish_run(
             raise ValueError(f"pretrained weights {name!r} exist in {target}; pass overwrite=True (--overwrite) to "
                              "replace them, or choose another tag")
 
+    _finish_journal(target)  # a publish killed after its commit point: its entries are what this one sees
     refuse_existing()  # before the evaluation, and again under the lock
 
     full = dataclasses.replace(spec, limit=None).resolve()
@@ -960,7 +959,9 @@ def publish_run(
     )
     # From reading the other entries to replacing the files, another publish into the registry waits: two
     # at once each saw the old default and both became defaults.
-    with _locked(target):
+    target.mkdir(parents=True, exist_ok=True)
+    with locked(target):
+        _finish_journal(target)  # one killed after its commit point, meanwhile
         refuse_existing()
         siblings = _read_dir_entries(target, arch, exclude=name)
         meta = dataclasses.replace(meta, default=default or not any(m.default for m in siblings))
@@ -969,25 +970,6 @@ def publish_run(
         _replace_files(target, {h5: final, **metadata})
     _clear_cache()
     return meta
-
-
-@contextlib.contextmanager
-def _locked(directory: Path):
-    """Holds an exclusive lock on the registry ``directory`` itself (``flock`` on its descriptor: no lock
-    file to leave behind), so that publishes into it take turns. No lock where ``fcntl`` is missing
-    (Windows)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
-        yield
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
 
 
 JOURNAL = ".publish-journal.json"  # in a registry directory while a publish replaces its files
@@ -1029,15 +1011,22 @@ def _finish_journal(directory: Path) -> None:
         ValueError: they cannot be done here (a registry this process may not write).
     """
     journal = directory / JOURNAL
-    try:
-        renames = json.loads(journal.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    if not journal.exists():
         return
+    with locked(directory):  # a reader may finish it too: one at a time, or one could remove the next journal
+        try:
+            renames = json.loads(journal.read_text(encoding="utf-8"))
+        except FileNotFoundError:  # finished by the process that held the lock
+            return
+        _rename_journaled(directory, journal, renames)
+
+
+def _rename_journaled(directory: Path, journal: Path, renames) -> None:
     try:
         for tmp, name in renames:
             try:
                 os.replace(directory / tmp, directory / name)
-            except FileNotFoundError:  # renamed already: before the interruption, or by another reader
+            except FileNotFoundError:  # renamed already, before the interruption
                 pass
         journal.unlink(missing_ok=True)
     except OSError as err:

@@ -36,3 +36,26 @@ def test_bytes_and_text(tmp_path):
     _files.write_text(tmp_path / "m.json", "é\n")
     assert (tmp_path / "m.tflite").read_bytes() == b"\x00\x01"
     assert (tmp_path / "m.json").read_text(encoding="utf-8") == "é\n"
+
+
+def test_locked_excludes_other_threads_and_is_reentrant(tmp_path):
+    import threading
+    import time
+
+    from zoo._files import locked
+
+    order = []
+    with locked(tmp_path):
+        with locked(tmp_path):  # re-entrant: a publish that finishes a journal takes it again
+            order.append("nested")
+
+        def other():
+            with locked(tmp_path):
+                order.append("other")
+
+        thread = threading.Thread(target=other)
+        thread.start()
+        time.sleep(0.3)
+        order.append("holder")  # the other thread waits until the block ends
+    thread.join(timeout=10)
+    assert order == ["nested", "holder", "other"]

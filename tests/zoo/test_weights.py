@@ -20,6 +20,7 @@ import pytest
 import zoo
 from zoo import _weights
 from zoo._docs import pretrained_markdown
+from zoo._files import locked
 from zoo._flops import count_macs
 from zoo._registry import get_spec
 from zoo._weights import PretrainedWeights, get_weights_info, list_pretrained, metadata_text, sample_images
@@ -449,6 +450,28 @@ def test_a_publish_killed_at_any_point_leaves_a_consistent_registry(tiny_run, tm
         _weights._clear_cache()
 
 
+def test_a_publish_killed_during_another_ones_evaluation_leaves_one_default(tiny_run, tmp_path, monkeypatch):
+    """The killed publish's journal, written while this one evaluated, is finished before the entries are read:
+    read first, they showed the old default, and both new ones became defaults."""
+    registry = tmp_path / "registry"
+    _weights.publish_run(tiny_run, tag="digits", out_dir=registry)
+    from training import runs
+
+    evaluate = runs.evaluate_weights
+
+    def evaluate_while_another_publish_is_killed(*args, **kwargs):
+        killed = subprocess.run([sys.executable, "-c", KILLED_PUBLISH, str(tiny_run), str(registry), "3"],
+                                capture_output=True, text=True, timeout=300)  # after its journal, its first rename
+        assert killed.returncode == 9 and (registry / _weights.JOURNAL).exists(), killed.stderr[-2000:]
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(runs, "evaluate_weights", evaluate_while_another_publish_is_killed)
+    _weights.publish_run(tiny_run, tag="latest", default=True, out_dir=registry)
+    entries = {json.loads(p.read_text())["tag"]: json.loads(p.read_text())["default"] for p in registry.glob("*.json")}
+    assert entries == {"digits": False, "newer": False, "latest": True}
+    assert not list(registry.glob(".*"))
+
+
 CONCURRENT_PUBLISH = """
 import sys
 from zoo import _weights
@@ -472,7 +495,7 @@ def test_two_publishes_at_once_take_turns_and_leave_one_default(tiny_run, tmp_pa
     """Two publishes of new defaults at once each read the old default, and both became defaults."""
     registry = tmp_path / "registry"
     _weights.publish_run(tiny_run, tag="digits", out_dir=registry)
-    with _weights._locked(registry):  # both reach the registry while another publish holds it
+    with locked(registry):  # both reach the registry while another publish holds it
         children = [subprocess.Popen([sys.executable, "-c", CONCURRENT_PUBLISH, str(tiny_run), str(registry), tag],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                     for tag in ("first", "second")]
