@@ -347,6 +347,7 @@ def _fingerprint(model: keras.Model, plan: Plan, recipe, train, finetune_steps: 
     from training import first_batch
 
     architecture = json.dumps(model.get_config(), sort_keys=True, default=repr).encode()
+    plan = dataclasses.replace(plan, integer_io=False)  # the conversion's types: the same fine-tuning
     plan_fields = {f.name: getattr(plan, f.name) for f in dataclasses.fields(plan)}
     data = train if isinstance(train, str) else {
         "first_batch_sha256": _sha256(t.numpy() for t in tf.nest.flatten(first_batch(train, recipe, model=model)))}
@@ -355,7 +356,7 @@ def _fingerprint(model: keras.Model, plan: Plan, recipe, train, finetune_steps: 
         "recipe": recipe.to_dict(), "train": data,
         "finetune_steps": finetune_steps,
         "source": {"architecture_sha256": hashlib.sha256(architecture).hexdigest(),
-                   "model_weights_sha256": _sha256(w.numpy() for w in model.weights)},
+                   "weights_sha256": _sha256(w.numpy() for w in model.weights)},
     }))
 
 
@@ -662,8 +663,10 @@ class ExportReport:
     The file is rewritten atomically after each variant, so an interrupted export keeps the record of
     those that finished. Exporting again into the same directory from the same source (the model, a
     hash of its weights, the dataset and the input) adds variants and replaces those of the same name;
-    a directory holding another source's export is refused, before any work, rather than mixing their
-    variants.
+    a directory holding another source's export is refused when the report is created, before any
+    variant, rather than mixing their variants. Each change re-reads the file under a lock on
+    ``out_dir`` (`zoo._files.locked`), so exports of one source into one directory at once keep each
+    other's variants.
 
     Args:
         out_dir: the export directory.
@@ -674,7 +677,7 @@ class ExportReport:
         dataset: the data's dataset name.
 
     Raises:
-        ValueError: ``out_dir``'s ``export.json`` is another source's, or unreadable.
+        ValueError: ``out_dir``'s ``export.json`` is another source's, an older zoo's, or unreadable.
 
     Example:
         >>> report = ExportReport("out", model, name="resnet20", weights="resnet20.fashion_mnist", data=data,
@@ -686,27 +689,29 @@ class ExportReport:
                  data: ExportData, dataset: str):
         self.path = Path(out_dir) / REPORT_FILE
         shape = tflite.image_input_shape(model, what="export")
-        source = {
+        self.source = {
             "model": name, "weights": weights, "model_weights_sha256": _sha256(w.numpy() for w in model.weights),
             "dataset": dataset,
             # every variant takes raw pixels (input_dtype: float32, or uint8 for integer I/O) and
-            # normalizes inside its graph
-            "input": {"shape": [int(d) for d in shape], "pixels": "raw, 0 to 255",
+            # normalizes inside its graph; a dimension the model leaves open is null
+            "input": {"shape": [None if d is None else int(d) for d in shape], "pixels": "raw, 0 to 255",
                       "normalization": "(x * scale - mean) / std, inside the graph",
                       "mean": [float(v) for v in data.mean], "std": [float(v) for v in data.std],
                       "scale": float(data.scale)},
             "output": "logits", "class_names": list(data.class_names)}
-        earlier = self._read()
-        if earlier is not None:
-            differ = [key for key in _SOURCE_IDENTITY if earlier.get(key) != source[key]]
-            if differ:
-                raise ValueError(
-                    f"{self.path} records an export of {earlier.get('model')!r} (weights {earlier.get('weights')!r}, "
-                    f"dataset {earlier.get('dataset')!r}); this export's {', '.join(differ)} differ "
-                    f"({name!r}, weights {weights!r}, dataset {dataset!r}). Accepted: the same source, to add "
-                    "variants to it, or another --out (out_dir)")
-        self.content = {**source, "variants": [], "failures": {}, **(earlier or {}), **source}
-        self._write()
+        self._update(lambda content: None)
+
+    def _update(self, change: Callable[[dict], None]) -> None:
+        """Reads the file (checking its source), applies ``change`` and writes it, under the directory's lock."""
+        from zoo._files import locked
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with locked(self.path.parent):
+            earlier = self._read()
+            content = {**self.source, "variants": [], "failures": {}, **(earlier or {}), **self.source}
+            change(content)
+            write_json(self.path, content, sort_keys=False)
+        self.content = content
 
     def _read(self) -> dict | None:
         try:
@@ -719,32 +724,43 @@ class ExportReport:
         if not isinstance(content, dict) or not isinstance(content.get("variants"), list):
             raise ValueError(f"{self.path} is not an export report (no 'variants' list); remove it or choose "
                              "another --out (out_dir)")
-        failures = content.get("failures")
-        content["failures"] = failures if isinstance(failures, dict) else {}  # a list before: names unknown
+        if "model_weights_sha256" not in content or not isinstance(content.get("failures"), dict):
+            raise ValueError(f"{self.path} was written by an older zoo export, which recorded no hash of the "
+                             "source's weights: its variants cannot be told to be this source's. Accepted: another "
+                             "--out (out_dir), or remove the directory's export")
+        differ = [key for key in _SOURCE_IDENTITY if content.get(key) != self.source[key]]
+        if differ:
+            source = self.source
+            raise ValueError(
+                f"{self.path} records an export of {content.get('model')!r} (weights {content.get('weights')!r}, "
+                f"dataset {content.get('dataset')!r}); this export's {', '.join(differ)} differ "
+                f"({source['model']!r}, weights {source['weights']!r}, dataset {source['dataset']!r}). Accepted: "
+                "the same source, to add variants to it, or another --out (out_dir)")
         return content
-
-    def _write(self) -> None:
-        write_json(self.path, self.content, sort_keys=False)
 
     def add(self, result: VariantResult) -> None:
         """Records ``result`` (replacing an earlier variant of its name) and writes the file."""
-        variants = self.content["variants"]
         record = json.loads(json.dumps(result.to_dict()))
-        names = [v.get("name") for v in variants]
-        if result.name in names:
-            variants[names.index(result.name)] = record
-        else:
-            variants.append(record)
-        self.content["failures"].pop(result.name, None)
-        self._write()
+
+        def change(content: dict) -> None:
+            names = [v.get("name") for v in content["variants"]]
+            if result.name in names:
+                content["variants"][names.index(result.name)] = record
+            else:
+                content["variants"].append(record)
+            content["failures"].pop(result.name, None)
+
+        self._update(change)
 
     def fail(self, name: str, error: BaseException | str) -> None:
         """Records that variant ``name`` failed (its file is gone: `export_variant` removes it) and writes."""
-        self.content["variants"] = [v for v in self.content["variants"] if v.get("name") != name]
-        self.content["failures"][name] = str(error)
-        self._write()
+
+        def change(content: dict) -> None:
+            content["variants"] = [v for v in content["variants"] if v.get("name") != name]
+            content["failures"][name] = str(error)
+
+        self._update(change)
 
     def set(self, key: str, value: Any) -> None:
         """Records another artifact of the export, e.g. ``"saved_model"``, and writes the file."""
-        self.content[key] = value
-        self._write()
+        self._update(lambda content: content.__setitem__(key, value))

@@ -412,8 +412,8 @@ def _cmd_publish(args: argparse.Namespace) -> int:
 
 def _m_by_n(text: str) -> tuple[int, int]:
     match = re.fullmatch(r"(\d+):(\d+)", text)
-    if not match:
-        raise argparse.ArgumentTypeError(f"expected M:N such as 2:4; received {text!r}")
+    if not match or not 0 < int(match[1]) < int(match[2]):
+        raise argparse.ArgumentTypeError(f"expected M:N with 0 < M < N, such as 2:4; received {text!r}")
     return int(match[1]), int(match[2])
 
 
@@ -437,11 +437,14 @@ def _stage_epochs(pairs) -> dict[str, int]:
 
 
 # `export.pipeline.Plan`'s parameter names in its errors, as `zoo export`'s flags (the stage names, such
-# as low_rank, stay: they are --epochs' keys).
+# as low_rank, stay: they are --epochs' keys). `named_plan` validates its parameters as a plan named
+# 'float32' before it names it: the errors' "plan 'float32' (...)" is the variant being built.
 _PLAN_FLAGS = ((r"\bprune_layers\b", "--prune-layer"), (r"\bm_by_n\b", "--m-by-n"), (r"^low_rank\b", "--low-rank"),
                (r"^prune must", "--prune must"), (r"^cluster must", "--cluster must"),
+               (r"\bprune \(a sparsity\)", "--prune (a sparsity)"),
                (r"\bepochs\['(\w+)'\]", r"--epochs \1=N"), (r"\bin epochs\b", "in --epochs"),
-               (r"^distill\b", "--distill"), (r"\bplan 'float32' \(", "the variant ("))
+               (r"^distill\b", "--distill"), (r"^schedule applies\b", "--lr-schedule applies"),
+               (r"\bplan 'float32' \(", "the variant ("))
 
 
 def _as_flags(message: str) -> str:

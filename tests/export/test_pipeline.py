@@ -92,8 +92,10 @@ def test_a_built_subclassed_model_exports_post_training_variants(data, tmp_path)
 
 
 def test_export_json_keeps_every_variant_of_one_source_and_refuses_another_source(trained, data, tmp_path):
-    def report(model, **changes):
-        return pipeline.ExportReport(tmp_path, model, **{**dict(name="resnet20", weights="w.h5", data=data,
+    import tf_keras as keras
+
+    def report(model, out=tmp_path, **changes):
+        return pipeline.ExportReport(out, model, **{**dict(name="resnet20", weights="w.h5", data=data,
                                                                  dataset="synthetic"), **changes})
 
     first = report(trained)  # written at once: an export interrupted in its first variant leaves the source
@@ -118,15 +120,30 @@ def test_export_json_keeps_every_variant_of_one_source_and_refuses_another_sourc
     on_disk = json.loads((tmp_path / "export.json").read_text())
     assert [v["name"] for v in on_disk["variants"]] == ["float32"] and on_disk["weights"] == "resnet20.synthetic"
     assert on_disk["failures"] == {"int8io": "parity check failed: ..."}
+    # Two exports of the source into the directory at once: each change re-reads the file, so neither
+    # loses the other's variants; a variant that failed and then passes is no longer a failure.
+    first.add(integer)
+    on_disk = json.loads((tmp_path / "export.json").read_text())
+    assert [v["name"] for v in on_disk["variants"]] == ["float32", "int8io"] and on_disk["failures"] == {}
     # Another source's variants would sit beside these under one report: refused before any work.
     before = (tmp_path / "export.json").read_bytes()
-    with pytest.raises(ValueError, match=r"export.json records an export of 'resnet20' \(weights 'resnet20.synthetic', "
+    with pytest.raises(ValueError, match=r"export.json records an export of 'resnet20' \(weights 'w.h5', "
                                          r"dataset 'synthetic'\); this export's model_weights_sha256 differ .* "
                                          r"Accepted: the same source, to add variants to it, or another --out"):
         report(_data.model())
     with pytest.raises(ValueError, match="this export's model, dataset differ"):
         report(trained, name="resnet56", dataset="digits")
     assert (tmp_path / "export.json").read_bytes() == before
+    older = {k: v for k, v in json.loads(before).items() if k not in ("model_weights_sha256", "input")}
+    (tmp_path / "export.json").write_text(json.dumps({**older, "failures": []}))  # an older zoo's
+    with pytest.raises(ValueError, match=r"written by an older zoo export, which recorded no hash of the source's "
+                                         r"weights.*Accepted: another --out"):
+        report(trained)
+    # A model that takes any image size: its open dimensions are null (int(None) failed).
+    inputs = keras.Input((None, None, 1))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inputs))
+    anysize = keras.Model(inputs, keras.layers.Dense(_data.CLASSES)(x))
+    assert report(anysize, out=tmp_path / "any", name="any").content["input"]["shape"] == [None, None, 1]
     with pytest.raises(ValueError, match=r"integer_io needs quantize 'int8' or 'qat'; received quantize='fp16'"):
         pipeline.Plan("x", quantize="fp16", integer_io=True)
     assert pipeline.named_plan(prune=0.5, quantize="qat", integer_io=True).name == "pruned50_qat_uint8io"
@@ -330,7 +347,7 @@ def _zoo(*args, cwd):
 
 @pytest.mark.parametrize("args,message", [
     (["--prune", "1.5"], "prune must be a sparsity in (0, 1); received 1.5"),
-    (["--m-by-n", "2-4"], "expected M:N such as 2:4"),
+    (["--m-by-n", "2-4"], "expected M:N with 0 < M < N, such as 2:4; received '2-4'"),
     (["--all", "--cluster", "8"], "--all exports preset variants; leave out --prune"),
     (["--deep-compression", "--quantize", "int8"], "--deep-compression exports preset variants"),
     (["--prune-layer", "fc*=0.9"], "--prune-layer refines --prune; give --prune too"),
@@ -349,7 +366,9 @@ def _zoo(*args, cwd):
     (["--cluster", "8", "--epochs", "prune=2"], "--epochs prune=N: the variant (8 clusters + float32) has no prune "
                                                 "stage; its stages: cluster"),
     (["--prune", "0.5", "--epochs", "prune=0"], "--epochs prune=N must be an int >= 1; received 0"),
-    (["--m-by-n", "4:2"], "--m-by-n must be (m, n) with 0 < m < n"),
+    (["--m-by-n", "4:2"], "expected M:N with 0 < M < N, such as 2:4; received '4:2'"),
+    (["--prune", "0.5", "--m-by-n", "2:4"], "give --prune (a sparsity) or --m-by-n (structured), not both"),
+    (["--lr-schedule", "cosine"], "--lr-schedule applies to fine-tuning; the variant (float32) has none"),
     (["--low-rank", "2"], "--low-rank must be an energy in (0, 1]; received 2.0"),
     (["--distill"], "--distill applies to fine-tuning; the variant (float32) has none"),
     (["--integer-io", "--quantize", "dynamic"], "--integer-io needs --quantize int8 or qat (integer tensors); "
