@@ -243,12 +243,13 @@ def batch_norms_as_depthwise(model: keras.Model) -> keras.Model:
     return rebuilt
 
 
-_FUSABLE = ("Conv2D", "DepthwiseConv2D", "Dense")
+_FUSABLE = ("Conv2D", "DepthwiseConv2D", "Dense", "SeparableConv2D")  # TFMOT gives the last one's to its pointwise
 
 
 def fuse_relu(model: keras.Model) -> keras.Model:
     """The same function with each ``Activation("relu")`` / ``ReLU()`` that alone follows a linear Conv2D,
-    DepthwiseConv2D or Dense folded into that layer's ``activation`` (weights copied, names kept).
+    DepthwiseConv2D, SeparableConv2D or Dense folded into that layer's ``activation`` (weights copied,
+    names kept).
 
     Why: TFMOT's 8-bit layout transforms (``LayerReLUQuantize``) give a Conv2D/Dense followed by a separate
     ReLU layer a no-op quantize config, so its kernel would train and convert unquantized, and the

@@ -418,18 +418,24 @@ def test_clustering_with_nothing_to_cluster_is_refused(trained):
         cluster.cluster(trained, skip=("*",))
 
 
-def test_a_separable_convolution_is_split_by_tfmot_and_converts_to_int8():
+@pytest.mark.parametrize("relu_layer", [False, True])
+def test_a_separable_convolution_is_split_by_tfmot_and_converts_to_int8(relu_layer):
     # It was refused as a layer without a quantization rule, although TFMOT's layout transform replaces it
-    # with a depthwise and a pointwise convolution before wrapping.
+    # with a depthwise and a pointwise convolution before wrapping. Followed by a ReLU layer, the pointwise
+    # one got TFMOT's no-op config (its kernel trained unquantized) until fuse_relu folded the ReLU in.
     keras.utils.set_random_seed(3)
     inputs = keras.Input(_data.SHAPE)
-    x = keras.layers.SeparableConv2D(8, 3, activation="relu", name="sep")(inputs)
+    if relu_layer:
+        x = keras.layers.ReLU()(keras.layers.SeparableConv2D(8, 3, name="sep")(inputs))
+    else:
+        x = keras.layers.SeparableConv2D(8, 3, activation="relu", name="sep")(inputs)
     x = keras.layers.GlobalAveragePooling2D()(x)
     model = keras.Model(inputs, keras.layers.Dense(_data.CLASSES, name="predictions")(x))
     x = _data.normalized(_data.pixels(64, seed=7)[0])
     expected = model.predict(x, verbose=0)
     qat = quantize.calibrate_ranges(quantize.quantize_aware(model), x)
     assert [type(layer.layer).__name__ for layer in qat.layers[2:4]] == ["DepthwiseConv2D", "Conv2D"]
+    assert any("kernel_min" in w.name for w in qat.layers[3].weights)  # the pointwise kernel is quantized
     assert np.abs(qat.predict(x, verbose=0) - expected).max() < 0.05 * np.ptp(expected)  # the weights came along
     counts = tflite.op_counts(tflite.convert(qat, quantize="int8", representative_images=x))
     assert counts["DEPTHWISE_CONV_2D"] == 1 and counts["CONV_2D"] == 1 and counts["DEQUANTIZE"] == 1
