@@ -118,12 +118,15 @@ def outputs_logits(model: keras.Model) -> bool:
     The zoo's models output logits unless built with ``classifier_activation="softmax"``; this
     looks at the activation of the layer producing the output (a ``Dense``/``Activation`` with
     ``activation="softmax"``, or a ``Softmax`` layer, mean probabilities). Any other activation,
-    including none, is taken to be logits.
+    including none, is taken to be logits, and so is a subclassed model's output (it has no layer
+    graph to read).
 
     Example:
         >>> outputs_logits(zoo.create_model("resnet20", input_shape=(32, 32, 3), num_classes=10))
         True
     """
+    if model.outputs is None:  # subclassed
+        return True
     layer = model.outputs[0]._keras_history.layer
     if isinstance(layer, keras.layers.Softmax):
         return False

@@ -307,7 +307,7 @@ def _compile(model: keras.Model, recipe: Recipe, steps_per_epoch: int) -> None:
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=logits)
     names = model.output_names
     metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
-    if len(names) == 1:
+    if names is None or len(names) == 1:  # None: a subclassed model
         model.compile(loss=loss, metrics=metrics, **common)
     else:
         model.compile(loss={n: loss for n in names},
@@ -486,6 +486,8 @@ def _fit(model, train, *, recipe, val, out_dir, strategy, callbacks, verbose, ch
             from training.regularizers import apply_weight_penalty
 
             apply_weight_penalty(_penalized(model), l1=recipe.regularization.l1, l2=recipe.regularization.l2)
+        if not model.built:  # a subclassed model: its variables exist once it is called (the optimizer's
+            model(next(iter(first_epoch))[0])  # slots and the checkpoint need them)
         _compile(model, recipe, steps_per_epoch)
         model.optimizer.build(model.trainable_variables)
         generators = _resumable_random_generators(model, recipe.seed)

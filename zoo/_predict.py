@@ -68,15 +68,15 @@ class Predictor:
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; accepted: {', '.join(BACKENDS)}")
         model = strip_training_outputs(model)
-        if len(model.output_shape) != 2:  # e.g. include_top=False without pooling: feature maps
-            raise ValueError(f"Predictor needs a classifier, whose output is [N, classes]; model {model.name!r} outputs "
-                             f"{tuple(model.output_shape)}. Accepted: a model built with include_top=True (for "
-                             "features, call the model itself)")
         self._probabilities = not outputs_logits(model)  # softmax outputs are not softmaxed again
         self.scale = float(scale)
-        pixels = tflite.with_preprocessing(model, mean=mean, std=std, scale=scale)
-        self.input_shape = tuple(int(d) for d in model.input_shape[1:])
-        classes = int(model.output_shape[-1])
+        pixels = tflite.with_preprocessing(model, mean=mean, std=std, scale=scale)  # functional, subclassed or not
+        if len(pixels.output_shape) != 2:  # e.g. include_top=False without pooling: feature maps
+            raise ValueError(f"Predictor needs a classifier, whose output is [N, classes]; model {model.name!r} outputs "
+                             f"{tuple(pixels.output_shape)}. Accepted: a model built with include_top=True (for "
+                             "features, call the model itself)")
+        self.input_shape = tuple(int(d) for d in pixels.input_shape[1:])
+        classes = int(pixels.output_shape[-1])
         self.class_names = tuple(str(i) for i in range(classes)) if class_names is None else tuple(class_names)
         if len(self.class_names) != classes:
             raise ValueError(f"class_names must have one entry per class ({classes}); received {len(self.class_names)}")

@@ -482,3 +482,22 @@ def test_a_model_ending_in_a_softmax_layer_is_trained_on_its_probabilities(tmp_p
     model = build()
     training.fit(model, _tiny.epoch_data, recipe=recipe, out_dir=tmp_path, verbose=0)
     assert model.loss.get_config()["from_logits"] is False
+
+
+class _Subclassed(keras.Model):
+    def __init__(self):
+        super().__init__(name="subclassed")
+        self.conv = keras.layers.Conv2D(4, 3, activation="relu")
+        self.pool = keras.layers.GlobalAveragePooling2D()
+        self.head = keras.layers.Dense(_tiny.CLASSES)
+
+    def call(self, x):
+        return self.head(self.pool(self.conv(x)))
+
+
+def test_a_subclassed_model_trains_and_resumes(tmp_path):
+    # "TypeError: 'NoneType' object is not subscriptable": the loop read its output layer, which it has none of.
+    first = training.fit(_Subclassed, _tiny.epoch_data, recipe=RECIPE.replace(epochs=1), out_dir=tmp_path, verbose=0)
+    assert first.steps == 6
+    more = training.fit(_Subclassed, _tiny.epoch_data, recipe=RECIPE.replace(epochs=2), out_dir=tmp_path, verbose=0)
+    assert more.resumed_from_step == 6 and more.steps == 12 and len(more.history) == 2

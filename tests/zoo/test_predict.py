@@ -49,6 +49,28 @@ def test_predictor_errors_name_what_is_accepted(samples):
         zoo.Predictor(features, mean=(0.5,), std=(0.5,))
 
 
+def test_predictor_takes_a_built_subclassed_model(samples):
+    import tf_keras as keras
+
+    class Net(keras.Model):  # "AttributeError: The layer has never been called and thus has no defined output shape"
+        def __init__(self):
+            super().__init__(name="net")
+            self.conv = keras.layers.Conv2D(4, 3, activation="relu")
+            self.pool = keras.layers.GlobalAveragePooling2D()
+            self.head = keras.layers.Dense(10)
+
+        def call(self, x):
+            return self.head(self.pool(self.conv(x)))
+
+    images, _ = samples
+    net = Net()
+    net.build((None, 28, 28, 1))
+    expected = net((images / 255.0 - 0.5) / 0.5).numpy()
+    predictor = zoo.Predictor(net, mean=(0.5,), std=(0.5,))
+    assert predictor.input_shape == (28, 28, 1) and len(predictor.class_names) == 10
+    np.testing.assert_allclose(predictor.logits(images), expected, atol=1e-4)
+
+
 def test_predictor_takes_softmax_models_and_images_in_0_1_with_scale_1(samples):
     images, _ = samples
     meta = zoo.get_weights_info("resnet20.fashion_mnist")
