@@ -407,9 +407,11 @@ def fit(
     """Trains ``model`` on ``train`` by ``recipe``, resuming from ``out_dir`` if it holds a checkpoint.
 
     Args:
-        model: a functional ``tf_keras.Model`` or a function building one. Pass a function when
-            training under a distribution strategy or mixed precision, so that it is built in place
-            (a built model is cloned there instead).
+        model: a ``tf_keras.Model`` (functional, Sequential or subclassed; a subclassed one is
+            called on the first batch if unbuilt, and its output is taken for logits) or a function
+            building one. Pass a function when training under a distribution strategy or mixed
+            precision, so that it is built in place (a built model is cloned there instead; a
+            subclassed one cannot be).
         train: a dataset name for `training.data.load_dataset` (batched, shuffled and augmented
             per the recipe, resized to the model's input height and width), a function ``epoch -> tf.data.Dataset`` that is deterministic in its
             argument, or a ``tf.data.Dataset`` of ``(images, labels)`` batches.
