@@ -460,6 +460,17 @@ def compress(model: keras.Model, plan: Plan, *, train=None, recipe=None, finetun
     recipe = recipe or finetune_recipe()
     from training import steps_per_epoch
 
+    # What can be checked without training, before anything is written: a --prune-layer pattern that
+    # matches nothing, a low-rank plan for a model without Dense layers.
+    which = dict(sparsity=plan.prune or 0.5, per_layer=dict(plan.prune_layers) or None, m_by_n=plan.m_by_n,
+                 dense_edges=True)  # what `prune` prunes, and how much (`prune.layer_targets`)
+    if "prune" in plan.stages:
+        prune.layer_targets(model, **which)
+    dense = tuple(l.name for l in model.layers if type(l) is keras.layers.Dense)
+    if "low_rank" in plan.stages and not dense:
+        kinds = sorted({type(l).__name__ for l in model.layers})
+        raise ValueError(f"plan {plan.name!r} ({plan.describe()}) factors Dense layers; {model.name!r} has none "
+                         f"(its layer types: {', '.join(kinds)})")
     work = Path(work_dir) if work_dir else None
     if work is not None:
         _resume_or_start(work, _fingerprint(model, plan, recipe, train, finetune_steps))
@@ -484,11 +495,6 @@ def compress(model: keras.Model, plan: Plan, *, train=None, recipe=None, finetun
 
     m = model
     if "low_rank" in plan.stages:
-        dense = tuple(l.name for l in m.layers if type(l) is keras.layers.Dense)
-        if not dense:
-            kinds = sorted({type(l).__name__ for l in m.layers})
-            raise ValueError(f"plan {plan.name!r} ({plan.describe()}) factors Dense layers; {m.name!r} has none "
-                             f"(its layer types: {', '.join(kinds)})")
         m, factored = low_rank.low_rank(m, energy=plan.low_rank, layers=dense)
         if not factored:
             raise ValueError(f"plan {plan.name!r} ({plan.describe()}): no Dense layer of {m.name!r} gets smaller "
@@ -497,8 +503,6 @@ def compress(model: keras.Model, plan: Plan, *, train=None, recipe=None, finetun
                                               teacher=teacher, verbose=verbose))
     if "prune" in plan.stages:
         steps = steps_per_epoch(data, recipes["prune"]) * recipes["prune"].epochs
-        which = dict(sparsity=plan.prune or 0.5, per_layer=dict(plan.prune_layers) or None, m_by_n=plan.m_by_n,
-                     dense_edges=True)  # what `prune` prunes, and how much (`prune.layer_targets`)
         wrapped = prune.prune(m, **which, schedule="polynomial", **_pruning_schedule(steps), lower_dropout=True)
         pruned = prune.strip(prune.finetune_pruned(wrapped, data, recipe=recipes["prune"], out_dir=run_dir("prune"),
                                                    teacher=teacher, verbose=verbose))
@@ -660,8 +664,9 @@ class ExportReport:
     """``<out_dir>/export.json``: the float source, the input every variant takes, and each variant exported
     into ``out_dir``, measured (`VariantResult.to_dict`), or why it failed its checks.
 
-    The file is rewritten atomically after each variant, so an interrupted export keeps the record of
-    those that finished. Exporting again into the same directory from the same source (the model, a
+    The file is written atomically after each variant (not before the first), so an interrupted export
+    keeps the record of those that finished. Each variant's ``file`` is its name in ``out_dir``, so the
+    directory can be moved or shipped as a whole. Exporting again into the same directory from the same source (the model, a
     hash of its weights, the dataset and the input) adds variants and replaces those of the same name;
     a directory holding another source's export is refused when the report is created, before any
     variant, rather than mixing their variants. Each change re-reads the file under a lock on
@@ -699,7 +704,11 @@ class ExportReport:
                       "mean": [float(v) for v in data.mean], "std": [float(v) for v in data.std],
                       "scale": float(data.scale)},
             "output": "logits", "class_names": list(data.class_names)}
-        self._update(lambda content: None)
+        from zoo._files import locked
+
+        if self.path.parent.is_dir():
+            with locked(self.path.parent):
+                self._read()  # refused now, before any variant, if it is another source's
 
     def _update(self, change: Callable[[dict], None]) -> None:
         """Reads the file (checking its source), applies ``change`` and writes it, under the directory's lock."""
@@ -721,13 +730,16 @@ class ExportReport:
         except (OSError, ValueError) as error:
             raise ValueError(f"cannot read {self.path} ({error}); remove it or choose another --out (out_dir)") \
                 from None
-        if not isinstance(content, dict) or not isinstance(content.get("variants"), list):
-            raise ValueError(f"{self.path} is not an export report (no 'variants' list); remove it or choose "
-                             "another --out (out_dir)")
-        if "model_weights_sha256" not in content or not isinstance(content.get("failures"), dict):
+        if isinstance(content, dict) and "model_weights_sha256" not in content and "variants" in content:
             raise ValueError(f"{self.path} was written by an older zoo export, which recorded no hash of the "
                              "source's weights: its variants cannot be told to be this source's. Accepted: another "
                              "--out (out_dir), or remove the directory's export")
+        variants = content.get("variants") if isinstance(content, dict) else None
+        if not isinstance(variants, list) or not all(isinstance(v, dict) and isinstance(v.get("name"), str)
+                                                      for v in variants) \
+                or not isinstance(content.get("failures", {}), dict):
+            raise ValueError(f"{self.path} is not an export report (expected 'variants', a list of objects with a "
+                             "'name', and 'failures', an object); remove it or choose another --out (out_dir)")
         differ = [key for key in _SOURCE_IDENTITY if content.get(key) != self.source[key]]
         if differ:
             source = self.source
@@ -741,7 +753,7 @@ class ExportReport:
     def add(self, result: VariantResult) -> None:
         """Records ``result`` (replacing an earlier variant of its name) and writes the file."""
         record = json.loads(json.dumps(result.to_dict()))
-
+        record["file"] = Path(result.file).name  # relative to the report
         def change(content: dict) -> None:
             names = [v.get("name") for v in content["variants"]]
             if result.name in names:

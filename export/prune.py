@@ -67,7 +67,8 @@ def layer_targets(model: keras.Model, *, sparsity: float = 0.8, per_layer: Mappi
     Same arguments as `prune`; layers left dense are not listed.
 
     Raises:
-        ValueError: a ``per_layer`` or ``skip`` pattern that matches no prunable layer, or a sparsity out of range.
+        ValueError: a ``per_layer`` or ``skip`` pattern that matches no prunable layer, a sparsity out of range,
+            or nothing to prune.
 
     Example:
         >>> layer_targets(model, sparsity=0.8, per_layer={"fc*": 0.95}, dense_edges=True)  # doctest: +SKIP
@@ -97,6 +98,11 @@ def layer_targets(model: keras.Model, *, sparsity: float = 0.8, per_layer: Mappi
             target = m_by_n[0] / m_by_n[1] if structured else 0.0
         if target:
             targets[name] = target
+    if not targets:
+        edges = f"; {', '.join(edge_layers(model))} stay dense as edge layers (dense_edges)" if dense_edges else ""
+        raise ValueError(f"nothing to prune in {model.name!r}: every prunable layer is left dense. Prunable layers: "
+                         f"{', '.join(candidates) or 'none'}{edges}; received sparsity={sparsity}, "
+                         f"per_layer={per_layer}, m_by_n={m_by_n}, skip={skip}")
     return targets
 
 
@@ -160,12 +166,6 @@ def prune(
         raise ValueError(f"m_by_n must be (m, n) with 0 < m < n, e.g. (2, 4); received {m_by_n!r}")
     targets = layer_targets(model, sparsity=sparsity, per_layer=per_layer, m_by_n=m_by_n, skip=skip,
                             dense_edges=dense_edges)
-    if not targets:
-        candidates = prunable_layers(model)
-        edges = f"; {', '.join(edge_layers(model))} stay dense as edge layers (dense_edges)" if dense_edges else ""
-        raise ValueError(f"nothing to prune in {model.name!r}: every prunable layer is left dense. Prunable layers: "
-                         f"{', '.join(candidates) or 'none'}{edges}; received sparsity={sparsity}, "
-                         f"per_layer={per_layer}, m_by_n={m_by_n}, skip={skip}")
     copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
 

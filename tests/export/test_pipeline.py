@@ -98,11 +98,8 @@ def test_export_json_keeps_every_variant_of_one_source_and_refuses_another_sourc
         return pipeline.ExportReport(out, model, **{**dict(name="resnet20", weights="w.h5", data=data,
                                                                  dataset="synthetic"), **changes})
 
-    first = report(trained)  # written at once: an export interrupted in its first variant leaves the source
-    on_disk = json.loads((tmp_path / "export.json").read_text())
-    assert on_disk["variants"] == [] and on_disk["output"] == "logits"
-    assert on_disk["input"]["shape"] == [12, 12, 1] and on_disk["input"]["mean"] == list(_data.MEAN)
-    assert on_disk["input"]["pixels"] == "raw, 0 to 255" and on_disk["input"]["scale"] == pytest.approx(1 / 255)
+    first = report(trained)
+    assert not (tmp_path / "export.json").exists()  # written with the first variant: a refused plan leaves nothing
     integer = pipeline.export_variant(trained, pipeline.Plan("int8io", quantize="int8", integer_io=True), data=data,
                                       out_dir=tmp_path, max_accuracy_drop=5.0, latency_runs=1)
     assert (integer.input_dtype, integer.output_dtype) == ("uint8", "int8")
@@ -113,6 +110,10 @@ def test_export_json_keeps_every_variant_of_one_source_and_refuses_another_sourc
                                       latency_runs=1))
     on_disk = json.loads((tmp_path / "export.json").read_text())  # written after each variant
     assert [(v["name"], v["input_dtype"]) for v in on_disk["variants"]] == [("int8io", "uint8"), ("float32", "float32")]
+    assert [v["file"] for v in on_disk["variants"]] == ["int8io.tflite", "float32.tflite"]  # the directory moves
+    assert on_disk["output"] == "logits" and on_disk["input"]["pixels"] == "raw, 0 to 255"
+    assert on_disk["input"]["shape"] == [12, 12, 1] and on_disk["input"]["mean"] == list(_data.MEAN)
+    assert on_disk["input"]["scale"] == pytest.approx(1 / 255)
     first.fail("int8io", "parity check failed: ...")  # export_variant removed its file
     # Exporting again from the same source (another name for the same weights) adds and replaces variants.
     again = report(trained, weights="resnet20.synthetic")
@@ -143,7 +144,13 @@ def test_export_json_keeps_every_variant_of_one_source_and_refuses_another_sourc
     inputs = keras.Input((None, None, 1))
     x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inputs))
     anysize = keras.Model(inputs, keras.layers.Dense(_data.CLASSES)(x))
-    assert report(anysize, out=tmp_path / "any", name="any").content["input"]["shape"] == [None, None, 1]
+    assert report(anysize, out=tmp_path / "any", name="any").source["input"]["shape"] == [None, None, 1]
+    for broken in ({**older, "model_weights_sha256": "0", "variants": [1, "x"]},  # AttributeError after a variant
+                   {**older, "model_weights_sha256": "0", "failures": []}):  # said "an older zoo export"
+        (tmp_path / "export.json").write_text(json.dumps(broken))
+        with pytest.raises(ValueError, match=r"is not an export report \(expected 'variants', a list of objects with "
+                                             r"a 'name', and 'failures', an object\)"):
+            report(trained)
     with pytest.raises(ValueError, match=r"integer_io needs quantize 'int8' or 'qat'; received quantize='fp16'"):
         pipeline.Plan("x", quantize="fp16", integer_io=True)
     assert pipeline.named_plan(prune=0.5, quantize="qat", integer_io=True).name == "pruned50_qat_uint8io"
@@ -295,7 +302,7 @@ def test_fine_tuning_by_dataset_name_reads_it_at_the_models_image_size():
     assert out.input_shape == (None, 12, 12, 1)  # (compress checks the pruned kernels' sparsity itself)
 
 
-def test_a_stage_with_nothing_to_act_on_is_refused():
+def test_a_stage_with_nothing_to_act_on_is_refused(tmp_path):
     import tf_keras as keras
 
     inputs = keras.Input(_data.SHAPE)
@@ -308,7 +315,11 @@ def test_a_stage_with_nothing_to_act_on_is_refused():
         keras.layers.Flatten()(keras.layers.Conv2D(4, 3, name="conv1")(inputs))))
     with pytest.raises(ValueError, match="nothing to prune .* Prunable layers: conv1, predictions; conv1, "
                                          "predictions stay dense as edge layers"):
-        pipeline.compress(edges_only, pipeline.Plan("p", prune=0.8), train=_short)
+        pipeline.compress(edges_only, pipeline.Plan("p", prune=0.8), train=_short, work_dir=tmp_path / "p")
+    with pytest.raises(ValueError, match="pattern 'nomatch' matches no prunable layer"):
+        pipeline.compress(_data.tiny_model(), pipeline.Plan("q", prune=0.5, prune_layers=(("nomatch", 0.5),)),
+                          train=_short, work_dir=tmp_path / "q")
+    assert not list(tmp_path.iterdir())  # refused before the fine-tuning runs' fingerprint.json was written
 
 
 def test_plans_refuse_options_they_would_ignore_and_are_immutable_and_hashable():
