@@ -60,7 +60,7 @@ class Predictor:
 
         from export import tflite
         from training.evaluation import outputs_logits
-        from zoo._registry import strip_training_outputs
+        from zoo._registry import list_models, strip_training_outputs
 
         if not isinstance(model, keras.Model):
             hint = f"; for shipped weights: Predictor.from_pretrained({model!r})" if isinstance(model, str) else ""
@@ -71,10 +71,13 @@ class Predictor:
         self._probabilities = not outputs_logits(model)  # softmax outputs are not softmaxed again
         self.scale = float(scale)
         pixels = tflite.with_preprocessing(model, mean=mean, std=std, scale=scale)  # functional, subclassed or not
-        if len(pixels.output_shape) != 2:  # e.g. include_top=False without pooling: feature maps
+        last = model.outputs[0]._keras_history.layer if model.outputs else None  # None: subclassed
+        pooled = isinstance(last, (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)) and \
+            model.name in list_models()  # a zoo model's classifier ends in its "predictions" layer, never in pooling
+        if len(pixels.output_shape) != 2 or pooled:  # include_top=False: feature maps, or pooled features
             raise ValueError(f"Predictor needs a classifier, whose output is [N, classes]; model {model.name!r} outputs "
-                             f"{tuple(pixels.output_shape)}. Accepted: a model built with include_top=True (for "
-                             "features, call the model itself)")
+                             f"{'its pooled features ' if pooled else ''}{tuple(pixels.output_shape)}. Accepted: a "
+                             "model built with include_top=True (for features, call the model itself)")
         self.input_shape = tuple(int(d) for d in pixels.input_shape[1:])
         classes = int(pixels.output_shape[-1])
         self.class_names = tuple(str(i) for i in range(classes)) if class_names is None else tuple(class_names)
@@ -121,6 +124,13 @@ class Predictor:
                              f"range); received floats in [{x.min():g}, {x.max():g}]. Accepted: images * 255, "
                              "scale=1.0 for images in [0, 1] (Predictor, Predictor.from_pretrained and zoo.predict "
                              "take it), or uint8 pixels (never taken for [0, 1] floats, even all dark)")
+        # Pixels are finite and not negative (normalized images are), and with a scale below 1 they reach at
+        # most what it maps to 1 (255 for raw pixels: uint16 or 0-1020 images were taken).
+        top = 1 / self.scale if self.scale < 1 else np.inf
+        if x.size and not (np.all(np.isfinite(x)) and 0 <= x.min() and x.max() <= top * (1 + 1e-6)):
+            bad = "NaN or infinite values" if not np.all(np.isfinite(x)) else f"values in [{x.min():g}, {x.max():g}]"
+            raise ValueError(f"images must be pixels in [0, {top:g}] (scale={self.scale:g}); received {x.dtype} {bad}. "
+                             f"Accepted: uint8 pixels or floats in [0, {top:g}], not normalized images")
         return x.astype(np.float32)
 
     def _outputs(self, images, batch_size) -> np.ndarray:

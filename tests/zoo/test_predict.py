@@ -36,6 +36,12 @@ def test_predictor_errors_name_what_is_accepted(samples):
         predictor(np.zeros((2, 32, 32), np.uint8))
     with pytest.raises(ValueError, match=r"raw pixels .*received floats in \[0, 1\]\. Accepted: images \* 255"):
         predictor(images / 255.0)  # chance-level predictions, silently, before
+    for wrong, received in ((images - 128.0, r"float64 values in \[-128, \d+\]"),  # normalized: all predicted
+                            (images.astype(np.uint16) * 257, r"uint16 values in \[0, 65535\]"),
+                            (np.where(images > 200, np.nan, images), "float64 NaN or infinite values")):
+        with pytest.raises(ValueError, match=rf"images must be pixels in \[0, 255\] \(scale=0.00392157\); received "
+                                             rf"{received}\. Accepted: uint8 pixels or floats in \[0, 255\]"):
+            predictor(wrong)
     with pytest.raises(ValueError, match=r"batch_size must be an int >= 1; received 0"):
         predictor(images, batch_size=0)
     for nothing in (images[:0], []):
@@ -47,6 +53,9 @@ def test_predictor_errors_name_what_is_accepted(samples):
     with pytest.raises(ValueError, match=r"needs a classifier, whose output is \[N, classes\]; model 'resnet20' "
                                          r"outputs \(None, 7, 7, 64\)\. Accepted: a model built with include_top=True"):
         zoo.Predictor(features, mean=(0.5,), std=(0.5,))
+    pooled = zoo.create_model("resnet20", input_shape=(28, 28, 1), include_top=False, pooling="avg")  # 64 "classes"
+    with pytest.raises(ValueError, match=r"model 'resnet20' outputs its pooled features \(None, 64\)"):
+        zoo.Predictor(pooled, mean=(0.5,), std=(0.5,))
 
 
 def test_predictor_takes_a_built_subclassed_model(samples):
