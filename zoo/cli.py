@@ -420,11 +420,12 @@ def _m_by_n(text: str) -> tuple[int, int]:
 def _glob_sparsity(text: str) -> tuple[str, float]:
     glob, sep, value = text.rpartition("=")
     try:
-        if not sep or not glob:
+        if not sep or not glob or not 0 <= float(value) < 1:
             raise ValueError
         return glob, float(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected GLOB=SPARSITY such as 'fc*=0.95'; received {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected GLOB=SPARSITY with SPARSITY in [0, 1), such as 'fc*=0.95'; "
+                                         f"received {text!r}") from None
 
 
 def _stage_epochs(pairs) -> dict[str, int]:
@@ -495,7 +496,7 @@ def _args_export(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--saved-model", action="store_true", help="also write the float SavedModel (serving signature)")
     parser.add_argument("--finetune-steps", type=int, metavar="N", help="limit each fine-tuning stage to N steps")
     parser.add_argument("--test-limit", type=int, metavar="N", help="check parity on the first N test images only")
-    parser.add_argument("--calibration", type=int, default=CALIBRATION_IMAGES, metavar="N",
+    parser.add_argument("--calibration", type=int, metavar="N",
                         help=f"training images that calibrate int8 conversion (default {CALIBRATION_IMAGES})")
     parser.add_argument("--max-accuracy-drop", type=float, default=0.5, metavar="PT",
                         help="fail when test accuracy falls by more than PT points (default: 0.5)")
@@ -541,13 +542,15 @@ def _export_source(args: argparse.Namespace):
 def _cmd_export(args: argparse.Namespace) -> int:
     from export import pipeline, tflite
 
-    custom = any(v for v in (args.prune, args.m_by_n, args.cluster, args.low_rank, args.prune_layers,
-                             args.stage_epochs, args.distill, args.lr_schedule, args.integer_io)) \
-        or args.quantize != "none"
+    custom = [flag for flag, given in (
+        ("--prune", args.prune is not None), ("--m-by-n", args.m_by_n), ("--cluster", args.cluster is not None),
+        ("--low-rank", args.low_rank is not None), ("--prune-layer", args.prune_layers),
+        ("--epochs", args.stage_epochs), ("--distill", args.distill), ("--lr-schedule", args.lr_schedule),
+        ("--integer-io", args.integer_io), ("--quantize", args.quantize != "none")) if given]
     if (args.all or args.deep_compression) and custom:
         flag = "--all" if args.all else "--deep-compression"
-        return _fail(f"{flag} exports preset variants; leave out --prune/--prune-layer/--m-by-n/--cluster/--low-rank/"
-                     "--quantize/--integer-io/--epochs/--distill/--lr-schedule")
+        return _fail(f"{flag} exports preset variants; received {', '.join(custom)} too. Accepted: {flag} alone, "
+                     "or a custom variant's flags without it")
     if args.integer_io and args.quantize not in ("int8", "qat"):
         return _fail(f"--integer-io needs --quantize int8 or qat (integer tensors); received --quantize {args.quantize}")
     if args.prune_layers and args.prune is None:
@@ -572,12 +575,19 @@ def _cmd_export(args: argparse.Namespace) -> int:
                                          schedule=args.lr_schedule, integer_io=args.integer_io),)
         except (TypeError, ValueError) as error:
             return _fail(_as_flags(str(error)))
+    # Options no variant would use are refused, as the plans refuse theirs.
+    if args.finetune_steps is not None and not any(plan.trains for plan in plans):
+        return _fail(f"--finetune-steps limits fine-tuning; {plans[0].name} ({plans[0].describe()}) has none")
+    if args.calibration is not None and not any(plan.tflite_quantization == "int8" for plan in plans):
+        return _fail(f"--calibration calibrates int8 conversion; {plans[0].name} ({plans[0].describe()}) has none "
+                     "(--quantize int8 or qat)")
     model, meta, dataset = _export_source(args)
     shape = tuple(model.input_shape[1:])
     select = tflite.select_ops(zoo.strip_training_outputs(model))
     print(f"TFLite builtins cover every op of {args.name}" if not select else
           f"{args.name} needs TF Select for: {', '.join(select)} (conversion will fail without allow_select_ops)")
-    data = pipeline.load_export_data(dataset, test_limit=args.test_limit, representative=args.calibration,
+    data = pipeline.load_export_data(dataset, test_limit=args.test_limit,
+                                     representative=args.calibration or CALIBRATION_IMAGES,
                                      input_shape=shape[:2])
     weights = meta.name if meta is not None else args.weights
     report = pipeline.ExportReport(args.out, model, name=args.name, weights=weights, data=data, dataset=dataset)

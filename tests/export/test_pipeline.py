@@ -359,10 +359,11 @@ def _zoo(*args, cwd):
 @pytest.mark.parametrize("args,message", [
     (["--prune", "1.5"], "prune must be a sparsity in (0, 1); received 1.5"),
     (["--m-by-n", "2-4"], "expected M:N with 0 < M < N, such as 2:4; received '2-4'"),
-    (["--all", "--cluster", "8"], "--all exports preset variants; leave out --prune"),
+    (["--all", "--cluster", "8"], "--all exports preset variants; received --cluster too. Accepted: --all alone"),
     (["--deep-compression", "--quantize", "int8"], "--deep-compression exports preset variants"),
     (["--prune-layer", "fc*=0.9"], "--prune-layer refines --prune; give --prune too"),
-    (["--prune", "0.5", "--prune-layer", "fc*"], "expected GLOB=SPARSITY such as 'fc*=0.95'; received 'fc*'"),
+    (["--prune", "0.5", "--prune-layer", "fc*"], "expected GLOB=SPARSITY with SPARSITY in [0, 1), such as 'fc*=0.95'; "
+                                                 "received 'fc*'"),
     (["--prune", "0.5", "--epochs", "pruning=2"], "unknown fine-tuning stage 'pruning' in --epochs; accepted: "
                                                   "low_rank, prune, cluster, qat"),
     (["--prune", "0.5", "--epochs", "prune=two"], "--epochs prune=N needs a whole number of epochs; received 'two'"),
@@ -372,7 +373,7 @@ def _zoo(*args, cwd):
     (["--calibration", "0"], "--calibration must be a positive integer; received 0"),
     (["--max-accuracy-drop", "nan"], "--max-accuracy-drop must be a number of points >= 0; received nan"),
     # the plan's errors in the flags' names (they named prune_layers, epochs['prune'], plan 'float32')
-    (["--prune", "0.5", "--prune-layer", "fc*=1.5"], "--prune-layer sparsities must be in [0, 1); received"),
+    (["--prune", "0.5", "--prune-layer", "fc*=1.5"], "with SPARSITY in [0, 1), such as 'fc*=0.95'; received 'fc*=1.5'"),
     (["--prune", "0.5", "--prune-layer", "a=0.5", "--prune-layer", "a=0.6"], "--prune-layer name each glob once"),
     (["--cluster", "8", "--epochs", "prune=2"], "--epochs prune=N: the variant (8 clusters + float32) has no prune "
                                                 "stage; its stages: cluster"),
@@ -384,7 +385,9 @@ def _zoo(*args, cwd):
     (["--distill"], "--distill applies to fine-tuning; the variant (float32) has none"),
     (["--integer-io", "--quantize", "dynamic"], "--integer-io needs --quantize int8 or qat (integer tensors); "
                                                 "received --quantize dynamic"),
-    (["--all", "--integer-io"], "--all exports preset variants; leave out"),
+    (["--all", "--integer-io"], "--all exports preset variants; received --integer-io too"),
+    (["--finetune-steps", "2"], "--finetune-steps limits fine-tuning; float32 (float32) has none"),
+    (["--quantize", "fp16", "--calibration", "64"], "--calibration calibrates int8 conversion; fp16 (FP16) has none"),
 ])
 def test_cli_rejects_bad_arguments_in_one_line(args, message, tmp_path):
     done = _zoo("export", "resnet20", "--out", str(tmp_path / "out"), *args, cwd=tmp_path)
@@ -456,7 +459,7 @@ def test_cli_exports_a_training_runs_weights_built_as_its_run_json_records(tmp_p
     from zoo.cli import main
 
     weights = _training_run(tmp_path) / "final_weights.h5"
-    assert main(["export", "resnet20", "--weights", str(weights), "--test-limit", "16", "--calibration", "4",
+    assert main(["export", "resnet20", "--weights", str(weights), "--test-limit", "16",
                  "--saved-model", "--out", str(tmp_path / "out")]) == 0
     report = json.loads((tmp_path / "out" / "export.json").read_text())
     assert report["dataset"] == "synthetic" and [v["name"] for v in report["variants"]] == ["float32"]
