@@ -461,10 +461,11 @@ def compress(model: keras.Model, plan: Plan, *, train=None, recipe=None, finetun
     from training import steps_per_epoch
 
     # What can be checked without training, before anything is written: a --prune-layer pattern that
-    # matches nothing, a low-rank plan for a model without Dense layers.
+    # matches nothing or nothing to prune (on the model pruning will see: low rank adds layers), a low-rank
+    # plan for a model without Dense layers.
     which = dict(sparsity=plan.prune or 0.5, per_layer=dict(plan.prune_layers) or None, m_by_n=plan.m_by_n,
                  dense_edges=True)  # what `prune` prunes, and how much (`prune.layer_targets`)
-    if "prune" in plan.stages:
+    if "prune" in plan.stages and "low_rank" not in plan.stages:
         prune.layer_targets(model, **which)
     dense = tuple(l.name for l in model.layers if type(l) is keras.layers.Dense)
     if "low_rank" in plan.stages and not dense:
@@ -753,7 +754,7 @@ class ExportReport:
     def add(self, result: VariantResult) -> None:
         """Records ``result`` (replacing an earlier variant of its name) and writes the file."""
         record = json.loads(json.dumps(result.to_dict()))
-        record["file"] = Path(result.file).name  # relative to the report
+        record["file"] = os.path.relpath(result.file, self.path.parent)  # relative to the report
         def change(content: dict) -> None:
             names = [v.get("name") for v in content["variants"]]
             if result.name in names:

@@ -484,12 +484,12 @@ def _fit(model, train, *, recipe, val, out_dir, strategy, callbacks, verbose, ch
         write_json(os.path.join(out_dir, RECIPE_FILE), recipe.to_dict())
 
     with strategy.scope():
+        if not model.built:  # a subclassed model: its variables exist once it is called (the penalties,
+            model(next(iter(first_epoch))[0])  # the optimizer's slots and the checkpoint need them)
         if recipe.regularization.l1 or recipe.regularization.l2:
             from training.regularizers import apply_weight_penalty
 
             apply_weight_penalty(_penalized(model), l1=recipe.regularization.l1, l2=recipe.regularization.l2)
-        if not model.built:  # a subclassed model: its variables exist once it is called (the optimizer's
-            model(next(iter(first_epoch))[0])  # slots and the checkpoint need them)
         _compile(model, recipe, steps_per_epoch)
         model.optimizer.build(model.trainable_variables)
         generators = _resumable_random_generators(model, recipe.seed)

@@ -92,14 +92,15 @@ def locked(directory: str | os.PathLike) -> Iterator[None]:
     with _THREAD_LOCKS.setdefault(key, threading.Lock()):  # flock does not exclude a process's own threads
         try:
             import fcntl
-        except ImportError:  # pragma: no cover - not POSIX
+        except ImportError:  # pragma: no cover - not POSIX (a directory cannot be opened there either)
             fcntl = None
-        fd = os.open(key, os.O_RDONLY)
+        fd = os.open(key, os.O_RDONLY) if fcntl is not None else None
         held.add(key)
         try:
-            if fcntl is not None:
+            if fd is not None:
                 fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
             held.discard(key)
-            os.close(fd)  # releases the flock
+            if fd is not None:
+                os.close(fd)  # releases the flock

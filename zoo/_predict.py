@@ -49,7 +49,10 @@ class Predictor:
 
     Raises:
         TypeError: ``model`` is not a ``tf_keras`` model (a name: see `from_pretrained`).
-        ValueError: an unknown backend or normalization that does not fit the model.
+        ValueError: an unknown backend, normalization that does not fit the model, or a model that is not
+            a classifier (its output is not ``[N, classes]``, or a zoo model's pooled features). Calls
+            raise it for images of the wrong shape or not pixels: floats in [0, 1] with the default
+            scale, NaN, or values outside the pixels' range by more than 10%.
     """
 
     def __init__(self, model, *, mean: Sequence[float], std: Sequence[float], scale: float = 1 / 255,
@@ -125,9 +128,10 @@ class Predictor:
                              "scale=1.0 for images in [0, 1] (Predictor, Predictor.from_pretrained and zoo.predict "
                              "take it), or uint8 pixels (never taken for [0, 1] floats, even all dark)")
         # Pixels are finite and not negative (normalized images are), and with a scale below 1 they reach at
-        # most what it maps to 1 (255 for raw pixels: uint16 or 0-1020 images were taken).
+        # most what it maps to 1 (255 for raw pixels: uint16 or 0-1020 images were taken). A resize's
+        # overshoot (bicubic or antialiased: -6 or 262) is within the 10% allowed.
         top = 1 / self.scale if self.scale < 1 else np.inf
-        if x.size and not (np.all(np.isfinite(x)) and 0 <= x.min() and x.max() <= top * (1 + 1e-6)):
+        if x.size and not (np.all(np.isfinite(x)) and -0.1 * top <= x.min() and x.max() <= 1.1 * top):
             bad = "NaN or infinite values" if not np.all(np.isfinite(x)) else f"values in [{x.min():g}, {x.max():g}]"
             raise ValueError(f"images must be pixels in [0, {top:g}] (scale={self.scale:g}); received {x.dtype} {bad}. "
                              f"Accepted: uint8 pixels or floats in [0, {top:g}], not normalized images")

@@ -117,15 +117,18 @@ def test_export_json_keeps_every_variant_of_one_source_and_refuses_another_sourc
     first.fail("int8io", "parity check failed: ...")  # export_variant removed its file
     # Exporting again from the same source (another name for the same weights) adds and replaces variants.
     again = report(trained, weights="resnet20.synthetic")
-    again.add(pipeline.export_variant(trained, pipeline.Plan("float32"), data=data, out_dir=tmp_path, latency_runs=1))
+    float32 = pipeline.export_variant(trained, pipeline.Plan("float32"), data=data, out_dir=tmp_path, latency_runs=1)
+    again.add(float32)
     on_disk = json.loads((tmp_path / "export.json").read_text())
     assert [v["name"] for v in on_disk["variants"]] == ["float32"] and on_disk["weights"] == "resnet20.synthetic"
     assert on_disk["failures"] == {"int8io": "parity check failed: ..."}
     # Two exports of the source into the directory at once: each change re-reads the file, so neither
     # loses the other's variants; a variant that failed and then passes is no longer a failure.
+    again.add(dataclasses.replace(float32, name="float32_again"))  # one the first report never saw
     first.add(integer)
     on_disk = json.loads((tmp_path / "export.json").read_text())
-    assert [v["name"] for v in on_disk["variants"]] == ["float32", "int8io"] and on_disk["failures"] == {}
+    assert [v["name"] for v in on_disk["variants"]] == ["float32", "float32_again", "int8io"]
+    assert on_disk["failures"] == {}
     # Another source's variants would sit beside these under one report: refused before any work.
     before = (tmp_path / "export.json").read_bytes()
     with pytest.raises(ValueError, match=r"export.json records an export of 'resnet20' \(weights 'w.h5', "
@@ -320,6 +323,12 @@ def test_a_stage_with_nothing_to_act_on_is_refused(tmp_path):
         pipeline.compress(_data.tiny_model(), pipeline.Plan("q", prune=0.5, prune_layers=(("nomatch", 0.5),)),
                           train=_short, work_dir=tmp_path / "q")
     assert not list(tmp_path.iterdir())  # refused before the fine-tuning runs' fingerprint.json was written
+    # ... but a pattern naming a layer low rank adds is checked on the model pruning sees
+    from export import prune
+
+    factored = pipeline.compress(_data.tiny_model(), pipeline.Plan("lrp", low_rank=0.5, prune=0.5, prune_layers=(
+        ("fc1_lowrank", 0.75),)), train=_short, finetune_steps=1)
+    assert prune.sparsity(factored)["fc1_lowrank"] == pytest.approx(0.75, abs=0.02)
 
 
 def test_plans_refuse_options_they_would_ignore_and_are_immutable_and_hashable():

@@ -497,7 +497,8 @@ class _Subclassed(keras.Model):
 
 def test_a_subclassed_model_trains_and_resumes(tmp_path):
     # "TypeError: 'NoneType' object is not subscriptable": the loop read its output layer, which it has none of.
-    first = training.fit(_Subclassed, _tiny.epoch_data, recipe=RECIPE.replace(epochs=1), out_dir=tmp_path, verbose=0)
+    recipe = RECIPE.replace(regularization=Regularization(l2=1e-4))  # the penalty needs its kernels built
+    first = training.fit(_Subclassed, _tiny.epoch_data, recipe=recipe.replace(epochs=1), out_dir=tmp_path, verbose=0)
     assert first.steps == 6
-    more = training.fit(_Subclassed, _tiny.epoch_data, recipe=RECIPE.replace(epochs=2), out_dir=tmp_path, verbose=0)
+    more = training.fit(_Subclassed, _tiny.epoch_data, recipe=recipe.replace(epochs=2), out_dir=tmp_path, verbose=0)
     assert more.resumed_from_step == 6 and more.steps == 12 and len(more.history) == 2

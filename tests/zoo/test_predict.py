@@ -38,10 +38,12 @@ def test_predictor_errors_name_what_is_accepted(samples):
         predictor(images / 255.0)  # chance-level predictions, silently, before
     for wrong, received in ((images - 128.0, r"float64 values in \[-128, \d+\]"),  # normalized: all predicted
                             (images.astype(np.uint16) * 257, r"uint16 values in \[0, 65535\]"),
+                            (images * 4.0, r"float64 values in \[0, 1020\]"),
                             (np.where(images > 200, np.nan, images), "float64 NaN or infinite values")):
         with pytest.raises(ValueError, match=rf"images must be pixels in \[0, 255\] \(scale=0.00392157\); received "
                                              rf"{received}\. Accepted: uint8 pixels or floats in \[0, 255\]"):
             predictor(wrong)
+    assert len(predictor(images * 1.02 - 3.0).labels) == len(images)  # a resize's overshoot: [-3, 257.1]
     with pytest.raises(ValueError, match=r"batch_size must be an int >= 1; received 0"):
         predictor(images, batch_size=0)
     for nothing in (images[:0], []):
