@@ -72,13 +72,14 @@ _HELD = threading.local()
 
 
 @contextlib.contextmanager
-def locked(directory: str | os.PathLike) -> Iterator[None]:
-    """Holds an exclusive lock on an existing ``directory`` across processes and threads.
+def locked(directory: str | os.PathLike, *, shared: bool = False) -> Iterator[None]:
+    """Holds an exclusive lock on an existing ``directory`` across processes and threads, or with
+    ``shared=True`` one that other processes' shared locks do not exclude (readers).
 
     The lock is ``flock`` on the directory's own descriptor, so there is no lock file to leave behind,
     and a process killed while holding it releases it. It is re-entrant within a thread: a block that
-    holds it may call code that takes it again. Where ``fcntl`` is missing (Windows), only the threads
-    of one process take turns.
+    holds it may call code that takes it again, and gets the lock it holds (a shared one stays shared).
+    Where ``fcntl`` is missing (Windows), only the threads of one process take turns.
 
     Example:
         >>> with locked("zoo/weights"):  # doctest: +SKIP
@@ -98,7 +99,7 @@ def locked(directory: str | os.PathLike) -> Iterator[None]:
         held.add(key)
         try:
             if fd is not None:
-                fcntl.flock(fd, fcntl.LOCK_EX)
+                fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
             yield
         finally:
             held.discard(key)

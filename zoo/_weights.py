@@ -379,10 +379,20 @@ def _entries() -> dict[str, PretrainedWeights]:
 
 @lru_cache(maxsize=4)
 def _read_registry(root: str) -> dict[str, PretrainedWeights]:
+    # Shared with other readers, not with a publish: read between its renames, the new default was in
+    # place before the old one was demoted ("exactly one default" failed).
+    if not Path(root).is_dir():
+        return _read_entries(root)
+    with locked(root, shared=True):
+        return _read_entries(root)
+
+
+def _read_entries(root: str) -> dict[str, PretrainedWeights]:
     from zoo._registry import get_spec
 
     entries: dict[str, PretrainedWeights] = {}
-    _finish_journal(Path(root))  # a publish interrupted after its commit point
+    _finish_journal(Path(root))  # a publish interrupted after its commit point (under the shared lock: the
+    # readers that finish it at once tolerate each other's renames)
     for path in sorted(Path(root).glob("[!.]*.json")):  # not a killed write's temporary file
         try:
             meta = PretrainedWeights.from_dict(json.loads(path.read_text(encoding="utf-8")))

@@ -513,6 +513,24 @@ def test_two_publishes_at_once_take_turns_and_leave_one_default(tiny_run, tmp_pa
     assert not list(registry.glob(".*"))
 
 
+def test_a_registry_read_waits_for_a_publish_to_finish_its_renames(tiny_run, tmp_path):
+    """Read between a publish's renames, the new default was in place before the old one was demoted."""
+    registry = tmp_path / "registry"
+    _weights.publish_run(tiny_run, tag="digits", out_dir=registry)
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from zoo._files import locked\n"
+                               "with locked(sys.argv[1]):\n    print('held', flush=True); time.sleep(3)", str(registry)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"  # a publish holds the registry
+        _weights._read_registry.cache_clear()
+        start = time.monotonic()
+        entries = _weights._read_registry(str(registry))
+        assert time.monotonic() - start > 1.5 and list(entries) == ["resnet20.digits"]  # it waited
+    finally:
+        holder.wait(timeout=60)
+        _weights._clear_cache()
+
+
 # -- docs and the command line -----------------------------------------------------------------------------
 
 
