@@ -636,10 +636,11 @@ def _cards() -> dict[str, dict[str, int]]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def compute_cards() -> dict[str, dict[str, int]]:
-    """Builds every registered model at its defaults and measures it (the content of ``_cards.json``)."""
+def compute_cards(names: Iterable[str] | None = None) -> dict[str, dict[str, int]]:
+    """Builds every registered model (or those ``names``) at its defaults and measures it (the content of
+    ``_cards.json``)."""
     cards = {}
-    for name in list_models():
+    for name in list_models() if names is None else [get_spec(n).name for n in names]:
         cards[name] = _measure(name, get_spec(name).default_input_shape, ())
     return cards
 
