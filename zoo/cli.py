@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
 
 import zoo
+from zoo._quiet import import_tensorflow
 from export._choices import CALIBRATION_IMAGES, LR_SCHEDULES, QUANTIZE, STAGES
 
 __all__ = ["COMMANDS", "build_parser", "main"]
@@ -705,6 +706,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as done:  # --help, --version, usage errors: argparse has printed them
         return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # command.txt records it
+    import_tensorflow()  # every command needs it (the registry builds models); its start-up notices dropped
     try:
         return COMMANDS[args.command].run(args)
     except BrokenPipeError:  # `zoo list | head`: stop quietly

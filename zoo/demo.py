@@ -22,6 +22,7 @@ import numpy as np
 
 import zoo
 from zoo._files import write_png
+from zoo._quiet import import_tensorflow, notices_dropped
 
 OUT_DIR = "demo_out"
 DEFAULT_WEIGHTS = "resnet20.fashion_mnist"
@@ -70,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=OUT_DIR, help=f"where the PNGs go (default: {OUT_DIR})")
     args = parser.parse_args(argv)
     started = time.perf_counter()
+    import_tensorflow()  # without its start-up notices
 
     families = zoo.list_families()
     print(f"keras-zoo {zoo.__version__}: {len(zoo.list_models())} models in {len(families)} families; pretrained "
@@ -88,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
 
     images, labels, source = _test_set(meta)
     start = time.perf_counter()
-    result = predictor(images, batch_size=256)
+    with notices_dropped():  # LiteRT's line on its first run
+        result = predictor(images, batch_size=256)
     seconds = time.perf_counter() - start
     accuracy = float(np.mean(result.class_ids == labels))
     names = meta.head.class_names

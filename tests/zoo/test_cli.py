@@ -265,6 +265,15 @@ def test_import_zoo_and_help_do_not_import_tensorflow():
     assert result.returncode == 0, result.stderr
 
 
+def test_commands_print_none_of_tensorflows_start_up_notices():
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # zoo's default level
+    result = subprocess.run([sys.executable, "-m", "zoo", "list", "resnet18"], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.splitlines()[1].startswith("resnet18 "), result.stderr
+    for notice in ("InitializeLog", "oneDNN custom operations", "cuda drivers", "cuInit"):
+        assert notice not in result.stderr, result.stderr
+
+
 def test_console_script_and_python_m_entry_points():
     # Under `make test` the interpreter is .venv/bin/python, so this is .venv/bin/zoo (setup.cfg's entry point).
     script = Path(sysconfig.get_path("scripts")) / "zoo"
