@@ -693,6 +693,8 @@ class ExportReport:
 
     def __init__(self, out_dir: str | os.PathLike, model: keras.Model, *, name: str, weights: str,
                  data: ExportData, dataset: str):
+        from training.evaluation import outputs_logits
+
         self.path = Path(out_dir) / REPORT_FILE
         shape = tflite.image_input_shape(model, what="export")
         self.source = {
@@ -704,7 +706,8 @@ class ExportReport:
                       "normalization": "(x * scale - mean) / std, inside the graph",
                       "mean": [float(v) for v in data.mean], "std": [float(v) for v in data.std],
                       "scale": float(data.scale)},
-            "output": "logits", "class_names": list(data.class_names)}
+            "output": "logits" if outputs_logits(model) else "probabilities (the model ends in a softmax)",
+            "class_names": list(data.class_names)}
         from zoo._files import locked
 
         if self.path.parent.is_dir():

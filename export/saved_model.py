@@ -51,8 +51,11 @@ def replace_dir(build: str, target: Path) -> None:
 
 class _Serving(tf.Module):
     def __init__(self, model: keras.Model, *, mean, std, scale: float, class_names: Sequence[str]):
+        from training.evaluation import outputs_logits
+
         super().__init__()
         self.model = model
+        self.logits = outputs_logits(model)  # False when it ends in a softmax: its outputs are served as they are
         self.mean = tf.constant(np.asarray(mean, np.float32))
         self.std = tf.constant(np.asarray(std, np.float32))
         self.scale = tf.constant(np.float32(scale))
@@ -60,11 +63,12 @@ class _Serving(tf.Module):
 
     def _serve(self, images):
         x = (tf.cast(images, tf.float32) * self.scale - self.mean) / self.std
-        logits = self.model(x, training=False)
-        if isinstance(logits, (list, tuple)):  # auxiliary heads: serve the main one
-            logits = logits[0]
-        return {"probabilities": tf.nn.softmax(logits, axis=-1),
-                "class_ids": tf.argmax(logits, axis=-1, output_type=tf.int64)}
+        outputs = self.model(x, training=False)
+        if isinstance(outputs, (list, tuple)):  # auxiliary heads: serve the main one
+            outputs = outputs[0]
+        outputs = tf.cast(outputs, tf.float32)  # a mixed-precision model's float16
+        return {"probabilities": tf.nn.softmax(outputs, axis=-1) if self.logits else outputs,
+                "class_ids": tf.argmax(outputs, axis=-1, output_type=tf.int64)}
 
 
 def export_saved_model(
@@ -77,10 +81,12 @@ def export_saved_model(
     class_names: Sequence[str] | None = None,
     metadata: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Writes ``model`` (logits out, normalized input in) as a SavedModel serving raw images.
+    """Writes ``model`` (normalized input in) as a SavedModel serving raw images.
 
     Args:
-        model: a Keras model returning logits (the first output is served when there are several).
+        model: a Keras classifier returning logits, or probabilities when it ends in a softmax (built with
+            ``classifier_activation="softmax"``, `training.evaluation.outputs_logits`), which are served as
+            they are; the first output is served when there are several.
         path: the SavedModel directory; replaced atomically if it exists.
         mean, std, scale: the model's input normalization, ``(x * scale - mean) / std``.
         class_names: one name per class (default ``"0"``, ``"1"``, ...).

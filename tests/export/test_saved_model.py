@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_keras
 
 import _data
 from export import saved_model
@@ -26,6 +27,26 @@ def test_serving_signatures_take_raw_pixels_and_match_keras(tmp_path):
     about = saved_model.read_metadata(path)
     assert about["class_names"] == names and about["weights"] == "tiny.test"
     assert about["input"]["mean"] == list(_data.MEAN) and about["input"]["shape"] == list(_data.SHAPE)
+
+
+@pytest.mark.parametrize("ending", ["softmax_layer", "softmax_activation"])
+def test_a_model_that_outputs_probabilities_is_served_them_as_they_are(tmp_path, ending):
+    trained = _data.trained_model(epochs=1)
+    if ending == "softmax_layer":
+        probs = tf_keras.layers.Softmax()(trained.output)
+    else:  # as classifier_activation="softmax" builds it: the classifier's own activation
+        head = trained.layers[-1]
+        probs = tf_keras.layers.Dense(head.units, activation="softmax", name="probs")(head.input)
+    model = tf_keras.Model(trained.input, probs)
+    if ending == "softmax_activation":
+        model.get_layer("probs").set_weights(head.get_weights())
+    path = saved_model.export_saved_model(model, tmp_path / "sm", mean=_data.MEAN, std=_data.STD)
+    images, _ = _data.pixels(16)
+    expected = model.predict(_data.normalized(images), verbose=0)
+    assert expected.max(-1).mean() > 0.5  # sharp: a second softmax would flatten them towards 1/4
+    out = tf.saved_model.load(str(path)).signatures["serving_default"](images=tf.constant(images, tf.uint8))
+    np.testing.assert_allclose(out["probabilities"].numpy(), expected, atol=1e-5)
+    np.testing.assert_array_equal(out["class_ids"].numpy(), expected.argmax(-1))
 
 
 def test_a_subclassed_model_is_served_once_called_and_refused_before(tmp_path):
