@@ -32,6 +32,7 @@ _EXPORTS = {
     "finetune": "training.transfer",
     "get_optimizer": "training.optimizers",
     "apply_weight_penalty": "training.regularizers",
+    "weight_penalty": "training.regularizers",
     "DropConnect": "training.regularizers",
     "Distiller": "training.distill",
 }

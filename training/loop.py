@@ -34,6 +34,7 @@ checkpoint, commit it → final weights.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -452,14 +453,16 @@ def fit(
     if recipe.deterministic:
         tf.config.experimental.enable_op_determinism()
     try:
-        return _fit(model, train, recipe=recipe, val=val, out_dir=out_dir, strategy=strategy, callbacks=callbacks,
-                    verbose=verbose, chief=chief, work_dir=work_dir, ckpt_dir=ckpt_dir)
+        with contextlib.ExitStack() as for_the_run:  # what _fit puts on the model for this run only
+            return _fit(model, train, recipe=recipe, val=val, out_dir=out_dir, strategy=strategy,
+                        callbacks=callbacks, verbose=verbose, chief=chief, work_dir=work_dir, ckpt_dir=ckpt_dir,
+                        for_the_run=for_the_run)
     finally:  # op determinism is process-wide: leave it as it was
         if recipe.deterministic and not was_deterministic:
             tf_config.disable_op_determinism()
 
 
-def _fit(model, train, *, recipe, val, out_dir, strategy, callbacks, verbose, chief, work_dir, ckpt_dir):
+def _fit(model, train, *, recipe, val, out_dir, strategy, callbacks, verbose, chief, work_dir, ckpt_dir, for_the_run):
     keras.utils.set_random_seed(recipe.seed)
     previous_policy = keras.mixed_precision.global_policy()
     if recipe.mixed_precision:
@@ -487,9 +490,10 @@ def _fit(model, train, *, recipe, val, out_dir, strategy, callbacks, verbose, ch
         if not model.built:  # a subclassed model: its variables exist once it is called (the penalties,
             model(next(iter(first_epoch))[0])  # the optimizer's slots and the checkpoint need them)
         if recipe.regularization.l1 or recipe.regularization.l2:
-            from training.regularizers import apply_weight_penalty
+            from training.regularizers import weight_penalty
 
-            apply_weight_penalty(_penalized(model), l1=recipe.regularization.l1, l2=recipe.regularization.l2)
+            for_the_run.enter_context(weight_penalty(_penalized(model), l1=recipe.regularization.l1,
+                                                     l2=recipe.regularization.l2))
         _compile(model, recipe, steps_per_epoch)
         model.optimizer.build(model.trainable_variables)
         generators = _resumable_random_generators(model, recipe.seed)

@@ -4,7 +4,8 @@ The syllabus ("Regulation") lists L1, L2 and L1+L2 penalties, dropout, batch nor
 augmentation, DropConnect and stochastic depth. Dropout, batch norm and stochastic depth live in the
 models (`zoo`), augmentation in `training.augment`; this module adds the rest:
 
-- `apply_weight_penalty` puts an L1/L2 penalty on every kernel of a built model;
+- `apply_weight_penalty` puts an L1/L2 penalty on every kernel of a built model (`weight_penalty`: for
+  a block only);
 - `DropConnect`, a ``Dense`` layer whose weights (not activations) are dropped in training;
 - `label_smoothing_loss`, sparse categorical cross-entropy against smoothed one-hot targets.
 
@@ -17,15 +18,17 @@ models (`zoo`), augmentation in `training.augment`; this module adds the rest:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import numbers
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import zoo  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import tensorflow as tf
 import tf_keras as keras
 
-__all__ = ["DropConnect", "SmoothedSparseCategoricalCrossentropy", "apply_weight_penalty", "label_smoothing_loss"]
+__all__ = ["DropConnect", "SmoothedSparseCategoricalCrossentropy", "apply_weight_penalty", "label_smoothing_loss",
+           "weight_penalty"]
 
 # (weight attribute, regularizer attribute) pairs: Dense/Conv* kernels, and the two kernels of the
 # depthwise and separable convolutions. Biases, batch-norm scales and embeddings are not penalized.
@@ -63,7 +66,8 @@ def apply_weight_penalty(model: keras.Model, *, l1: float = 0.0, l2: float = 0.0
     ``model.losses``; ``fit`` adds them to the loss.
 
     Calling it again with the same values is a no-op, so it is safe on a model that was saved with the
-    penalty and loaded back.
+    penalty and loaded back. `weight_penalty` puts it on for a block only (`training.fit` does, so that
+    each run is penalized by its own recipe).
 
     Args:
         model: a built ``keras.Model`` (functional models always are).
@@ -83,13 +87,42 @@ def apply_weight_penalty(model: keras.Model, *, l1: float = 0.0, l2: float = 0.0
         >>> len(model.losses)  # its 19 convolutions and the classifier
         20
     """
+    _penalize(model, l1=l1, l2=l2)
+    return model
+
+
+@contextlib.contextmanager
+def weight_penalty(model: keras.Model, *, l1: float = 0.0, l2: float = 0.0) -> Iterator[keras.Model]:
+    """`apply_weight_penalty` for the duration of a block: on leaving it, each kernel it penalized is left
+    as it was (no regularizer, no loss), so a model trained again with another recipe gets that recipe's
+    penalty alone. A penalty the model already had (built with a ``kernel_regularizer``) stays.
+
+    Example:
+        >>> with weight_penalty(model, l2=5e-4):  # doctest: +SKIP
+        ...     model.fit(...)
+        >>> model.losses  # doctest: +SKIP
+        []
+    """
+    added = _penalize(model, l1=l1, l2=l2)
+    try:
+        yield model
+    finally:
+        for layer, regularizer_name, loss in added:
+            setattr(layer, regularizer_name, None)
+            # add_loss keeps each callable wrapped as functools.partial(_tag_callable, loss)
+            layer._callable_losses = [c for c in layer._callable_losses
+                                      if not (isinstance(c, functools.partial) and c.args and c.args[0] is loss)]
+
+
+def _penalize(model: keras.Model, *, l1: float, l2: float) -> list[tuple[keras.layers.Layer, str, Callable]]:
+    """`apply_weight_penalty`'s work; returns what it added: (layer, regularizer attribute, loss) triples."""
     l1, l2 = _check_penalty("l1", l1), _check_penalty("l2", l2)
     if not isinstance(model, keras.Model):
         raise ValueError(f"apply_weight_penalty takes a keras.Model; received {type(model).__name__}")
     if not model.built:
         raise ValueError(f"model {model.name!r} is not built; call it on data or build it first")
     if l1 == 0 and l2 == 0:
-        return model
+        return []
     regularizer = keras.regularizers.L1L2(l1=l1, l2=l2)
     targets, seen = [], set()
     for layer in (m for m in model.submodules if isinstance(m, keras.layers.Layer)):
@@ -111,11 +144,13 @@ def apply_weight_penalty(model: keras.Model, *, l1: float = 0.0, l2: float = 0.0
                 )
             # else: already penalized with these values
     # Checked everything first: an error leaves the model untouched.
+    added = []
     for layer, weight_name, regularizer_name, variable in targets:
         setattr(layer, regularizer_name, regularizer)
         loss = functools.partial(_regularization_loss, regularizer, variable, f"{layer.name}/{weight_name}")
         layer.add_loss(loss)
-    return model
+        added.append((layer, regularizer_name, loss))
+    return added
 
 
 @keras.saving.register_keras_serializable(package="zoo")

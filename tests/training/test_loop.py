@@ -250,6 +250,17 @@ def test_a_dataset_without_batches_is_refused_before_training(tmp_path):
         training.steps_per_epoch(empty, RECIPE)
 
 
+def test_each_fit_penalizes_by_its_own_recipe_and_leaves_no_penalty_on_the_model(tmp_path):
+    model = _tiny.plain_model()
+    data = lambda e: _tiny.epoch_data(e).take(2)  # noqa: E731
+    # The penalty stayed on the model: the l2=0 run was penalized by the first one's, the third refused.
+    for i, l2 in enumerate((0.01, 0.0, 0.001)):
+        result = training.fit(model, data, recipe=RECIPE.replace(epochs=1, regularization={"l2": l2}),
+                              out_dir=tmp_path / str(i), verbose=0)
+        assert result.model is model and model.losses == []
+        assert all(getattr(layer, "kernel_regularizer", None) is None for layer in model.layers)
+
+
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
 def test_mixed_precision_step(tmp_path, policy):
     data = lambda e: _tiny.epoch_data(e).take(2)  # noqa: E731

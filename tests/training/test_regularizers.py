@@ -11,6 +11,7 @@ from training.regularizers import (
     SmoothedSparseCategoricalCrossentropy,
     apply_weight_penalty,
     label_smoothing_loss,
+    weight_penalty,
 )
 
 
@@ -82,6 +83,32 @@ def test_a_different_penalty_on_a_penalized_model_raises_and_changes_nothing():
     with pytest.raises(ValueError, match=r"layer 'dense' already has kernel_regularizer=.*received l1=0.0, l2=0.01"):
         apply_weight_penalty(model, l2=1e-2)
     assert model.losses == [] and model.get_layer("conv").kernel_regularizer is None
+
+
+def regularizers(model):
+    names = ("kernel_regularizer", "depthwise_regularizer", "pointwise_regularizer")
+    return [getattr(l, n) for l in model.layers for n in names if getattr(l, n, None) is not None]
+
+
+def test_weight_penalty_is_on_in_its_block_only():
+    model = tiny_model()
+    with weight_penalty(model, l1=1e-3, l2=1e-2) as same:
+        assert same is model and len(model.losses) == 6 and len(regularizers(model)) == 6
+        np.testing.assert_allclose(float(tf.add_n(model.losses)), numpy_penalty(model, 1e-3, 1e-2), rtol=1e-5)
+    assert model.losses == [] and regularizers(model) == []
+    with weight_penalty(model, l2=0.5):  # another penalty now: the first one left nothing behind
+        np.testing.assert_allclose(float(tf.add_n(model.losses)), numpy_penalty(model, 0, 0.5), rtol=1e-5)
+    assert model.losses == []
+
+
+def test_weight_penalty_leaves_a_penalty_the_model_had():
+    model = apply_weight_penalty(tiny_model(), l2=1e-2)
+    with weight_penalty(model, l2=1e-2):  # the same values: nothing added
+        assert len(model.losses) == 6
+    assert len(model.losses) == 6 and len(regularizers(model)) == 6
+    with pytest.raises(ValueError, match="already has kernel_regularizer"), weight_penalty(model, l2=0.5):
+        pass
+    assert len(model.losses) == 6
 
 
 def test_validation():
