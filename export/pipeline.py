@@ -312,7 +312,8 @@ QAT_LEARNING_RATE_SCALE = 0.1
 
 
 def finetune_recipe(**changes):
-    """The default fine-tuning recipe of compressed models: Adam at 1e-4, one epoch, flips."""
+    """The default fine-tuning recipe of compressed models: Adam at 1e-4, one epoch, flips (of a dataset name:
+    data given as a ``tf.data.Dataset`` or a function is fine-tuned on as it is)."""
     from training import Recipe
 
     defaults = dict(optimizer="adam", learning_rate=1e-4, epochs=1, batch_size=128, augment="flip",
@@ -457,7 +458,8 @@ def compress(model: keras.Model, plan: Plan, *, train=None, recipe=None, finetun
     if train is None:
         raise ValueError(f"plan {plan.name!r} ({plan.describe()}) fine-tunes: pass train data")
     model = functional(model, what=f"plan {plan.name!r} ({plan.describe()})")
-    recipe = recipe or finetune_recipe()
+    # Its flips apply to a dataset name: `training.fit` reads a tf.data.Dataset as it is, and refuses augment
+    recipe = recipe or finetune_recipe(**({} if isinstance(train, str) else {"augment": None}))
     from training import steps_per_epoch
 
     # What can be checked without training, before anything is written: a --prune-layer pattern that

@@ -246,25 +246,23 @@ def _check_element_spec(dataset: tf.data.Dataset, model: keras.Model) -> None:
             "dataset must yield (images, labels) pairs; received elements of structure "
             f"{tf.nest.map_structure(lambda s: s.shape, spec)}"
         )
-    images, labels = spec
-    input_rank = len(model.inputs[0].shape)
-    if getattr(images, "shape", None) is not None and images.shape.rank == input_rank - 1:
-        raise ValueError(
-            f"the dataset looks unbatched: images of shape {images.shape} for a model input of shape "
-            f"{tuple(model.inputs[0].shape)}. Call dataset.batch(batch_size) first."
-        )
+    labels = spec[1]
     if getattr(labels, "dtype", None) is not None and not (labels.dtype.is_integer or labels.dtype.is_floating):
         raise ValueError(f"labels must be integer class indices (or one-hot); received dtype {labels.dtype.name}")
     check_images_fit(model.inputs[0].shape, dataset, what="the dataset")
+    one_hot_labels(model.outputs[0].shape[-1], dataset, what="the dataset")
 
 
 def check_images_fit(input_shape, dataset: tf.data.Dataset, *, what: str) -> None:
     """Raises a ValueError naming both shapes when the image batches of ``dataset`` (``(images, labels)``
-    elements) cannot go into a model input of ``input_shape`` (``[batch, H, W, C]``, None where open);
-    elements of another structure are left to the caller."""
+    elements) cannot go into a model input of ``input_shape`` (``[batch, H, W, C]``, None where open), or
+    are single images (an unbatched dataset); elements of another structure are left to the caller."""
     spec = getattr(dataset, "element_spec", None)
     images = spec[0] if isinstance(spec, tuple) and spec else None
     model = tf.TensorShape(input_shape)
+    if isinstance(images, tf.TensorSpec) and model.rank is not None and images.shape.rank == model.rank - 1:
+        raise ValueError(f"{what} looks unbatched: images of shape {tuple(images.shape)} for a model input of shape "
+                         f"{tuple(model)}. Call dataset.batch(batch_size) first.")
     if not isinstance(images, tf.TensorSpec) or images.shape.rank != 4 or model.rank != 4:
         return
     if not images.shape[1:].is_compatible_with(model[1:]):
@@ -272,3 +270,25 @@ def check_images_fit(input_shape, dataset: tf.data.Dataset, *, what: str) -> Non
                          f"{tuple(images.shape[1:])}. Accepted: data of the model's shape (a dataset name is resized "
                          "to the model's height and width, not its channels), or a model built for the data's "
                          "(input_shape=...)")
+
+
+def one_hot_labels(num_classes: int | None, dataset: tf.data.Dataset, *, what: str) -> bool:
+    """Whether the labels of ``dataset``'s ``(images, labels)`` batches are one-hot (or smoothed) rows
+    ``[batch, num_classes]`` rather than class ids ``[batch]`` or ``[batch, 1]`` (None: a model whose
+    classes are not known yet, any width above 1 taken for one-hot).
+
+    Raises:
+        ValueError: labels of another shape, naming it and the accepted ones.
+    """
+    spec = getattr(dataset, "element_spec", None)
+    labels = spec[1] if isinstance(spec, tuple) and len(spec) == 2 else None
+    if not isinstance(labels, tf.TensorSpec) or labels.shape.rank is None:
+        return False
+    shape = labels.shape
+    if shape.rank == 1 or (shape.rank == 2 and shape[-1] in (None, 1)):
+        return False
+    if shape.rank == 2 and shape[-1] > 1 and num_classes in (None, shape[-1]):
+        return True
+    classes = f"a {num_classes}-class model" if num_classes else "the model"
+    raise ValueError(f"{what} has labels of shape {tuple(shape)} for {classes}; accepted: class ids of shape "
+                     f"[batch] or [batch, 1], or one-hot rows [batch, {num_classes or 'num_classes'}]")

@@ -288,7 +288,7 @@ def _penalized(model: keras.Model) -> keras.Model:
     return model
 
 
-def _compile(model: keras.Model, recipe: Recipe, steps_per_epoch: int) -> None:
+def _compile(model: keras.Model, recipe: Recipe, steps_per_epoch: int, *, one_hot: bool = False) -> None:
     from training.optimizers import get_optimizer
 
     optimizer = get_optimizer(recipe.optimizer, learning_rate=make_schedule(recipe, steps_per_epoch),
@@ -300,14 +300,19 @@ def _compile(model: keras.Model, recipe: Recipe, steps_per_epoch: int) -> None:
     from training.evaluation import outputs_logits
 
     logits = outputs_logits(model)  # False for softmax outputs: a layer's activation, or a Softmax layer
-    if recipe.regularization.label_smoothing:
-        from training.regularizers import label_smoothing_loss
-
-        loss = label_smoothing_loss(recipe.regularization.label_smoothing, from_logits=logits)
+    smoothing = recipe.regularization.label_smoothing
+    if one_hot:  # labels given as one-hot (or already smoothed) rows
+        loss = keras.losses.CategoricalCrossentropy(from_logits=logits, label_smoothing=smoothing)
+        metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
     else:
-        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=logits)
+        if smoothing:
+            from training.regularizers import label_smoothing_loss
+
+            loss = label_smoothing_loss(smoothing, from_logits=logits)
+        else:
+            loss = keras.losses.SparseCategoricalCrossentropy(from_logits=logits)
+        metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
     names = model.output_names
-    metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
     if names is None or len(names) == 1:  # None: a subclassed model
         model.compile(loss=loss, metrics=metrics, **common)
     else:
@@ -414,8 +419,12 @@ def fit(
             precision, so that it is built in place (a built model is cloned there instead; a
             subclassed one cannot be).
         train: a dataset name for `training.data.load_dataset` (batched, shuffled and augmented
-            per the recipe, resized to the model's input height and width), a function ``epoch -> tf.data.Dataset`` that is deterministic in its
-            argument, or a ``tf.data.Dataset`` of ``(images, labels)`` batches.
+            per the recipe, resized to the model's input height and width), a function
+            ``epoch -> tf.data.Dataset`` that is deterministic in its argument, or a ``tf.data.Dataset``
+            of ``(images, labels)`` batches: labels are class ids (``[batch]`` or ``[batch, 1]``) or one-hot
+            rows ``[batch, num_classes]`` (label smoothing applies to either). The recipe's ``batch_size``
+            and ``augment`` apply to a dataset name; data in the other forms is read as it is batched and
+            augmented (a ``tf.data.Dataset`` with ``recipe.augment`` set is refused).
         recipe: the `Recipe`.
         val: validation data in the same forms (a name loads its ``"test"`` split), or None.
         out_dir: checkpoints, ``recipe.json``, ``state.json``, ``log.csv``, TensorBoard logs and
@@ -431,8 +440,13 @@ def fit(
     Raises:
         TrainingDiverged: the loss became NaN or Inf.
         ValueError: ``out_dir`` holds a run of a different recipe or of another number of steps per
-            epoch, or the data is unusable.
+            epoch, the data is unusable (unbatched, images or labels of shapes the model does not take), or
+            ``recipe.augment`` is set for a ``tf.data.Dataset``.
     """
+    if recipe.augment is not None and isinstance(train, tf.data.Dataset):
+        raise ValueError(f"recipe.augment={recipe.augment!r} augments a dataset name, which fit loads; a "
+                         "tf.data.Dataset is read as it is. Augment it yourself (training.augment.get_augment(...)"
+                         ".apply), pass the dataset's name, or set augment=None")
     out_dir = os.fspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
     strategy = strategy or tf.distribute.get_strategy()
@@ -477,12 +491,17 @@ def _fit(model, train, *, recipe, val, out_dir, strategy, callbacks, verbose, ch
     val_data = None if val is None else _epoch_source(val, "test", recipe, None, size)(0)
     first_epoch = train_for(0)
     steps_per_epoch = _steps_in(first_epoch)
-    if size is not None:  # a mismatch failed inside the first step, in an AutoGraph trace
-        from training.evaluation import check_images_fit
+    from training.evaluation import check_images_fit, one_hot_labels
 
-        for data, what in ((first_epoch, "the training data"), (val_data, "the validation data")):
-            if data is not None:
-                check_images_fit(_penalized(model).inputs[0].shape, data, what=what)
+    # A mismatch failed inside the first step, in an AutoGraph trace.
+    checked = _penalized(model)
+    one_hot = False
+    for data, what in ((first_epoch, "the training data"), (val_data, "the validation data")):
+        if data is not None and size is not None:
+            check_images_fit(checked.inputs[0].shape, data, what=what)
+        if data is not None and not _has_custom_train_step(model):  # which labels its train_step takes
+            classes = checked.outputs[0].shape[-1] if checked.outputs else None
+            one_hot |= one_hot_labels(classes, data, what=what)
     if chief:
         write_json(os.path.join(out_dir, RECIPE_FILE), recipe.to_dict())
 
@@ -494,7 +513,7 @@ def _fit(model, train, *, recipe, val, out_dir, strategy, callbacks, verbose, ch
 
             for_the_run.enter_context(weight_penalty(_penalized(model), l1=recipe.regularization.l1,
                                                      l2=recipe.regularization.l2))
-        _compile(model, recipe, steps_per_epoch)
+        _compile(model, recipe, steps_per_epoch, one_hot=one_hot)
         model.optimizer.build(model.trainable_variables)
         generators = _resumable_random_generators(model, recipe.seed)
         checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, random_generators=generators)

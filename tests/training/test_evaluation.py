@@ -139,6 +139,9 @@ def test_errors_say_what_was_received():
         evaluate(model, tf.data.Dataset.from_tensor_slices((features, labels)))
     with pytest.raises(ValueError, match=r"label 7 is outside \[0, 6\)"):
         evaluate(model, _ds(features, np.full(50, 7)))
+    with pytest.raises(ValueError, match=r"the dataset has labels of shape \(None, 4\) for a 6-class model; "
+                                         r"accepted: class ids"):
+        evaluate(model, _ds(features, np.eye(4, dtype="float32")[labels % 4]))
     with pytest.raises(ValueError, match="no examples"):
         evaluate(model, _ds(features[:0], labels[:0]))
     with pytest.raises(ValueError, match=r"\(images, labels\) pairs"):

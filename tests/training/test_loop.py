@@ -250,6 +250,43 @@ def test_a_dataset_without_batches_is_refused_before_training(tmp_path):
         training.steps_per_epoch(empty, RECIPE)
 
 
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_one_hot_labels_train_as_the_class_ids_do(tmp_path, smoothing):
+    def one_hot(epoch):
+        return _tiny.epoch_data(epoch).take(3).map(lambda x, y: (x, tf.one_hot(y, _tiny.CLASSES)))
+
+    recipe = RECIPE.replace(epochs=2, regularization={"label_smoothing": smoothing})
+    runs = {}
+    for name, data in (("ids", lambda e: _tiny.epoch_data(e).take(3)), ("one_hot", one_hot)):
+        keras.utils.set_random_seed(0)
+        runs[name] = training.fit(_tiny.plain_model(), data, recipe=recipe, out_dir=tmp_path / name, verbose=0)
+    for ids, rows in zip(runs["ids"].history, runs["one_hot"].history):
+        assert ids["accuracy"] == rows["accuracy"]
+        np.testing.assert_allclose(ids["loss"], rows["loss"], rtol=1e-5)
+    np.testing.assert_allclose(runs["ids"].model.get_weights()[0], runs["one_hot"].model.get_weights()[0], atol=1e-6)
+
+
+def test_labels_and_images_that_cannot_train_are_refused_before_training(tmp_path):
+    data = _tiny.epoch_data(0)
+    wide = data.map(lambda x, y: (x, tf.one_hot(y, 7)))
+    with pytest.raises(ValueError, match=r"the training data has labels of shape \(None, 7\) for a 4-class model; "
+                                         r"accepted: class ids of shape \[batch\] or \[batch, 1\], or one-hot "
+                                         r"rows \[batch, 4\]"):
+        training.fit(_tiny.plain_model(), wide, recipe=RECIPE, out_dir=tmp_path / "wide", verbose=0)
+    with pytest.raises(ValueError, match=r"the training data looks unbatched: images of shape \(8, 8, 1\) for a "
+                                         r"model input of shape \(None, 8, 8, 1\). Call dataset.batch"):
+        training.fit(_tiny.plain_model(), tf.data.Dataset.from_tensor_slices(_tiny.arrays()), recipe=RECIPE,
+                     out_dir=tmp_path / "single", verbose=0)
+    with pytest.raises(ValueError, match="the validation data has labels of shape"):
+        training.fit(_tiny.plain_model(), data, val=wide, recipe=RECIPE, out_dir=tmp_path / "val", verbose=0)
+    # It was ignored, and recorded in recipe.json as if applied.
+    with pytest.raises(ValueError, match=r"recipe.augment='flip' augments a dataset name, which fit loads; a "
+                                         r"tf.data.Dataset is read as it is"):
+        training.fit(_tiny.plain_model(), data, recipe=RECIPE.replace(augment="flip"), out_dir=tmp_path / "aug",
+                     verbose=0)
+    assert not (tmp_path / "aug").exists()
+
+
 def test_each_fit_penalizes_by_its_own_recipe_and_leaves_no_penalty_on_the_model(tmp_path):
     model = _tiny.plain_model()
     data = lambda e: _tiny.epoch_data(e).take(2)  # noqa: E731
