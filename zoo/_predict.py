@@ -52,7 +52,8 @@ class Predictor:
         ValueError: an unknown backend, normalization that does not fit the model, or a model that is not
             a classifier (its output is not ``[N, classes]``, or a zoo model's pooled features). Calls
             raise it for images of the wrong shape or not pixels: floats in [0, 1] with the default
-            scale, NaN, or values outside the pixels' range by more than 10%.
+            scale, NaN, or values outside the pixels' range by more than 10% (with ``scale=1.0`` and a mean
+            that is a fraction, as shipped weights' are, that range is [0, 1]: raw 0-255 pixels are refused).
     """
 
     def __init__(self, model, *, mean: Sequence[float], std: Sequence[float], scale: float = 1 / 255,
@@ -73,6 +74,10 @@ class Predictor:
         model = strip_training_outputs(model)
         self._probabilities = not outputs_logits(model)  # softmax outputs are not softmaxed again
         self.scale = float(scale)
+        # What ``x * scale`` should span: [0, 1] when the mean is a fraction (statistics of pixels / 255, as
+        # every shipped weights' are), pixel units when it is above 1 (keras.applications' 127.5); a zero
+        # mean says nothing.
+        self._unit = 1.0 if 0 < max(float(m) for m in mean) <= 1 else None
         pixels = tflite.with_preprocessing(model, mean=mean, std=std, scale=scale)  # functional, subclassed or not
         last = model.outputs[0]._keras_history.layer if model.outputs else None  # None: subclassed
         pooled = isinstance(last, (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)) and \
@@ -127,14 +132,17 @@ class Predictor:
                              f"range); received floats in [{x.min():g}, {x.max():g}]. Accepted: images * 255, "
                              "scale=1.0 for images in [0, 1] (Predictor, Predictor.from_pretrained and zoo.predict "
                              "take it), or uint8 pixels (never taken for [0, 1] floats, even all dark)")
-        # Pixels are finite and not negative (normalized images are), and with a scale below 1 they reach at
-        # most what it maps to 1 (255 for raw pixels: uint16 or 0-1020 images were taken). A resize's
-        # overshoot (bicubic or antialiased: -6 or 262) is within the 10% allowed.
-        top = 1 / self.scale if self.scale < 1 else np.inf
+        # Pixels are finite and not negative (normalized images are), and reach at most what the scale maps
+        # to 1 (with a scale below 1, or a mean that is a fraction): 255 for raw pixels (uint16 or 0-1020
+        # images were taken), 1 with scale=1.0 (raw pixels were, at chance accuracy). A resize's overshoot
+        # (bicubic or antialiased: -6 or 262) is within the 10% allowed.
+        top = 1 / self.scale if self.scale < 1 or self._unit else np.inf
         if x.size and not (np.all(np.isfinite(x)) and -0.1 * top <= x.min() and x.max() <= 1.1 * top):
             bad = "NaN or infinite values" if not np.all(np.isfinite(x)) else f"values in [{x.min():g}, {x.max():g}]"
+            accepted = f"uint8 pixels or floats in [0, {top:g}]" if top >= 255 else \
+                f"floats in [0, {top:g}] (raw 0-255 pixels take the default scale, 1/255)"
             raise ValueError(f"images must be pixels in [0, {top:g}] (scale={self.scale:g}); received {x.dtype} {bad}. "
-                             f"Accepted: uint8 pixels or floats in [0, {top:g}], not normalized images")
+                             f"Accepted: {accepted}, not normalized images")
         return x.astype(np.float32)
 
     def _outputs(self, images, batch_size) -> np.ndarray:

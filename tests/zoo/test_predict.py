@@ -44,6 +44,13 @@ def test_predictor_errors_name_what_is_accepted(samples):
                                              rf"{received}\. Accepted: uint8 pixels or floats in \[0, 255\]"):
             predictor(wrong)
     assert len(predictor(images * 1.02 - 3.0).labels) == len(images)  # a resize's overshoot: [-3, 257.1]
+    unit = zoo.Predictor.from_pretrained("resnet20.fashion_mnist", backend="function", scale=1.0)
+    with pytest.raises(ValueError, match=r"images must be pixels in \[0, 1\] \(scale=1\); received uint8 values in "
+                                         r"\[0, 255\]\. Accepted: floats in \[0, 1\] \(raw 0-255 pixels take the "
+                                         r"default scale, 1/255\)"):
+        unit(images)  # at chance accuracy, silently, before
+    pixel_units = zoo.create_model("resnet20", input_shape=(28, 28, 1), num_classes=10)  # keras.applications' kind
+    assert len(zoo.Predictor(pixel_units, mean=(127.5,), std=(127.5,), scale=1.0, backend="function")(images).labels)
     with pytest.raises(ValueError, match=r"batch_size must be an int >= 1; received 0"):
         predictor(images, batch_size=0)
     for nothing in (images[:0], []):
