@@ -154,6 +154,9 @@ class WeightsInput:
     def normalize(self, images):
         """Raw images (``[N, H, W]`` or ``[N, H, W, C]``, e.g. ``uint8``) as the model's float32 input.
 
+        Raises:
+            ValueError: images with another number of channels than the weights take.
+
         Example:
             >>> info = get_weights_info("resnet20.fashion_mnist")
             >>> images, labels = sample_images("fashion_mnist")
@@ -165,6 +168,9 @@ class WeightsInput:
         x = np.asarray(images)
         if x.ndim == 3 and self.shape[2] == 1:
             x = x[..., None]
+        if x.ndim != 4 or x.shape[-1] != self.shape[2]:  # a 1-channel mean broadcast over RGB images
+            raise ValueError(f"images must be [N, H, W, {self.shape[2]}] (or [N, H, W] for one channel): the weights "
+                             f"take {self.shape[2]} channel(s); received shape {x.shape}")
         x = x.astype(np.float32) * np.float32(self.scale)
         return (x - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
 

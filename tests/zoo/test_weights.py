@@ -555,3 +555,11 @@ def test_eval_accepts_pretrained_names(capsys):
     assert "resnet20 on fashion_mnist test: accuracy" in capsys.readouterr().out
     assert main(["eval", "resnet20", "--weights", "nope", "--dataset", "fashion_mnist"]) == 2
     assert "nor pretrained weights of resnet20 (DEFAULT, fashion_mnist)" in capsys.readouterr().err
+
+
+def test_normalize_refuses_images_with_another_number_of_channels():
+    info = get_weights_info(FM).input
+    assert info.normalize(np.zeros((2, 28, 28), np.uint8)).shape == (2, 28, 28, 1)
+    with pytest.raises(ValueError, match=r"images must be \[N, H, W, 1\] \(or \[N, H, W\] for one channel\): the "
+                                         r"weights take 1 channel\(s\); received shape \(2, 32, 32, 3\)"):
+        info.normalize(np.zeros((2, 32, 32, 3), np.uint8))  # the grayscale mean was broadcast over RGB
