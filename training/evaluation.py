@@ -250,6 +250,7 @@ def _check_element_spec(dataset: tf.data.Dataset, model: keras.Model) -> None:
     if getattr(labels, "dtype", None) is not None and not (labels.dtype.is_integer or labels.dtype.is_floating):
         raise ValueError(f"labels must be integer class indices (or one-hot); received dtype {labels.dtype.name}")
     check_images_fit(model.inputs[0].shape, dataset, what="the dataset")
+    check_not_raw_pixels(model, dataset, what="the dataset")
     one_hot_labels(model.outputs[0].shape[-1], dataset, what="the dataset")
 
 
@@ -292,3 +293,24 @@ def one_hot_labels(num_classes: int | None, dataset: tf.data.Dataset, *, what: s
     classes = f"a {num_classes}-class model" if num_classes else "the model"
     raise ValueError(f"{what} has labels of shape {tuple(shape)} for {classes}; accepted: class ids of shape "
                      f"[batch] or [batch, 1], or one-hot rows [batch, {num_classes or 'num_classes'}]")
+
+
+# Layers that can take raw pixels: a model with one of them may be fed integer images.
+_PREPROCESSING = (keras.layers.Rescaling, keras.layers.Normalization, keras.layers.Lambda)
+
+
+def check_not_raw_pixels(model: keras.Model, dataset: tf.data.Dataset, *, what: str) -> None:
+    """Raises a ValueError when ``dataset``'s images are integers (raw pixels) and ``model`` (functional) has no
+    layer that could scale them (``Rescaling``, ``Normalization``, ``Lambda``): the zoo's models take
+    normalized floats, and raw pixels trained and evaluated without an error, at chance accuracy."""
+    spec = getattr(dataset, "element_spec", None)
+    images = spec[0] if isinstance(spec, tuple) and spec else None
+    functional = getattr(model, "_is_graph_network", False)  # a subclassed model's call may scale anything
+    if not isinstance(images, tf.TensorSpec) or not images.dtype.is_integer or not functional:
+        return
+    if any(isinstance(layer, _PREPROCESSING) for layer in model.submodules):
+        return
+    raise ValueError(f"{what} has {images.dtype.name} images (raw pixels?) and model {model.name!r} scales nothing "
+                     "(no Rescaling, Normalization or Lambda layer). Accepted: float images normalized as the model "
+                     "was trained, (x * scale - mean) / std (training.load_dataset gives them; for shipped weights, "
+                     "PretrainedWeights.input.normalize), or a model with its own Rescaling layer")

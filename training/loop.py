@@ -491,7 +491,7 @@ def _fit(model, train, *, recipe, val, out_dir, strategy, callbacks, verbose, ch
     val_data = None if val is None else _epoch_source(val, "test", recipe, None, size)(0)
     first_epoch = train_for(0)
     steps_per_epoch = _steps_in(first_epoch)
-    from training.evaluation import check_images_fit, one_hot_labels
+    from training.evaluation import check_images_fit, check_not_raw_pixels, one_hot_labels
 
     # A mismatch failed inside the first step, in an AutoGraph trace.
     checked = _penalized(model)
@@ -499,6 +499,7 @@ def _fit(model, train, *, recipe, val, out_dir, strategy, callbacks, verbose, ch
     for data, what in ((first_epoch, "the training data"), (val_data, "the validation data")):
         if data is not None and size is not None:
             check_images_fit(checked.inputs[0].shape, data, what=what)
+            check_not_raw_pixels(checked, data, what=what)
         if data is not None and not _has_custom_train_step(model):  # which labels its train_step takes
             classes = checked.outputs[0].shape[-1] if checked.outputs else None
             one_hot |= one_hot_labels(classes, data, what=what)

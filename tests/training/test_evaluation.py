@@ -142,6 +142,14 @@ def test_errors_say_what_was_received():
     with pytest.raises(ValueError, match=r"the dataset has labels of shape \(None, 4\) for a 6-class model; "
                                          r"accepted: class ids"):
         evaluate(model, _ds(features, np.eye(4, dtype="float32")[labels % 4]))
+    pixels = np.zeros((4, 4, 4, 1), "uint8")
+    inputs = keras.Input((4, 4, 1))
+    plain = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(inputs)), name="plain")
+    with pytest.raises(ValueError, match=r"the dataset has uint8 images \(raw pixels\?\) and model 'plain' scales "
+                                         r"nothing"):  # chance accuracy, silently, before
+        evaluate(plain, _ds(pixels, np.zeros(4, "int64")))
+    scaled = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(inputs))))
+    assert evaluate(scaled, _ds(pixels, np.zeros(4, "int64"))).num_examples == 4
     with pytest.raises(ValueError, match="no examples"):
         evaluate(model, _ds(features[:0], labels[:0]))
     with pytest.raises(ValueError, match=r"\(images, labels\) pairs"):

@@ -279,6 +279,10 @@ def test_labels_and_images_that_cannot_train_are_refused_before_training(tmp_pat
                      out_dir=tmp_path / "single", verbose=0)
     with pytest.raises(ValueError, match="the validation data has labels of shape"):
         training.fit(_tiny.plain_model(), data, val=wide, recipe=RECIPE, out_dir=tmp_path / "val", verbose=0)
+    raw = tf.data.Dataset.from_tensor_slices((np.zeros((32, 8, 8, 1), "uint8"), np.zeros(32, "int32"))).batch(16)
+    with pytest.raises(ValueError, match=r"the training data has uint8 images \(raw pixels\?\) and model 'plain' "
+                                         r"scales nothing \(no Rescaling, Normalization or Lambda layer\)"):
+        training.fit(_tiny.plain_model(), raw, recipe=RECIPE, out_dir=tmp_path / "raw", verbose=0)
     # It was ignored, and recorded in recipe.json as if applied.
     with pytest.raises(ValueError, match=r"recipe.augment='flip' augments a dataset name, which fit loads; a "
                                          r"tf.data.Dataset is read as it is"):
