@@ -414,7 +414,11 @@ def create_model(
             weights, to theirs). Families adapt their stem to small inputs (under 64 pixels) as their
             docstrings describe; pretrained weights keep the stem they were trained with at any size
             (AlexNet's and VGG's flattening classifiers fit only the trained size; ``include_top=False``
-            loads at any).
+            loads at any). Weights of another number of channels (e.g. the grayscale pretrained weights
+            for RGB images) are loaded with the first convolution adapted as timm's ``in_chans`` does:
+            its kernel repeated over the channels and scaled by ``weights' / model's`` channels (summed
+            for one channel), so a grayscale image repeated over RGB gets the pretrained response;
+            normalize each channel with the weights' mean and std.
         num_classes: size of the classifier; defaults to the variant's default (1000 for ImageNet), or
             the pretrained weights' classes. With pretrained weights and another number of classes,
             the backbone is loaded and the classifier layers (the family's ``classifier_layers``,
@@ -458,10 +462,6 @@ def create_model(
         num_classes = pretrained.head.num_classes if num_classes is None else num_classes
     options = {**spec.options, **user_options}
     input_shape = _check_input_shape(name, spec.default_input_shape if input_shape is None else input_shape)
-    if pretrained is not None and input_shape[2] != pretrained.input.shape[2]:
-        raise ValueError(f"pretrained weights {pretrained.name!r} take {pretrained.input.shape[2]} input channel(s); "
-                         f"received input_shape={input_shape!r}. Accepted: (height, width, "
-                         f"{pretrained.input.shape[2]}), by default {pretrained.input.shape!r}")
     num_classes = spec.default_num_classes if num_classes is None else num_classes
     if as_int(num_classes, minimum=1) is None:
         raise ValueError(f"num_classes must be a positive int; received {_described(num_classes)}")
@@ -533,7 +533,7 @@ def _load_weights(model, spec: ModelSpec, weights: str) -> None:
         accepted = ", ".join([*pretrained, "None", "a path to a weights file"])
         raise ValueError(f"cannot load weights={weights!r} for {spec.name!r}. Accepted: {accepted}")
     path = os.fspath(weights)
-    accepted = (f"weights saved from {spec.name} with the same options, input channels and num_classes (for "
+    accepted = (f"weights saved from {spec.name} with the same options and num_classes (for "
                 "include_top=False, also a full model's file)")
     if os.path.isdir(path) and os.path.exists(os.path.join(path, "variables", "variables.index")):
         path = os.path.join(path, "variables", "variables")  # a SavedModel: its variables are a checkpoint

@@ -692,8 +692,9 @@ def load_by_name(model, path: str | os.PathLike, family, *, what: str, accepted:
     """Fills ``model``'s layers by layer name, all or nothing, from a legacy ``save_weights`` HDF5 file
     (`is_legacy_h5`) or a TF checkpoint (a ``save_weights`` prefix, or a `training.fit` checkpoint).
 
-    Every layer of ``model`` with weights must be in the file with the same shapes, except the
-    family's classifier layers (`Family.classifier_layers`) when ``num_classes``, the file's number of
+    Every layer of ``model`` with weights must be in the file with the same shapes (the first
+    convolution's kernel may differ in its input channels: it is adapted as `_adapt_input_channels`
+    says), except the family's classifier layers (`Family.classifier_layers`) when ``num_classes``, the file's number of
     classes, differs from the model's: those keep their fresh initialization. Every layer of the file
     with weights must be in ``model``, except the family's head layers (`Family.head_layers`), which
     a backbone or a GoogLeNet without auxiliary heads leaves out.
@@ -715,6 +716,7 @@ def load_by_name(model, path: str | os.PathLike, family, *, what: str, accepted:
     # tested is_legacy_h5 already: a second open of the file would only repeat that).
     saved = _read_checkpoint(path, what) if os.path.exists(f"{path}.index") else _read_h5(path, what)
     names = _layer_names(model)
+    stem = next((layer for layer in model.layers if layer.weights), None)  # the layer that reads the images
     classifier = [name for name in family.classifier_layers if name in names]
     fresh = set()
     if classifier and num_classes is not None and model.get_layer(classifier[0]).output_shape[-1] != num_classes:
@@ -734,6 +736,9 @@ def load_by_name(model, path: str | os.PathLike, family, *, what: str, accepted:
         arrays = [by_name[n] for n in wanted] if sorted(wanted) == sorted(by_name) else [a for _, a in arrays]
         want = [tuple(v.shape) for v in variables]
         have = [tuple(a.shape) for a in arrays]
+        if want != have and layer is stem and type(layer) is keras.layers.Conv2D:
+            arrays = _adapt_input_channels(arrays, want)
+            have = [tuple(a.shape) for a in arrays]
         if want != have:
             mismatched.append(f"{layer.name} (file {have}, model {want})")
             continue
@@ -747,6 +752,27 @@ def load_by_name(model, path: str | os.PathLike, family, *, what: str, accepted:
                                          ("file layers not in the model", extra)) if items]
         raise ValueError(f"{what} do not fit this {model.name!r} model ({'; '.join(problems)}). Accepted: {accepted}")
     keras.backend.batch_set_value(assign)
+
+
+def _adapt_input_channels(arrays: list, want: list[tuple]) -> list:
+    """The first convolution's weights for another number of input channels, as timm's ``in_chans`` adapts
+    them: for one channel, the kernel summed over the file's channels; for more, the file's channels
+    repeated and scaled by ``file's / model's``. A grayscale image repeated over the channels (or the gray
+    sum of one) then gives the response the weights were trained to. Anything but a kernel that differs
+    in its input channels alone comes back as it is (and is reported as a mismatch)."""
+    import numpy as np
+
+    kernel = arrays[0]
+    if len(arrays) != len(want) or kernel.ndim != 4 or len(want[0]) != 4 or \
+            kernel.shape[:2] + kernel.shape[3:] != want[0][:2] + want[0][3:] or \
+            [a.shape for a in arrays[1:]] != list(want[1:]):
+        return arrays
+    have, channels = kernel.shape[2], want[0][2]
+    if channels == 1:
+        adapted = kernel.sum(axis=2, keepdims=True)
+    else:
+        adapted = np.tile(kernel, (1, 1, -(-channels // have), 1))[:, :, :channels] * (have / channels)
+    return [adapted.astype(kernel.dtype), *arrays[1:]]
 
 
 def _layer_names(model) -> set[str]:

@@ -245,13 +245,42 @@ def test_unknown_or_foreign_names_list_what_is_accepted():
         get_weights_info("vgg16.imagenet")
 
 
-def test_conflicting_options_and_channels_raise():
+def test_conflicting_options_raise():
     with pytest.raises(ValueError, match=r"trained with the variant's defaults; received stage_depths=\(2, 2, 2\) "
                                          r"\(the weights have stage_depths=\(3, 3, 3\)\)"):
         zoo.create_model("resnet20", weights="DEFAULT", stage_depths=(2, 2, 2))
     zoo.create_model("resnet20", weights="DEFAULT", stage_depths=(3, 3, 3))  # agreeing is fine
-    with pytest.raises(ValueError, match=r"take 1 input channel\(s\); received input_shape=\(28, 28, 3\)"):
-        zoo.create_model("resnet20", weights="DEFAULT", input_shape=(28, 28, 3))
+
+
+def test_grayscale_weights_load_for_rgb_images_with_the_first_convolution_adapted():
+    """As timm's in_chans: a gray image repeated over RGB gets the pretrained response (it was refused)."""
+    gray = zoo.create_model("resnet20", weights="DEFAULT")
+    rgb = zoo.create_model("resnet20", weights="DEFAULT", input_shape=(32, 32, 3), num_classes=4)
+    kernel = gray.get_layer("stem_conv").kernel.numpy()
+    np.testing.assert_allclose(rgb.get_layer("stem_conv").kernel.numpy(), np.repeat(kernel, 3, axis=2) / 3, rtol=1e-6)
+    for layer in gray.layers:  # everything but the stem and the fresh 4-class classifier as it was
+        if layer.weights and layer.name not in ("stem_conv", "predictions"):
+            for a, b in zip(layer.get_weights(), rgb.get_layer(layer.name).get_weights(), strict=True):
+                np.testing.assert_array_equal(a, b)
+    same = zoo.create_model("resnet20", weights="DEFAULT", input_shape=(28, 28, 3))
+    images, labels = sample_images()
+    x = get_weights_info(FM).input.normalize(images)
+    np.testing.assert_allclose(same(np.repeat(x, 3, axis=-1), training=False).numpy(),
+                               gray(x, training=False).numpy(), atol=1e-4)
+
+
+def test_rgb_weights_load_into_a_grayscale_model_summed_over_the_channels(tmp_path):
+    rgb = zoo.create_model("resnet20", input_shape=(16, 16, 3), num_classes=3, stage_depths=(1, 1, 1))
+    rgb.save_weights(tmp_path / "rgb.h5")
+    gray = zoo.create_model("resnet20", input_shape=(16, 16, 1), num_classes=3, stage_depths=(1, 1, 1),
+                            weights=str(tmp_path / "rgb.h5"))
+    x = np.random.default_rng(0).normal(size=(2, 16, 16, 1)).astype("float32")
+    np.testing.assert_allclose(gray(x, training=False).numpy(),
+                               rgb(np.repeat(x, 3, axis=-1), training=False).numpy(), atol=1e-4)
+    two = zoo.create_model("resnet20", input_shape=(16, 16, 2), num_classes=3, stage_depths=(1, 1, 1),
+                           weights=str(tmp_path / "rgb.h5"))  # 3 -> 2: channels repeated, cut, scaled by 3/2
+    kernel = rgb.get_layer("stem_conv").kernel.numpy()
+    np.testing.assert_allclose(two.get_layer("stem_conv").kernel.numpy(), kernel[:, :, :2] * 1.5, rtol=1e-6)
 
 
 # -- corrupt files never load ---------------------------------------------------------------------------
