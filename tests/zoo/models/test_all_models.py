@@ -68,8 +68,9 @@ def test_config_round_trip_at_32x32x3(name):
     assert [layer.name for layer in clone.layers] == [layer.name for layer in model.layers]
     assert [w.shape for w in clone.weights] == [w.shape for w in model.weights]
     assert clone.count_params() == model.count_params()
-    again = zoo.create_model(name, input_shape=(32, 32, 3), num_classes=7)  # deterministic names
-    assert [layer.name for layer in again.layers] == [layer.name for layer in model.layers]
+    if name in SMALLEST:  # deterministic names (every model's are explicit: test_gradient_step_...), per family
+        again = zoo.create_model(name, input_shape=(32, 32, 3), num_classes=7)
+        assert [layer.name for layer in again.layers] == [layer.name for layer in model.layers]
 
 
 @pytest.mark.parametrize("name", [n for n in MODELS if registry.get_spec(n).default_input_shape[0] < 64])
