@@ -39,6 +39,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 from typing import Callable, Sequence, Union
 
 import tensorflow as tf
@@ -583,9 +584,17 @@ def _fit(model, train, *, recipe, val, out_dir, strategy, callbacks, verbose, ch
     for epoch in range(start_step // steps_per_epoch, recipe.epochs):
         done = int(model.optimizer.iterations.numpy()) - epoch * steps_per_epoch
         data = _label_every_output(model, train_for(epoch).skip(done))
-        model.fit(data, epochs=epoch + 1, initial_epoch=epoch, validation_data=(
-            None if val_data is None else _label_every_output(model, val_data)), callbacks=all_callbacks,
-            verbose=verbose)
+        try:
+            model.fit(data, epochs=epoch + 1, initial_epoch=epoch, validation_data=(
+                None if val_data is None else _label_every_output(model, val_data)), callbacks=all_callbacks,
+                verbose=verbose)
+        except tf.errors.InvalidArgumentError as err:  # a graph dump, the point in its last line
+            bad = _LABEL_OUT_OF_RANGE.search(str(err))
+            if bad is None:
+                raise
+            raise ValueError(f"label {bad[1]} is outside [0, {bad[2]}) for a {bad[2]}-class model, in epoch "
+                             f"{epoch + 1}'s data; the last checkpoint is {manager.latest_checkpoint or 'none'}. "
+                             "Accepted: class ids 0 to num_classes - 1") from None
         if checkpointer.diverged is not None:
             first, step, loss = checkpointer.diverged
             where = f"at step {step}" if first == step else f"in steps {first}-{step} (one execution)"
@@ -597,6 +606,9 @@ def _fit(model, train, *, recipe, val, out_dir, strategy, callbacks, verbose, ch
         _save_weights(model, os.path.join(out_dir, FINAL_WEIGHTS))
     return FitResult(history=tuple(history), steps=int(model.optimizer.iterations.numpy()),
                      best_val_accuracy=best, out_dir=out_dir, resumed_from_step=start_step, model=model)
+
+
+_LABEL_OUT_OF_RANGE = re.compile(r"Received a label value of (-?\d+) which is outside the valid range of \[0, (\d+)\)")
 
 
 def _primary_val_accuracy(logs: dict[str, float]) -> float | None:

@@ -266,7 +266,7 @@ def test_one_hot_labels_train_as_the_class_ids_do(tmp_path, smoothing):
     np.testing.assert_allclose(runs["ids"].model.get_weights()[0], runs["one_hot"].model.get_weights()[0], atol=1e-6)
 
 
-def test_labels_and_images_that_cannot_train_are_refused_before_training(tmp_path):
+def test_labels_and_images_that_cannot_train_are_refused_saying_what_was_received(tmp_path):
     data = _tiny.epoch_data(0)
     wide = data.map(lambda x, y: (x, tf.one_hot(y, 7)))
     with pytest.raises(ValueError, match=r"the training data has labels of shape \(None, 7\) for a 4-class model; "
@@ -283,6 +283,10 @@ def test_labels_and_images_that_cannot_train_are_refused_before_training(tmp_pat
     with pytest.raises(ValueError, match=r"the training data has uint8 images \(raw pixels\?\) and model 'plain' "
                                          r"scales nothing \(no Rescaling, Normalization or Lambda layer\)"):
         training.fit(_tiny.plain_model(), raw, recipe=RECIPE, out_dir=tmp_path / "raw", verbose=0)
+    seven = data.map(lambda x, y: (x, tf.where(y == 2, 7, y)))  # an InvalidArgumentError's graph dump before
+    with pytest.raises(ValueError, match=r"^label 7 is outside \[0, 4\) for a 4-class model, in epoch 1's data; the "
+                                         r"last checkpoint is none\. Accepted: class ids 0 to num_classes - 1$"):
+        training.fit(_tiny.plain_model(), seven, recipe=RECIPE, out_dir=tmp_path / "seven", verbose=0)
     # It was ignored, and recorded in recipe.json as if applied.
     with pytest.raises(ValueError, match=r"recipe.augment='flip' augments a dataset name, which fit loads; a "
                                          r"tf.data.Dataset is read as it is"):
