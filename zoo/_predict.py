@@ -46,6 +46,11 @@ class Predictor:
         class_names: one name per class (default the class indices as text).
         backend: ``"tflite"`` or ``"function"`` (see the module docstring).
         num_threads: interpreter threads for the TFLite backend.
+        resize: take images of any size and of 1, 3 or 4 channels (grayscale, RGB, RGBA), one image, a
+            batch or a list of images of different sizes, as torchvision's weight transforms do: each is
+            brought to the model's channels (RGB to gray by ITU-R 601 luma, alpha dropped, gray repeated)
+            and resized to its height and width (bilinear, antialiased). By default images must have the
+            model's input shape.
 
     Raises:
         TypeError: ``model`` is not a ``tf_keras`` model (a name: see `from_pretrained`).
@@ -57,7 +62,8 @@ class Predictor:
     """
 
     def __init__(self, model, *, mean: Sequence[float], std: Sequence[float], scale: float = 1 / 255,
-                 class_names: Sequence[str] | None = None, backend: str = "tflite", num_threads: int = 2):
+                 class_names: Sequence[str] | None = None, backend: str = "tflite", num_threads: int = 2,
+                 resize: bool = False):
         import tensorflow as tf
 
         import tf_keras as keras
@@ -66,6 +72,9 @@ class Predictor:
         from training.evaluation import outputs_logits
         from zoo._registry import list_models, strip_training_outputs
 
+        if not isinstance(resize, bool):
+            raise TypeError(f"resize must be a bool; received {resize!r}")
+        self.resize = resize
         if not isinstance(model, keras.Model):
             hint = f"; for shipped weights: Predictor.from_pretrained({model!r})" if isinstance(model, str) else ""
             raise TypeError(f"model must be a tf_keras.Model; received {type(model).__name__}{hint}")
@@ -114,7 +123,36 @@ class Predictor:
         return cls(model, mean=meta.input.mean, std=meta.input.std, scale=meta.input.scale if scale is None else scale,
                    class_names=meta.head.class_names, backend=backend, **kwargs)
 
+    def _resized(self, images) -> np.ndarray:
+        """``images`` (see ``resize``) as one float32 batch of the model's input shape, still in pixel values."""
+        import tensorflow as tf
+
+        h, w, c = self.input_shape
+        if isinstance(images, (list, tuple)):
+            each = [np.asarray(image) for image in images]
+        else:
+            x = np.asarray(images)
+            one = x.ndim == 2 or (x.ndim == 3 and x.shape[-1] in (1, 3, 4))
+            each = [x] if one else list(x[..., None] if x.ndim == 3 else x)
+        out = np.zeros((len(each), h, w, c), np.float32)
+        for i, image in enumerate(each):
+            image = image[..., None] if image.ndim == 2 else image
+            if image.ndim != 3 or image.shape[-1] not in (1, 3, 4) or 0 in image.shape:
+                raise ValueError(f"with resize=True, images must be [H, W], or [H, W, C] with C in 1, 3, 4 (one image, "
+                                 f"a batch of them or a list); received an image of shape {image.shape}")
+            image = image[..., :3].astype(np.float32)  # RGBA: the alpha channel dropped
+            if image.shape[-1] == 3 and c == 1:
+                image = image @ np.array([[0.299], [0.587], [0.114]], np.float32)
+            elif image.shape[-1] == 1 and c != 1:
+                image = np.repeat(image, c, axis=-1)
+            if image.shape[-1] != c:
+                raise ValueError(f"the model takes {c} channels; received an image of {image.shape[-1]}")
+            out[i] = tf.image.resize(image, (h, w), antialias=True).numpy()
+        return out
+
     def _images(self, images) -> np.ndarray:
+        if self.resize:
+            images = self._resized(images)
         x = np.asarray(images)
         h, w, c = self.input_shape
         if x.size == 0 and x.ndim == 1:  # an empty list
@@ -170,11 +208,13 @@ class Predictor:
         return Prediction(probabilities=probabilities, class_ids=ids, labels=tuple(self.class_names[i] for i in ids))
 
 
-def predict(name: str, images, *, backend: str = "tflite", scale: float | None = None) -> Prediction:
+def predict(name: str, images, *, backend: str = "tflite", scale: float | None = None,
+            resize: bool = False) -> Prediction:
     """One-off prediction with shipped weights ``arch.tag`` (build a `Predictor` to reuse it); ``scale`` as
-    in `Predictor.from_pretrained` (``1.0`` for images in ``[0, 1]``).
+    in `Predictor.from_pretrained` (``1.0`` for images in ``[0, 1]``), ``resize`` as in `Predictor` (photos
+    of any size, RGB).
 
     Example:
         >>> predict("resnet20.fashion_mnist", images).labels  # doctest: +SKIP
     """
-    return Predictor.from_pretrained(name, backend=backend, scale=scale)(images)
+    return Predictor.from_pretrained(name, backend=backend, scale=scale, resize=resize)(images)

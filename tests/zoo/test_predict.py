@@ -100,3 +100,22 @@ def test_predictor_takes_softmax_models_and_images_in_0_1_with_scale_1(samples):
     np.testing.assert_array_equal(got.class_ids, expected.class_ids)
     shipped = zoo.predict("resnet20.fashion_mnist", images / 255.0, backend="function", scale=1.0)
     np.testing.assert_allclose(shipped.probabilities, expected.probabilities, atol=1e-5)
+
+
+def test_resize_takes_photos_of_any_size_and_color(samples):
+    images, labels = samples
+    exact = zoo.Predictor.from_pretrained("resnet20.fashion_mnist", backend="function")
+    resizing = zoo.Predictor.from_pretrained("resnet20.fashion_mnist", backend="function", resize=True)
+    np.testing.assert_allclose(resizing(images).probabilities, exact(images).probabilities, atol=1e-6)
+    rgb = np.repeat(np.repeat(np.repeat(images, 2, axis=1), 2, axis=2), 3, axis=-1)  # 56x56 RGB, gray content
+    got = zoo.predict("resnet20.fashion_mnist", rgb, backend="function", resize=True)
+    assert np.mean(got.class_ids == exact(images).class_ids) >= 0.95 and np.mean(got.class_ids == labels) >= 0.85
+    rgba = np.concatenate([rgb[0], np.full((56, 56, 1), 255, np.uint8)], axis=-1)
+    mixed = resizing([rgba, images[1, :, :, 0], rgb[2, :40]])  # one RGBA, one [H, W], one cropped: a list
+    assert mixed.probabilities.shape == (3, 10) and mixed.class_ids[0] == got.class_ids[0]
+    assert resizing(rgb[0]).class_ids[0] == got.class_ids[0]  # one image
+    with pytest.raises(ValueError, match=r"with resize=True, images must be \[H, W\], or \[H, W, C\] with C in 1, 3, 4 "
+                                         r".*received an image of shape \(5, 5, 2\)"):
+        resizing([np.zeros((5, 5, 2))])
+    with pytest.raises(ValueError, match=r"images must be \[N, 28, 28, 1\]"):
+        exact(rgb)  # without resize, the model's shape only
