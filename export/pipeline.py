@@ -12,13 +12,15 @@ file size, gzip'd size, latency at batch 1 and throughput at batch 64. ``zoo exp
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import hashlib
 import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import tensorflow as tf
@@ -31,7 +33,8 @@ from zoo._checks import as_int
 from zoo._files import write_bytes, write_json
 
 __all__ = ["REPORT_FILE", "ExportData", "ExportReport", "Plan", "STANDARD_PLANS", "VariantResult", "compress",
-           "deep_compression_plan", "export_variant", "finetune_recipe", "load_export_data", "named_plan"]
+           "deep_compression_plan", "export_variant", "finetune_recipe", "load_export_data", "named_plan",
+           "parameter_names"]
 
 
 class _FrozenDict(dict):
@@ -44,6 +47,29 @@ class _FrozenDict(dict):
 
     def __reduce__(self):
         return type(self), (dict(self),)
+
+
+# How a `Plan`'s errors name its parameters and itself (`parameter_names`); unset, by their own names.
+_NAMES: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar("plan_parameter_names", default={})
+
+
+@contextlib.contextmanager
+def parameter_names(names: Mapping[str, str]) -> Iterator[None]:
+    """Plans built in the block name their parameters in errors as ``names`` says, e.g. by a command
+    line's flags: ``{"prune_layers": "--prune-layer", ...}``. ``"epochs_of"`` names a stage's epochs (a
+    format with ``{stage}``; by default ``epochs['prune']``) and ``"plan"`` the plan being built (by default
+    ``plan 'NAME'``).
+
+    Example:
+        >>> with parameter_names({"cluster": "--cluster"}):  # doctest: +SKIP
+        ...     Plan("c", cluster=1)
+        ValueError: --cluster must be an int >= 2; received 1
+    """
+    token = _NAMES.set(dict(names))
+    try:
+        yield
+    finally:
+        _NAMES.reset(token)
 
 
 def _percent(fraction: float) -> str:
@@ -96,52 +122,56 @@ class Plan:
     integer_io: bool = False
 
     def __post_init__(self):
+        names = _NAMES.get()  # how the errors name the parameters (`parameter_names`)
+        n = lambda field: names.get(field, field)  # noqa: E731
         if self.quantize not in QUANTIZE:
-            raise ValueError(f"unknown quantize {self.quantize!r}; accepted: {', '.join(QUANTIZE)}")
+            raise ValueError(f"unknown {n('quantize')} {self.quantize!r}; accepted: {', '.join(QUANTIZE)}")
         if self.prune is not None and not 0.0 < self.prune < 1.0:
-            raise ValueError(f"prune must be a sparsity in (0, 1); received {self.prune!r}")
+            raise ValueError(f"{n('prune')} must be a sparsity in (0, 1); received {self.prune!r}")
         if self.m_by_n is not None and (len(self.m_by_n) != 2 or None in map(as_int, self.m_by_n)
                                         or not 0 < self.m_by_n[0] < self.m_by_n[1]):
-            raise ValueError(f"m_by_n must be (m, n) with 0 < m < n, e.g. (2, 4); received {self.m_by_n!r}")
+            raise ValueError(f"{n('m_by_n')} must be (m, n) with 0 < m < n, e.g. (2, 4); received {self.m_by_n!r}")
         if self.m_by_n is not None:
             object.__setattr__(self, "m_by_n", tuple(int(v) for v in self.m_by_n))
         if self.prune is not None and self.m_by_n is not None:
-            raise ValueError("give prune (a sparsity) or m_by_n (structured), not both")
+            raise ValueError(f"give {n('prune')} (a sparsity) or {n('m_by_n')} (structured), not both")
         if self.cluster is not None and as_int(self.cluster, minimum=2) is None:
-            raise ValueError(f"cluster must be an int >= 2; received {self.cluster!r}")
+            raise ValueError(f"{n('cluster')} must be an int >= 2; received {self.cluster!r}")
         if self.cluster is not None:
             object.__setattr__(self, "cluster", int(self.cluster))  # numpy's ints too
         if self.low_rank is not None and not 0.0 < self.low_rank <= 1.0:
-            raise ValueError(f"low_rank must be an energy in (0, 1]; received {self.low_rank!r}")
+            raise ValueError(f"{n('low_rank')} must be an energy in (0, 1]; received {self.low_rank!r}")
         object.__setattr__(self, "prune_layers", tuple((str(g), float(v)) for g, v in self.prune_layers))
         if self.prune_layers and self.prune is None:
-            raise ValueError(f"prune_layers {self.prune_layers!r} refine prune: give prune too")
+            raise ValueError(f"{n('prune_layers')} {self.prune_layers!r} refine {n('prune')}: give {n('prune')} too")
         bad = [(g, v) for g, v in self.prune_layers if not 0.0 <= v < 1.0]
         if bad:
-            raise ValueError(f"prune_layers sparsities must be in [0, 1); received {bad!r}")
+            raise ValueError(f"{n('prune_layers')} sparsities must be in [0, 1); received {bad!r}")
         globs = [g for g, _ in self.prune_layers]
         repeated = sorted({g for g in globs if globs.count(g) > 1})
         if repeated:
-            raise ValueError(f"prune_layers name each glob once (the first match wins, a repeat is never used); "
-                             f"received {', '.join(repeated)} more than once in {self.prune_layers!r}")
+            raise ValueError(f"{n('prune_layers')} name each glob once (the first match wins, a repeat is never "
+                             f"used); received {', '.join(repeated)} more than once in {self.prune_layers!r}")
         if self.schedule is not None and self.schedule not in LR_SCHEDULES:
-            raise ValueError(f"schedule must be one of {', '.join(LR_SCHEDULES)} or None (the recipe's); "
+            raise ValueError(f"{n('schedule')} must be one of {', '.join(LR_SCHEDULES)} or None (the recipe's); "
                              f"received {self.schedule!r}")
         if self.integer_io and self.tflite_quantization != "int8":
-            raise ValueError(f"integer_io needs quantize 'int8' or 'qat'; received quantize={self.quantize!r}")
+            raise ValueError(f"{n('integer_io')} needs {n('quantize')} 'int8' or 'qat'; received "
+                             f"{n('quantize')}={self.quantize!r}")
+        plan = f"{names.get('plan', f'plan {self.name!r}')} ({self.describe()})"
         for option, given in (("distill", self.distill), ("schedule", self.schedule is not None)):
             if given and not self.stages:
-                raise ValueError(f"{option} applies to fine-tuning; plan {self.name!r} ({self.describe()}) has none")
+                raise ValueError(f"{n(option)} applies to fine-tuning; {plan} has none")
         epochs = dict(self.epochs)
-        for stage, n in epochs.items():
+        for stage, count in epochs.items():
             if stage not in STAGES:
-                raise ValueError(f"unknown fine-tuning stage {stage!r} in epochs; accepted: {', '.join(STAGES)}")
+                raise ValueError(f"unknown fine-tuning stage {stage!r} in {n('epochs')}; accepted: {', '.join(STAGES)}")
+            of = names.get("epochs_of", "epochs[{stage!r}]").format(stage=stage)
             if stage not in self.stages:
-                raise ValueError(f"epochs[{stage!r}]: plan {self.name!r} ({self.describe()}) has no {stage} stage; "
-                                 f"its stages: {', '.join(self.stages) or 'none'}")
-            if as_int(n, minimum=1) is None:
-                raise ValueError(f"epochs[{stage!r}] must be an int >= 1; received {n!r}")
-        object.__setattr__(self, "epochs", _FrozenDict({stage: int(n) for stage, n in epochs.items()}))
+                raise ValueError(f"{of}: {plan} has no {stage} stage; its stages: {', '.join(self.stages) or 'none'}")
+            if as_int(count, minimum=1) is None:
+                raise ValueError(f"{of} must be an int >= 1; received {count!r}")
+        object.__setattr__(self, "epochs", _FrozenDict({stage: int(count) for stage, count in epochs.items()}))
 
     @property
     def stages(self) -> tuple[str, ...]:
@@ -198,7 +228,8 @@ def named_plan(**parameters) -> Plan:
     def percent(fraction: float) -> str:
         return f"{100 * fraction:g}"  # six significant digits: 12.34 and 12.3 stay apart
 
-    plan = Plan("float32", **parameters)  # validates the parameters
+    with parameter_names({"plan": "the plan", **_NAMES.get()}):  # not yet named: not "plan 'float32'"
+        plan = Plan("float32", **parameters)  # validates the parameters
     parts = [f"lowrank{percent(plan.low_rank)}" if plan.low_rank is not None else "",
              f"pruned{percent(plan.prune)}" if plan.prune is not None else "",
              *(f"{slug(glob)}-{percent(value)}" for glob, value in plan.prune_layers),

@@ -438,22 +438,12 @@ def _stage_epochs(pairs) -> dict[str, int]:
     return out
 
 
-# `export.pipeline.Plan`'s parameter names in its errors, as `zoo export`'s flags (the stage names, such
-# as low_rank, stay: they are --epochs' keys). `named_plan` validates its parameters as a plan named
-# 'float32' before it names it: the errors' "plan 'float32' (...)" is the variant being built.
-_PLAN_FLAGS = ((r"\bprune_layers\b", "--prune-layer"), (r"\bm_by_n\b", "--m-by-n"), (r"^low_rank\b", "--low-rank"),
-               (r"^prune must", "--prune must"), (r"^cluster must", "--cluster must"),
-               (r"\bprune \(a sparsity\)", "--prune (a sparsity)"),
-               (r"\bepochs\['(\w+)'\]", r"--epochs \1=N"), (r"\bin epochs\b", "in --epochs"),
-               (r"^distill\b", "--distill"), (r"^schedule applies\b", "--lr-schedule applies"),
-               (r"\bplan 'float32' \(", "the variant ("))
-
-
-def _as_flags(message: str) -> str:
-    """A `Plan` error in `zoo export`'s terms: ``epochs['prune'] must be ...`` -> ``--epochs prune=N must be ...``."""
-    for pattern, flag in _PLAN_FLAGS:
-        message = re.sub(pattern, flag, message)
-    return message
+# `export.pipeline.Plan`'s parameters as `zoo export` names them in errors (`pipeline.parameter_names`);
+# the stage names (low_rank, ...) stay: they are --epochs' keys.
+_PLAN_FLAGS = {"prune": "--prune", "m_by_n": "--m-by-n", "cluster": "--cluster", "low_rank": "--low-rank",
+               "quantize": "--quantize", "prune_layers": "--prune-layer", "epochs": "--epochs",
+               "epochs_of": "--epochs {stage}=N", "distill": "--distill", "schedule": "--lr-schedule",
+               "integer_io": "--integer-io", "plan": "the variant"}
 
 
 def _args_export(parser: argparse.ArgumentParser) -> None:
@@ -569,13 +559,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
         plans = (*pipeline.STANDARD_PLANS, *deep) if args.all else deep
     else:
         try:
-            plans = (pipeline.named_plan(prune=args.prune, m_by_n=args.m_by_n, cluster=args.cluster,
-                                         low_rank=args.low_rank, quantize=args.quantize,
-                                         prune_layers=tuple(args.prune_layers or ()),
-                                         epochs=_stage_epochs(args.stage_epochs), distill=args.distill,
-                                         schedule=args.lr_schedule, integer_io=args.integer_io),)
+            with pipeline.parameter_names(_PLAN_FLAGS):
+                plans = (pipeline.named_plan(prune=args.prune, m_by_n=args.m_by_n, cluster=args.cluster,
+                                             low_rank=args.low_rank, quantize=args.quantize,
+                                             prune_layers=tuple(args.prune_layers or ()),
+                                             epochs=_stage_epochs(args.stage_epochs), distill=args.distill,
+                                             schedule=args.lr_schedule, integer_io=args.integer_io),)
         except (TypeError, ValueError) as error:
-            return _fail(_as_flags(str(error)))
+            return _fail(str(error))
     # Options no variant would use are refused, as the plans refuse theirs.
     if args.finetune_steps is not None and not any(plan.trains for plan in plans):
         return _fail(f"--finetune-steps limits fine-tuning; {plans[0].name} ({plans[0].describe()}) has none")

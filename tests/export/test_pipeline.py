@@ -183,6 +183,22 @@ def test_plans_validate_their_values():
         pipeline.Plan("x", prune=0.5, schedule="step")
 
 
+def test_plan_errors_name_parameters_as_the_caller_says():
+    with pytest.raises(ValueError, match=r"^epochs\['prune'\]: the plan \(8 clusters \+ float32\) has no prune stage"):
+        pipeline.named_plan(cluster=8, epochs={"prune": 2})  # it said "plan 'float32'", a name it never had
+    flags = {"prune": "--prune", "prune_layers": "--prune-layer", "epochs_of": "--epochs {stage}=N",
+             "plan": "the variant"}
+    with pipeline.parameter_names(flags):
+        with pytest.raises(ValueError, match=r"^--prune-layer \(\('a', 0.5\),\) refine --prune: give --prune too$"):
+            pipeline.Plan("x", prune_layers=(("a", 0.5),))
+        with pytest.raises(ValueError, match=r"^--epochs cluster=N: the variant \(prune 80% \+ float32\) has no"):
+            pipeline.named_plan(prune=0.8, epochs={"cluster": 3})
+        with pytest.raises(ValueError, match=r"^cluster must be an int >= 2"):  # a name not given stays
+            pipeline.Plan("x", cluster=1)
+    with pytest.raises(ValueError, match=r"^prune must be a sparsity"):  # only inside the block
+        pipeline.Plan("x", prune=2.0)
+
+
 def test_per_layer_sparsity_and_stage_epochs_reach_the_transforms(tmp_path):
     from export import prune
 
@@ -381,7 +397,7 @@ def _zoo(*args, cwd):
     (["--finetune-steps", "0"], "--finetune-steps must be a positive integer"),
     (["--calibration", "0"], "--calibration must be a positive integer; received 0"),
     (["--max-accuracy-drop", "nan"], "--max-accuracy-drop must be a number of points >= 0; received nan"),
-    # the plan's errors in the flags' names (they named prune_layers, epochs['prune'], plan 'float32')
+    # the plan's errors in the flags' names (`pipeline.parameter_names`)
     (["--prune", "0.5", "--prune-layer", "fc*=1.5"], "with SPARSITY in [0, 1), such as 'fc*=0.95'; received 'fc*=1.5'"),
     (["--prune", "0.5", "--prune-layer", "a=0.5", "--prune-layer", "a=0.6"], "--prune-layer name each glob once"),
     (["--cluster", "8", "--epochs", "prune=2"], "--epochs prune=N: the variant (8 clusters + float32) has no prune "
