@@ -581,6 +581,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
     data = pipeline.load_export_data(dataset, test_limit=args.test_limit,
                                      representative=args.calibration or CALIBRATION_IMAGES,
                                      input_shape=shape[:2])
+    if args.calibration is not None and len(data.representative) < args.calibration:
+        print(f"--calibration {args.calibration}: {dataset}'s training split has {len(data.representative):,} "
+              "images; int8 is calibrated on all of them")
     weights = meta.name if meta is not None else args.weights
     report = pipeline.ExportReport(args.out, model, name=args.name, weights=weights, data=data, dataset=dataset)
     failed = False

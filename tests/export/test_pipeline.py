@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 
@@ -453,8 +454,10 @@ def test_cli_exports_pretrained_weights(tmp_path):
     # A second export into the same --out adds its variant to export.json (it replaced the file before).
     done = _zoo("export", "resnet20", "--weights", "DEFAULT", "--dataset", "synthetic", "--quantize", "int8",
                 "--integer-io", "--test-limit", "64", "--max-accuracy-drop", "100", "--out", str(tmp_path / "out"),
-                cwd=tmp_path)
+                "--calibration", "100000", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert re.search(r"--calibration 100000: synthetic's training split has [\d,]+ images; int8 is calibrated on "
+                     r"all of them", done.stdout), done.stdout  # it was capped silently
     report = json.loads((tmp_path / "out" / "export.json").read_text())
     assert [(v["name"], v["input_dtype"], v["output_dtype"]) for v in report["variants"]] == [
         (name, "float32", "float32"), ("int8_uint8io", "uint8", "int8")]
