@@ -379,7 +379,7 @@ def _fingerprint(model: keras.Model, plan: Plan, recipe, train, finetune_steps: 
     from training import first_batch
 
     architecture = json.dumps(model.get_config(), sort_keys=True, default=repr).encode()
-    plan = dataclasses.replace(plan, integer_io=False)  # the conversion's types: the same fine-tuning
+    plan = dataclasses.replace(plan, name="", integer_io=False)  # its name and conversion types: the same runs
     plan_fields = {f.name: getattr(plan, f.name) for f in dataclasses.fields(plan)}
     data = train if isinstance(train, str) else {
         "first_batch_sha256": _sha256(t.numpy() for t in tf.nest.flatten(first_batch(train, recipe, model=model)))}
@@ -392,19 +392,21 @@ def _fingerprint(model: keras.Model, plan: Plan, recipe, train, finetune_steps: 
     }))
 
 
+def _fingerprint_of(work: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((work / FINGERPRINT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def _resume_or_start(work: Path, fingerprint: dict[str, Any]) -> None:
     """Keeps the stage runs in ``work`` when ``FINGERPRINT_FILE`` there matches (an interrupted export resumes
     them), else removes them: `training.fit` resumes any checkpoint it finds, so a run of another plan or
     source model would otherwise come back finished."""
-    path = work / FINGERPRINT_FILE
-    try:
-        same = json.loads(path.read_text()) == fingerprint
-    except (OSError, ValueError):
-        same = False
-    if not same:
+    if _fingerprint_of(work) != fingerprint:
         for stage in STAGES:
             shutil.rmtree(work / stage, ignore_errors=True)
-        write_json(path, fingerprint)
+        write_json(work / FINGERPRINT_FILE, fingerprint)
 
 
 def _frozen_copy(model: keras.Model) -> keras.Model:
@@ -459,8 +461,8 @@ def _check_sparsity(model: keras.Model, targets: Mapping[str, float], plan: Plan
 
 
 def compress(model: keras.Model, plan: Plan, *, train=None, recipe=None, finetune_steps: int | None = None,
-             work_dir: str | os.PathLike | None = None, on_stage: Callable[[str, keras.Model], None] | None = None,
-             verbose=0) -> keras.Model:
+             work_dir: str | os.PathLike | None = None, share_runs: bool = False,
+             on_stage: Callable[[str, keras.Model], None] | None = None, verbose=0) -> keras.Model:
     """Applies ``plan``'s transforms to a float functional model, fine-tuning after each.
 
     ``on_stage(stage, model)`` is called with each stage's stripped result (e.g. to measure what
@@ -472,9 +474,12 @@ def compress(model: keras.Model, plan: Plan, *, train=None, recipe=None, finetun
     ``work_dir`` holds one fine-tuning run per stage and ``fingerprint.json``: the plan, recipe, data
     (its name, or a hash of its first batch), ``finetune_steps`` and a hash of the model's architecture
     and weights. A ``tf.data.Dataset`` that reshuffles unseeded gives another first batch each time it is
-    read, so its runs start over: to resume, pass a function ``epoch -> dataset`` (or shuffle with a seed). With the same
-    fingerprint the runs resume (an interrupted export continues); with another they are removed
-    and fine-tuning starts over.
+    read, so its runs start over: to resume, pass a function ``epoch -> dataset`` (or shuffle with a seed).
+    With the same fingerprint the runs resume (an interrupted export continues); with another they are
+    removed and fine-tuning starts over. Two processes fine-tuning into one ``work_dir`` take turns (the
+    second resumes the first's finished runs). With ``share_runs``, a sibling of ``work_dir`` that holds
+    the same fine-tuning (a plan that differs in its name or ``integer_io`` alone) is used instead, so
+    ``zoo export --quantize qat`` and then ``--integer-io`` train QAT once.
 
     Raises:
         ValueError: no ``train`` for a plan that fine-tunes, a model that is not functional, a stage with
@@ -482,7 +487,7 @@ def compress(model: keras.Model, plan: Plan, *, train=None, recipe=None, finetun
             cluster), or a kernel short of its target sparsity after pruning (``prune``, ``prune_layers``; with
             ``m_by_n``, a block of n with fewer than m zeros).
     """
-    from export import cluster, low_rank, prune, quantize
+    from export import prune
 
     if not plan.trains:
         return model
@@ -491,7 +496,6 @@ def compress(model: keras.Model, plan: Plan, *, train=None, recipe=None, finetun
     model = functional(model, what=f"plan {plan.name!r} ({plan.describe()})")
     # Its flips apply to a dataset name: `training.fit` reads a tf.data.Dataset as it is, and refuses augment
     recipe = recipe or finetune_recipe(**({} if isinstance(train, str) else {"augment": None}))
-    from training import steps_per_epoch
 
     # What can be checked without training, before anything is written: a --prune-layer pattern that
     # matches nothing or nothing to prune (on the model pruning will see: low rank adds layers), a low-rank
@@ -506,8 +510,27 @@ def compress(model: keras.Model, plan: Plan, *, train=None, recipe=None, finetun
         raise ValueError(f"plan {plan.name!r} ({plan.describe()}) factors Dense layers; {model.name!r} has none "
                          f"(its layer types: {', '.join(kinds)})")
     work = Path(work_dir) if work_dir else None
-    if work is not None:
-        _resume_or_start(work, _fingerprint(model, plan, recipe, train, finetune_steps))
+    if work is None:
+        return _run_stages(model, plan, train=train, recipe=recipe, finetune_steps=finetune_steps, work=None,
+                           dense=dense, which=which, on_stage=on_stage, verbose=verbose)
+    from zoo._files import locked
+
+    fingerprint = _fingerprint(model, plan, recipe, train, finetune_steps)
+    if share_runs:
+        work = next((d for d in [work, *sorted(work.parent.glob("*"))] if _fingerprint_of(d) == fingerprint), work)
+    work.mkdir(parents=True, exist_ok=True)
+    with locked(work):  # another process fine-tuning here finishes first; its finished runs then resume
+        _resume_or_start(work, fingerprint)
+        return _run_stages(model, plan, train=train, recipe=recipe, finetune_steps=finetune_steps, work=work,
+                           dense=dense, which=which, on_stage=on_stage, verbose=verbose)
+
+
+def _run_stages(model, plan: Plan, *, train, recipe, finetune_steps, work: Path | None, dense, which, on_stage,
+                verbose) -> keras.Model:
+    """`compress`'s stages, each fine-tuned in ``work / stage`` (None: no run directories)."""
+    from export import cluster, low_rank, prune, quantize
+    from training import steps_per_epoch
+
     data = _limited(train, recipe, finetune_steps, model)
     if plan.schedule is not None:
         from training.recipes import Schedule
@@ -645,7 +668,7 @@ def export_variant(
                                                                 data.test_images))
 
     compressed = compress(model, plan, train=data.train, recipe=recipe, finetune_steps=finetune_steps,
-                          work_dir=out / "runs" / plan.name, on_stage=measure, verbose=verbose)
+                          work_dir=out / "runs" / plan.name, share_runs=True, on_stage=measure, verbose=verbose)
     pixels = tflite.with_preprocessing(compressed, **norm) if compressed is not model else reference
     calibration = data.representative if plan.tflite_quantization == "int8" else None
     flat = tflite.convert(pixels, quantize=plan.tflite_quantization, representative_images=calibration,

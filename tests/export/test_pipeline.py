@@ -255,6 +255,24 @@ def test_a_work_dir_resumes_the_same_plan_and_source_and_starts_over_for_others(
                for a, b in zip(other_data.weights, stem_model.weights))
 
 
+def test_plans_that_differ_in_integer_io_alone_fine_tune_once(tmp_path):
+    model, runs = _data.tiny_model(), tmp_path / "runs"
+
+    def run(**plan):
+        plan = pipeline.named_plan(quantize="qat", **plan)
+        return pipeline.compress(model, plan, train=_short, work_dir=runs / plan.name, share_runs=True)
+
+    qat = run()
+    log = runs / "qat" / "qat" / "log.csv"
+    rows = log.read_text().count("\n")
+    uint8io = run(integer_io=True)  # QAT was trained a second time, in runs/qat_uint8io
+    assert log.read_text().count("\n") == rows and not (runs / "qat_uint8io").exists()
+    for a, b in zip(qat.weights, uint8io.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    run(epochs={"qat": 2})  # another fine-tuning: its own runs
+    assert (runs / "qat_qat2ep" / "qat" / "log.csv").exists() and log.read_text().count("\n") == rows
+
+
 def test_a_distilled_plan_leaves_the_source_model_trainable():
     model = _data.tiny_model()
     trainable = len(model.trainable_weights)
