@@ -85,7 +85,8 @@ def image_input_shape(model: keras.Model, *, what: str) -> tuple:
 
 def normalization(mean, std, *, channels: int, scale: float = 1 / 255) -> tuple[np.ndarray, np.ndarray]:
     """``mean`` and ``std`` as float32 arrays of one value per input channel, checked (std > 0), and the
-    pixels' ``scale`` checked (a finite number > 0).
+    pixels' ``scale`` checked (a finite number > 0). One value for several channels is used for each (the
+    grayscale weights' statistics for a model built for RGB, `zoo.create_model`).
 
     Raises:
         ValueError: a scalar, a wrong number of values, a std <= 0 or a bad scale; the message gives what
@@ -96,9 +97,11 @@ def normalization(mean, std, *, channels: int, scale: float = 1 / 255) -> tuple[
         (array([0.5], dtype=float32), array([0.25], dtype=float32))
     """
     mean_array, std_array = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+    if mean_array.shape == std_array.shape == (1,):
+        mean_array, std_array = np.repeat(mean_array, channels), np.repeat(std_array, channels)
     if mean_array.shape != (channels,) or std_array.shape != (channels,) or np.any(std_array <= 0):
-        raise ValueError(f"mean and std need one value per input channel ({channels}), std > 0; received "
-                         f"mean={mean!r}, std={std!r}")
+        raise ValueError(f"mean and std need one value per input channel ({channels}) or one for all, std > 0; "
+                         f"received mean={mean!r}, std={std!r}")
     if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not 0 < scale < math.inf:
         raise ValueError(f"scale maps pixels to the model's range (1/255 for [0, 1]); it must be a finite number "
                          f"> 0; received scale={scale!r}")

@@ -154,8 +154,11 @@ class WeightsInput:
     def normalize(self, images):
         """Raw images (``[N, H, W]`` or ``[N, H, W, C]``, e.g. ``uint8``) as the model's float32 input.
 
+        Grayscale weights' mean and std apply to each channel of RGB images, as a model built for RGB from
+        them (`zoo.create_model` with ``input_shape=(H, W, 3)``) takes them.
+
         Raises:
-            ValueError: images with another number of channels than the weights take.
+            ValueError: images of another rank, or another number of channels than (non-grayscale) weights take.
 
         Example:
             >>> info = get_weights_info("resnet20.fashion_mnist")
@@ -168,7 +171,7 @@ class WeightsInput:
         x = np.asarray(images)
         if x.ndim == 3 and self.shape[2] == 1:
             x = x[..., None]
-        if x.ndim != 4 or x.shape[-1] != self.shape[2]:  # a 1-channel mean broadcast over RGB images
+        if x.ndim != 4 or (x.shape[-1] != self.shape[2] and self.shape[2] != 1):
             raise ValueError(f"images must be [N, H, W, {self.shape[2]}] (or [N, H, W] for one channel): the weights "
                              f"take {self.shape[2]} channel(s); received shape {x.shape}")
         x = x.astype(np.float32) * np.float32(self.scale)
@@ -692,9 +695,9 @@ def load_by_name(model, path: str | os.PathLike, family, *, what: str, accepted:
     """Fills ``model``'s layers by layer name, all or nothing, from a legacy ``save_weights`` HDF5 file
     (`is_legacy_h5`) or a TF checkpoint (a ``save_weights`` prefix, or a `training.fit` checkpoint).
 
-    Every layer of ``model`` with weights must be in the file with the same shapes (the first
-    convolution's kernel may differ in its input channels: it is adapted as `_adapt_input_channels`
-    says), except the family's classifier layers (`Family.classifier_layers`) when ``num_classes``, the file's number of
+    Every layer of ``model`` with weights must be in the file with the same shapes (the kernels of the
+    convolutions that read the images, `_image_readers`, may differ in their input channels: they are
+    adapted as `_adapt_input_channels` says), except the family's classifier layers (`Family.classifier_layers`) when ``num_classes``, the file's number of
     classes, differs from the model's: those keep their fresh initialization. Every layer of the file
     with weights must be in ``model``, except the family's head layers (`Family.head_layers`), which
     a backbone or a GoogLeNet without auxiliary heads leaves out.
@@ -716,7 +719,7 @@ def load_by_name(model, path: str | os.PathLike, family, *, what: str, accepted:
     # tested is_legacy_h5 already: a second open of the file would only repeat that).
     saved = _read_checkpoint(path, what) if os.path.exists(f"{path}.index") else _read_h5(path, what)
     names = _layer_names(model)
-    stem = next((layer for layer in model.layers if layer.weights), None)  # the layer that reads the images
+    readers = _image_readers(model)  # their kernels may differ in input channels (`_adapt_input_channels`)
     classifier = [name for name in family.classifier_layers if name in names]
     fresh = set()
     if classifier and num_classes is not None and model.get_layer(classifier[0]).output_shape[-1] != num_classes:
@@ -736,7 +739,7 @@ def load_by_name(model, path: str | os.PathLike, family, *, what: str, accepted:
         arrays = [by_name[n] for n in wanted] if sorted(wanted) == sorted(by_name) else [a for _, a in arrays]
         want = [tuple(v.shape) for v in variables]
         have = [tuple(a.shape) for a in arrays]
-        if want != have and layer is stem and type(layer) is keras.layers.Conv2D:
+        if want != have and layer in readers:
             arrays = _adapt_input_channels(arrays, want)
             have = [tuple(a.shape) for a in arrays]
         if want != have:
@@ -752,6 +755,27 @@ def load_by_name(model, path: str | os.PathLike, family, *, what: str, accepted:
                                          ("file layers not in the model", extra)) if items]
         raise ValueError(f"{what} do not fit this {model.name!r} model ({'; '.join(problems)}). Accepted: {accepted}")
     keras.backend.batch_set_value(assign)
+
+
+def _image_readers(model) -> list:
+    """The plain ``Conv2D`` layers that read the model's input images, directly or through layers without
+    weights (padding, rescaling): the stem convolution, or each FractalNet column's first one."""
+    import tensorflow as tf
+    import tf_keras as keras
+
+    if not getattr(model, "_is_graph_network", False) or len(model.inputs) != 1:
+        return []
+    images = {id(model.inputs[0])}  # tensors that are still the images
+    readers = []
+    for layer in model.layers:
+        inputs = [t for node in layer._inbound_nodes for t in tf.nest.flatten(node.input_tensors)]
+        if not inputs or not all(id(t) in images for t in inputs):
+            continue
+        if type(layer) is keras.layers.Conv2D:
+            readers.append(layer)
+        elif not layer.weights:
+            images.update(id(t) for node in layer._inbound_nodes for t in tf.nest.flatten(node.output_tensors))
+    return readers
 
 
 def _adapt_input_channels(arrays: list, want: list[tuple]) -> list:

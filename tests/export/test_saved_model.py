@@ -87,7 +87,8 @@ def test_bad_metadata_is_refused(tmp_path):
         saved_model.export_saved_model(model, tmp_path / "sm", mean=_data.MEAN, std=_data.STD, class_names=["a", "b"])
     with pytest.raises(ValueError, match="one value per input channel"):
         saved_model.export_saved_model(model, tmp_path / "sm", mean=(0.1, 0.2), std=(1.0, 1.0))
-    with pytest.raises(ValueError, match=r"one value per input channel \(1\), std > 0; received mean=0.5, std=0.25"):
+    with pytest.raises(ValueError, match=r"one value per input channel \(1\) or one for all, std > 0; received "
+                                         r"mean=0.5, std=0.25"):
         saved_model.export_saved_model(model, tmp_path / "sm", mean=0.5, std=0.25)  # scalars: not a TypeError
     for scale in (0, -1 / 255, float("nan"), "1/255"):
         with pytest.raises(ValueError, match=r"scale maps pixels .* a finite number > 0; received scale="):

@@ -252,6 +252,14 @@ def test_conflicting_options_raise():
     zoo.create_model("resnet20", weights="DEFAULT", stage_depths=(3, 3, 3))  # agreeing is fine
 
 
+def test_fractalnets_columns_each_read_the_images_and_are_each_adapted():
+    name = "fractalnet20.fashion_mnist"
+    gray, rgb = (zoo.create_model("fractalnet20", weights=name, input_shape=(28, 28, c)) for c in (1, 3))
+    x = get_weights_info(name).input.normalize(sample_images()[0][:8])
+    np.testing.assert_allclose(rgb(np.repeat(x, 3, axis=-1), training=False)[0].numpy(),
+                               gray(x, training=False)[0].numpy(), atol=1e-4)
+
+
 def test_grayscale_weights_load_for_rgb_images_with_the_first_convolution_adapted():
     """As timm's in_chans: a gray image repeated over RGB gets the pretrained response (it was refused)."""
     gray = zoo.create_model("resnet20", weights="DEFAULT")
@@ -586,9 +594,17 @@ def test_eval_accepts_pretrained_names(capsys):
     assert "nor pretrained weights of resnet20 (DEFAULT, fashion_mnist)" in capsys.readouterr().err
 
 
-def test_normalize_refuses_images_with_another_number_of_channels():
+def test_normalize_gives_each_channel_grayscale_weights_statistics_and_refuses_other_shapes():
+    from zoo._weights import WeightsInput
+
     info = get_weights_info(FM).input
-    assert info.normalize(np.zeros((2, 28, 28), np.uint8)).shape == (2, 28, 28, 1)
-    with pytest.raises(ValueError, match=r"images must be \[N, H, W, 1\] \(or \[N, H, W\] for one channel\): the "
-                                         r"weights take 1 channel\(s\); received shape \(2, 32, 32, 3\)"):
-        info.normalize(np.zeros((2, 32, 32, 3), np.uint8))  # the grayscale mean was broadcast over RGB
+    gray = np.arange(2 * 28 * 28, dtype=np.uint8).reshape(2, 28, 28)
+    assert info.normalize(gray).shape == (2, 28, 28, 1)
+    rgb = info.normalize(np.repeat(gray[..., None], 3, axis=-1))  # for a model built for RGB from these weights
+    np.testing.assert_array_equal(rgb, np.repeat(info.normalize(gray), 3, axis=-1))
+    color = WeightsInput(shape=(8, 8, 3), mean=(0.4, 0.5, 0.6), std=(0.2, 0.2, 0.2))
+    with pytest.raises(ValueError, match=r"images must be \[N, H, W, 3\] \(or \[N, H, W\] for one channel\): the "
+                                         r"weights take 3 channel\(s\); received shape \(2, 8, 8, 1\)"):
+        color.normalize(np.zeros((2, 8, 8, 1), np.uint8))  # an RGB mean broadcast over gray images
+    with pytest.raises(ValueError, match=r"received shape \(28, 28\)"):
+        info.normalize(gray[0])  # one image: [1, H, W]
