@@ -513,6 +513,8 @@ def _fit(model, train, *, recipe, val, out_dir, strategy, callbacks, verbose, ch
         if recipe.regularization.l1 or recipe.regularization.l2:
             from training.regularizers import weight_penalty
 
+            # After the run (last: the penalty is off by then) Keras' compiled steps, which add it, are dropped.
+            for_the_run.callback(_forget_compiled_steps, model)
             for_the_run.enter_context(weight_penalty(_penalized(model), l1=recipe.regularization.l1,
                                                      l2=recipe.regularization.l2))
         _compile(model, recipe, steps_per_epoch, one_hot=one_hot)
@@ -606,6 +608,11 @@ def _fit(model, train, *, recipe, val, out_dir, strategy, callbacks, verbose, ch
         _save_weights(model, os.path.join(out_dir, FINAL_WEIGHTS))
     return FitResult(history=tuple(history), steps=int(model.optimizer.iterations.numpy()),
                      best_val_accuracy=best, out_dir=out_dir, resumed_from_step=start_step, model=model)
+
+
+def _forget_compiled_steps(model: keras.Model) -> None:
+    """Makes Keras trace ``model``'s train and test steps again (they hold the losses it had when traced)."""
+    model.train_function = model.test_function = None
 
 
 _LABEL_OUT_OF_RANGE = re.compile(r"Received a label value of (-?\d+) which is outside the valid range of \[0, (\d+)\)")

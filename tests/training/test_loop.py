@@ -298,12 +298,21 @@ def test_labels_and_images_that_cannot_train_are_refused_saying_what_was_receive
 def test_each_fit_penalizes_by_its_own_recipe_and_leaves_no_penalty_on_the_model(tmp_path):
     model = _tiny.plain_model()
     data = lambda e: _tiny.epoch_data(e).take(2)  # noqa: E731
+    seen = []  # (the penalty in the model's losses, the kernels' sum of squares) as each run begins
+    record = keras.callbacks.LambdaCallback(on_train_begin=lambda logs: seen.append((
+        sum(float(loss) for loss in model.losses),
+        sum(float(np.square(layer.kernel.numpy()).sum()) for layer in model.layers if hasattr(layer, "kernel")))))
     # The penalty stayed on the model: the l2=0 run was penalized by the first one's, the third refused.
     for i, l2 in enumerate((0.01, 0.0, 0.001)):
-        result = training.fit(model, data, recipe=RECIPE.replace(epochs=1, regularization={"l2": l2}),
-                              out_dir=tmp_path / str(i), verbose=0)
+        result = training.fit(model, data, val=data(0), recipe=RECIPE.replace(epochs=1, regularization={"l2": l2}),
+                              out_dir=tmp_path / str(i), callbacks=[record], verbose=0)
         assert result.model is model and model.losses == []
         assert all(getattr(layer, "kernel_regularizer", None) is None for layer in model.layers)
+        penalty, squares = seen[-1]
+        np.testing.assert_allclose(penalty, l2 * squares, rtol=1e-5)
+    # Keras' own evaluate, with the loop's compiled loss: no penalty left in the step it traced for validation
+    keras_loss = model.evaluate(data(0), verbose=0)[0]
+    np.testing.assert_allclose(keras_loss, training.evaluate(model, data(0)).loss, rtol=1e-5)
 
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
