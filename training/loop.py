@@ -496,14 +496,19 @@ def _fit(model, train, *, recipe, val, out_dir, strategy, callbacks, verbose, ch
 
     # A mismatch failed inside the first step, in an AutoGraph trace.
     checked = _penalized(model)
-    one_hot = False
+    kinds = {}  # one-hot labels or class ids, of each dataset
     for data, what in ((first_epoch, "the training data"), (val_data, "the validation data")):
         if data is not None and size is not None:
             check_images_fit(checked.inputs[0].shape, data, what=what)
             check_not_raw_pixels(checked, data, what=what)
         if data is not None and not _has_custom_train_step(model):  # which labels its train_step takes
             classes = checked.outputs[0].shape[-1] if checked.outputs else None
-            one_hot |= one_hot_labels(classes, data, what=what)
+            kinds[what] = one_hot_labels(classes, data, what=what)
+    if len(set(kinds.values())) > 1:  # one loss for both: the other failed in an AutoGraph trace
+        said = {what: "one-hot rows" if rows else "class ids" for what, rows in kinds.items()}
+        raise ValueError(f"the training data has {said['the training data']} for labels and the validation data "
+                         f"{said['the validation data']}; accepted: the same kind in both")
+    one_hot = any(kinds.values())
     if chief:
         write_json(os.path.join(out_dir, RECIPE_FILE), recipe.to_dict())
 
@@ -595,8 +600,9 @@ def _fit(model, train, *, recipe, val, out_dir, strategy, callbacks, verbose, ch
             if bad is None:
                 raise
             raise ValueError(f"label {bad[1]} is outside [0, {bad[2]}) for a {bad[2]}-class model, in epoch "
-                             f"{epoch + 1}'s data; the last checkpoint is {manager.latest_checkpoint or 'none'}. "
-                             "Accepted: class ids 0 to num_classes - 1") from None
+                             f"{epoch + 1}'s training or validation data; the last checkpoint is "
+                             f"{manager.latest_checkpoint or 'none'}. Accepted: class ids 0 to num_classes - 1"
+                             ) from None
         if checkpointer.diverged is not None:
             first, step, loss = checkpointer.diverged
             where = f"at step {step}" if first == step else f"in steps {first}-{step} (one execution)"

@@ -279,7 +279,14 @@ class SmoothedSparseCategoricalCrossentropy(keras.losses.Loss):
         if y_pred.dtype in (tf.float16, tf.bfloat16):
             y_pred = tf.cast(y_pred, tf.float32)
         labels = tf.reshape(tf.cast(y_true, tf.int32), tf.shape(y_pred)[:-1])
-        targets = tf.one_hot(labels, depth=tf.shape(y_pred)[-1], dtype=y_pred.dtype)
+        classes = tf.shape(y_pred)[-1]
+        # one_hot makes a label outside the classes an all-zero target, trained on silently; this is the
+        # error sparse cross-entropy raises (training.fit reads it)
+        inside = tf.reshape((labels >= 0) & (labels < classes), [-1])
+        first_bad = tf.gather(tf.reshape(labels, [-1]), tf.argmin(tf.cast(inside, tf.int32)))
+        with tf.control_dependencies([tf.debugging.Assert(tf.reduce_all(inside), [tf.strings.format(
+                "Received a label value of {} which is outside the valid range of [0, {})", (first_bad, classes))])]):
+            targets = tf.one_hot(labels, depth=classes, dtype=y_pred.dtype)
         return keras.losses.categorical_crossentropy(
             targets, y_pred, from_logits=self.from_logits, label_smoothing=self.label_smoothing
         )

@@ -279,14 +279,25 @@ def test_labels_and_images_that_cannot_train_are_refused_saying_what_was_receive
                      out_dir=tmp_path / "single", verbose=0)
     with pytest.raises(ValueError, match="the validation data has labels of shape"):
         training.fit(_tiny.plain_model(), data, val=wide, recipe=RECIPE, out_dir=tmp_path / "val", verbose=0)
+    rows = data.map(lambda x, y: (x, tf.one_hot(y, 4)))
+    with pytest.raises(ValueError, match=r"^the training data has class ids for labels and the validation data "
+                                         r"one-hot rows; accepted: the same kind in both$"):
+        training.fit(_tiny.plain_model(), data, val=rows, recipe=RECIPE, out_dir=tmp_path / "mixed", verbose=0)
     raw = tf.data.Dataset.from_tensor_slices((np.zeros((32, 8, 8, 1), "uint8"), np.zeros(32, "int32"))).batch(16)
     with pytest.raises(ValueError, match=r"the training data has uint8 images \(raw pixels\?\) and model 'plain' "
                                          r"scales nothing \(no Rescaling, Normalization or Lambda layer\)"):
         training.fit(_tiny.plain_model(), raw, recipe=RECIPE, out_dir=tmp_path / "raw", verbose=0)
     seven = data.map(lambda x, y: (x, tf.where(y == 2, 7, y)))  # an InvalidArgumentError's graph dump before
-    with pytest.raises(ValueError, match=r"^label 7 is outside \[0, 4\) for a 4-class model, in epoch 1's data; the "
-                                         r"last checkpoint is none\. Accepted: class ids 0 to num_classes - 1$"):
+    with pytest.raises(ValueError, match=r"^label 7 is outside \[0, 4\) for a 4-class model, in epoch 1's training "
+                                         r"or validation data; the last checkpoint is none\. Accepted: class ids 0 "
+                                         r"to num_classes - 1$"):
         training.fit(_tiny.plain_model(), seven, recipe=RECIPE, out_dir=tmp_path / "seven", verbose=0)
+    smoothed = RECIPE.replace(regularization={"label_smoothing": 0.1})  # one-hot targets: trained on silently
+    with pytest.raises(ValueError, match=r"^label 7 is outside \[0, 4\) for a 4-class model"):
+        training.fit(_tiny.plain_model(), seven, recipe=smoothed, out_dir=tmp_path / "smoothed", verbose=0)
+    negative = data.map(lambda x, y: (x, tf.where(y == 2, -1, y)))
+    with pytest.raises(ValueError, match=r"^label -1 is outside \[0, 4\)"):
+        training.fit(_tiny.plain_model(), negative, recipe=smoothed, out_dir=tmp_path / "negative", verbose=0)
     # It was ignored, and recorded in recipe.json as if applied.
     with pytest.raises(ValueError, match=r"recipe.augment='flip' augments a dataset name, which fit loads; a "
                                          r"tf.data.Dataset is read as it is"):
