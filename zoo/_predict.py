@@ -49,8 +49,9 @@ class Predictor:
         resize: take images of any size and of 1, 3 or 4 channels (grayscale, RGB, RGBA), one image, a
             batch or a list of images of different sizes, as torchvision's weight transforms do: each is
             brought to the model's channels (RGB to gray by ITU-R 601 luma, alpha dropped, gray repeated)
-            and resized to its height and width (bilinear, antialiased). By default images must have the
-            model's input shape.
+            and resized to its height and width (bilinear, antialiased). An array of rank 3 whose last
+            dimension is 1, 3 or 4 is one image, otherwise a batch of grayscale ones. By default images
+            must have the model's input shape.
 
     Raises:
         TypeError: ``model`` is not a ``tf_keras`` model (a name: see `from_pretrained`).
@@ -129,28 +130,33 @@ class Predictor:
 
         h, w, c = self.input_shape
         if isinstance(images, (list, tuple)):
-            each = [np.asarray(image) for image in images]
+            groups = [np.asarray(image)[None] for image in images]  # one image each, sizes may differ
         else:
             x = np.asarray(images)
-            one = x.ndim == 2 or (x.ndim == 3 and x.shape[-1] in (1, 3, 4))
-            each = [x] if one else list(x[..., None] if x.ndim == 3 else x)
-        out = np.zeros((len(each), h, w, c), np.float32)
-        for i, image in enumerate(each):
-            image = image[..., None] if image.ndim == 2 else image
-            if image.ndim != 3 or image.shape[-1] not in (1, 3, 4) or 0 in image.shape:
+            one = x.ndim == 2 or (x.ndim == 3 and x.shape[-1] in (1, 3, 4))  # else [N, H, W] grayscale
+            groups = [x[None] if one else x[..., None] if x.ndim == 3 else x]
+        out = []
+        for batch in groups:
+            batch = batch[..., None] if batch.ndim == 3 else batch
+            if batch.ndim != 4 or batch.shape[-1] not in (1, 3, 4) or 0 in batch.shape[1:]:
                 raise ValueError(f"with resize=True, images must be [H, W], or [H, W, C] with C in 1, 3, 4 (one image, "
-                                 f"a batch of them or a list); received an image of shape {image.shape}")
-            image = image[..., :3].astype(np.float32)  # RGBA: the alpha channel dropped
-            if image.shape[-1] == 3 and c == 1:
-                image = image @ np.array([[0.299], [0.587], [0.114]], np.float32)
-            elif image.shape[-1] == 1 and c != 1:
-                image = np.repeat(image, c, axis=-1)
-            if image.shape[-1] != c:
-                raise ValueError(f"the model takes {c} channels; received an image of {image.shape[-1]}")
-            out[i] = tf.image.resize(image, (h, w), antialias=True).numpy()
-        return out
+                                 f"a batch of them or a list); received an image of shape {batch.shape[1:]}")
+            batch = batch[..., :3].astype(np.float32)  # RGBA: the alpha channel dropped
+            if batch.shape[-1] == 3 and c == 1:
+                batch = batch @ np.array([[0.299], [0.587], [0.114]], np.float32)
+            elif batch.shape[-1] == 1 and c != 1:
+                batch = np.repeat(batch, c, axis=-1)
+            if batch.shape[-1] != c:
+                raise ValueError(f"the model takes {c} channels; received images of {batch.shape[-1]}")
+            out.append(tf.image.resize(batch, (h, w), antialias=True).numpy() if len(batch) else
+                       np.zeros((0, h, w, c), np.float32))
+        return np.concatenate(out) if out else np.zeros((0, h, w, c), np.float32)
 
     def _images(self, images) -> np.ndarray:
+        # Integer images are raw pixels whatever their values (resizing makes them floats: a dark uint8
+        # photo's would look like [0, 1] floats).
+        integers = all(np.issubdtype(np.asarray(i).dtype, np.integer)
+                       for i in (images if isinstance(images, (list, tuple)) else [images]))
         if self.resize:
             images = self._resized(images)
         x = np.asarray(images)
@@ -165,7 +171,7 @@ class Predictor:
             raise ValueError(f"images must be [N, {h}, {w}, {c}] raw pixels (or one image, or [N, {h}, {w}] for one "
                              f"channel); received shape {tuple(np.asarray(images).shape)}")
         # Images scaled to [0, 1] (as torchvision's ToTensor gives) would be read as near-black raw pixels.
-        if np.issubdtype(x.dtype, np.floating) and x.size and self.scale < 1 and 0 <= x.min() and 0 < x.max() <= 1:
+        if not integers and x.size and self.scale < 1 and 0 <= x.min() and 0 < x.max() <= 1:
             raise ValueError(f"images must be raw pixels (0-255; times scale={self.scale:g} gives the model's "
                              f"range); received floats in [{x.min():g}, {x.max():g}]. Accepted: images * 255, "
                              "scale=1.0 for images in [0, 1] (Predictor, Predictor.from_pretrained and zoo.predict "

@@ -2,10 +2,11 @@
 
 TensorFlow 2.21 writes a few lines to stderr while it loads, before its logging is set up, so
 ``TF_CPP_MIN_LOG_LEVEL`` does not silence them: that oneDNN is on (twice), that no CUDA driver was
-found, and ``failed call to cuInit`` (an error line on every machine without a GPU). LiteRT adds one
-line per interpreter that XNNPACK runs. The entry points (``zoo``, ``python -m zoo.demo``) load
-TensorFlow with `import_tensorflow`, which drops those lines and writes every other line back; with
-``TF_CPP_MIN_LOG_LEVEL`` at 0 or 1 (info lines asked for) nothing is dropped.
+found, and ``failed call to cuInit`` (an error line on every machine without a GPU). The entry points
+(``zoo``, ``python -m zoo.demo``) load TensorFlow with `import_tensorflow`, which drops those lines and
+writes every other line back; with ``TF_CPP_MIN_LOG_LEVEL`` at 0 or 1 (info lines asked for) nothing is
+dropped. LiteRT prints one more line the first time a process runs an interpreter (XNNPACK); the demo
+drops it with `notices_dropped`, ``zoo export`` leaves it.
 """
 
 from __future__ import annotations

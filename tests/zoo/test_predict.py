@@ -114,6 +114,9 @@ def test_resize_takes_photos_of_any_size_and_color(samples):
     mixed = resizing([rgba, images[1, :, :, 0], rgb[2, :40]])  # one RGBA, one [H, W], one cropped: a list
     assert mixed.probabilities.shape == (3, 10) and mixed.class_ids[0] == got.class_ids[0]
     assert resizing(rgb[0]).class_ids[0] == got.class_ids[0]  # one image
+    dark = np.zeros((280, 280, 3), np.uint8)
+    dark[140, 140] = 60  # downscaled: floats under 1, which were refused as [0, 1] images
+    assert len(resizing(dark).labels) == 1
     with pytest.raises(ValueError, match=r"with resize=True, images must be \[H, W\], or \[H, W, C\] with C in 1, 3, 4 "
                                          r".*received an image of shape \(5, 5, 2\)"):
         resizing([np.zeros((5, 5, 2))])
