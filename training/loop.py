@@ -492,23 +492,7 @@ def _fit(model, train, *, recipe, val, out_dir, strategy, callbacks, verbose, ch
     val_data = None if val is None else _epoch_source(val, "test", recipe, None, size)(0)
     first_epoch = train_for(0)
     steps_per_epoch = _steps_in(first_epoch)
-    from training.evaluation import check_images_fit, check_not_raw_pixels, one_hot_labels
-
-    # A mismatch failed inside the first step, in an AutoGraph trace.
-    checked = _penalized(model)
-    kinds = {}  # one-hot labels or class ids, of each dataset
-    for data, what in ((first_epoch, "the training data"), (val_data, "the validation data")):
-        if data is not None and size is not None:
-            check_images_fit(checked.inputs[0].shape, data, what=what)
-            check_not_raw_pixels(checked, data, what=what)
-        if data is not None and not _has_custom_train_step(model):  # which labels its train_step takes
-            classes = checked.outputs[0].shape[-1] if checked.outputs else None
-            kinds[what] = one_hot_labels(classes, data, what=what)
-    if len(set(kinds.values())) > 1:  # one loss for both: the other failed in an AutoGraph trace
-        said = {what: "one-hot rows" if rows else "class ids" for what, rows in kinds.items()}
-        raise ValueError(f"the training data has {said['the training data']} for labels and the validation data "
-                         f"{said['the validation data']}; accepted: the same kind in both")
-    one_hot = any(kinds.values())
+    one_hot = _check_data(model, first_epoch, val_data, size)
     if chief:
         write_json(os.path.join(out_dir, RECIPE_FILE), recipe.to_dict())
 
@@ -614,6 +598,30 @@ def _fit(model, train, *, recipe, val, out_dir, strategy, callbacks, verbose, ch
         _save_weights(model, os.path.join(out_dir, FINAL_WEIGHTS))
     return FitResult(history=tuple(history), steps=int(model.optimizer.iterations.numpy()),
                      best_val_accuracy=best, out_dir=out_dir, resumed_from_step=start_step, model=model)
+
+
+def _check_data(model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset | None,
+                size: tuple[int, int] | None) -> bool:
+    """Refuses data ``model`` cannot train on, naming it, before anything is written (each case failed in
+    the first step, in an AutoGraph trace); returns whether the labels are one-hot rows (else class ids)."""
+    from training.evaluation import check_images_fit, check_not_raw_pixels, one_hot_labels
+
+    checked = _penalized(model)
+    kinds = {}  # one-hot rows or class ids, per dataset
+    for data, what in ((train, "the training data"), (val, "the validation data")):
+        if data is None:
+            continue
+        if size is not None:
+            check_images_fit(checked.inputs[0].shape, data, what=what)
+            check_not_raw_pixels(checked, data, what=what)
+        if not _has_custom_train_step(model):  # its own train_step takes whatever labels it takes
+            classes = checked.outputs[0].shape[-1] if checked.outputs else None
+            kinds[what] = one_hot_labels(classes, data, what=what)
+    if len(set(kinds.values())) > 1:  # one loss for both
+        said = {what: "one-hot rows" if rows else "class ids" for what, rows in kinds.items()}
+        raise ValueError(f"the training data has {said['the training data']} for labels and the validation data "
+                         f"{said['the validation data']}; accepted: the same kind in both")
+    return any(kinds.values())
 
 
 def _forget_compiled_steps(model: keras.Model) -> None:
