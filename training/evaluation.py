@@ -257,14 +257,20 @@ def _check_element_spec(dataset: tf.data.Dataset, model: keras.Model) -> None:
 def check_images_fit(input_shape, dataset: tf.data.Dataset, *, what: str) -> None:
     """Raises a ValueError naming both shapes when the image batches of ``dataset`` (``(images, labels)``
     elements) cannot go into a model input of ``input_shape`` (``[batch, H, W, C]``, None where open), or
-    are single images (an unbatched dataset); elements of another structure are left to the caller."""
+    are single images (an unbatched dataset); elements of another structure are left to the caller.
+    Batches ``[batch, H, W]`` for a one-channel model are taken, as Keras takes them."""
     spec = getattr(dataset, "element_spec", None)
     images = spec[0] if isinstance(spec, tuple) and spec else None
     model = tf.TensorShape(input_shape)
-    if isinstance(images, tf.TensorSpec) and model.rank is not None and images.shape.rank == model.rank - 1:
+    if not isinstance(images, tf.TensorSpec) or images.shape.rank is None or model.rank is None:
+        return
+    gray = model.rank == 4 and model[-1] == 1  # its images may come without the channel axis, as Keras takes them
+    if images.shape.is_compatible_with(model[1:]) or (gray and images.shape.is_compatible_with(model[1:-1])):
         raise ValueError(f"{what} looks unbatched: images of shape {tuple(images.shape)} for a model input of shape "
                          f"{tuple(model)}. Call dataset.batch(batch_size) first.")
-    if not isinstance(images, tf.TensorSpec) or images.shape.rank != 4 or model.rank != 4:
+    if gray and images.shape.rank == 3:  # [batch, H, W]
+        images = tf.TensorSpec([*images.shape, 1], images.dtype)
+    if images.shape.rank != 4 or model.rank != 4:
         return
     if not images.shape[1:].is_compatible_with(model[1:]):
         raise ValueError(f"the model takes images of shape {tuple(model[1:])}; {what} has images of shape "

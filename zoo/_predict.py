@@ -47,10 +47,11 @@ class Predictor:
         backend: ``"tflite"`` or ``"function"`` (see the module docstring).
         num_threads: interpreter threads for the TFLite backend.
         resize: take images of any size and of 1, 3 or 4 channels (grayscale, RGB, RGBA), one image, a
-            batch or a list of images of different sizes, as torchvision's weight transforms do: each is
-            brought to the model's channels (RGB to gray by ITU-R 601 luma, alpha dropped, gray repeated)
-            and resized to its height and width (bilinear, antialiased). An array of rank 3 whose last
-            dimension is 1, 3 or 4 is one image, otherwise a batch of grayscale ones. By default images
+            batch or a list of images of different sizes: each is brought to the model's channels (RGB to
+            gray by ITU-R 601 luma, alpha dropped, gray repeated) and stretched to its height and width
+            (bilinear, antialiased; torchvision's transforms keep the aspect ratio and crop the center
+            instead). An array of rank 3 whose last dimension is 1, 3 or 4 is one image, otherwise a batch
+            of grayscale ones (a channels-first ``[3, H, W]`` image is read as three). By default images
             must have the model's input shape.
 
     Raises:
@@ -155,8 +156,11 @@ class Predictor:
     def _images(self, images) -> np.ndarray:
         # Integer images are raw pixels whatever their values (resizing makes them floats: a dark uint8
         # photo's would look like [0, 1] floats).
-        integers = all(np.issubdtype(np.asarray(i).dtype, np.integer)
-                       for i in (images if isinstance(images, (list, tuple)) else [images]))
+        dtypes = {np.asarray(i).dtype for i in (images if isinstance(images, (list, tuple)) else [images])}
+        if any(d == bool or not (np.issubdtype(d, np.integer) or np.issubdtype(d, np.floating)) for d in dtypes):
+            raise ValueError(f"images must be pixels, integers or floats; received {', '.join(sorted(map(str, dtypes)))}")
+        integers = all(np.issubdtype(d, np.integer) for d in dtypes)
+        given = str(next(iter(dtypes))) if len(dtypes) == 1 else "mixed"  # the dtype received, before resizing
         if self.resize:
             images = self._resized(images)
         x = np.asarray(images)
@@ -185,7 +189,7 @@ class Predictor:
             bad = "NaN or infinite values" if not np.all(np.isfinite(x)) else f"values in [{x.min():g}, {x.max():g}]"
             accepted = f"uint8 pixels or floats in [0, {top:g}]" if top >= 255 else \
                 f"floats in [0, {top:g}] (raw 0-255 pixels take the default scale, 1/255)"
-            raise ValueError(f"images must be pixels in [0, {top:g}] (scale={self.scale:g}); received {x.dtype} {bad}. "
+            raise ValueError(f"images must be pixels in [0, {top:g}] (scale={self.scale:g}); received {given} {bad}. "
                              f"Accepted: {accepted}, not normalized images")
         return x.astype(np.float32)
 

@@ -279,6 +279,13 @@ def test_labels_and_images_that_cannot_train_are_refused_saying_what_was_receive
                      out_dir=tmp_path / "single", verbose=0)
     with pytest.raises(ValueError, match="the validation data has labels of shape"):
         training.fit(_tiny.plain_model(), data, val=wide, recipe=RECIPE, out_dir=tmp_path / "val", verbose=0)
+    # Batches without the channel axis train, as Keras takes them ("unbatched" before); single ones do not.
+    flat = data.map(lambda x, y: (x[..., 0], y))
+    assert training.fit(_tiny.plain_model(), flat, recipe=RECIPE.replace(epochs=1), out_dir=tmp_path / "flat",
+                        verbose=0).steps == 6
+    with pytest.raises(ValueError, match=r"the training data looks unbatched: images of shape \(8, 8\)"):
+        training.fit(_tiny.plain_model(), flat.unbatch().apply(tf.data.experimental.assert_cardinality(96)),
+                     recipe=RECIPE, out_dir=tmp_path / "flat1", verbose=0)
     rows = data.map(lambda x, y: (x, tf.one_hot(y, 4)))
     with pytest.raises(ValueError, match=r"^the training data has class ids for labels and the validation data "
                                          r"one-hot rows; accepted: the same kind in both$"):

@@ -114,6 +114,11 @@ def test_resize_takes_photos_of_any_size_and_color(samples):
     mixed = resizing([rgba, images[1, :, :, 0], rgb[2, :40]])  # one RGBA, one [H, W], one cropped: a list
     assert mixed.probabilities.shape == (3, 10) and mixed.class_ids[0] == got.class_ids[0]
     assert resizing(rgb[0]).class_ids[0] == got.class_ids[0]  # one image
+    with pytest.raises(ValueError, match=r"images must be pixels in \[0, 255\] .*received uint16 values in "
+                                         r"\[65535, 65535\]"):  # not the float32 it was resized to
+        resizing(np.full((40, 40, 3), 65535, np.uint16))
+    with pytest.raises(ValueError, match=r"images must be pixels, integers or floats; received bool"):
+        resizing(np.ones((427, 640), bool))  # a mask was predicted as near-black pixels
     dark = np.zeros((280, 280, 3), np.uint8)
     dark[140, 140] = 60  # downscaled: floats under 1, which were refused as [0, 1] images
     assert len(resizing(dark).labels) == 1
