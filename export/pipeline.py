@@ -356,10 +356,10 @@ def _limited(train, recipe, steps: int | None, model: keras.Model):
     """``train`` as `training.fit` reads it for ``model``, each epoch cut to ``steps`` batches (None: as is)."""
     if steps is None:
         return train
-    from training import epoch_data
+    from training import augmented_by, epoch_data
 
     epochs = epoch_data(train, recipe, model=model)
-    return lambda epoch: epochs(epoch).take(steps)
+    return augmented_by(lambda epoch: epochs(epoch).take(steps), getattr(epochs, "augment", None))
 
 
 FINGERPRINT_FILE = "fingerprint.json"

@@ -22,6 +22,7 @@ _EXPORTS = {
     "steps_per_epoch": "training.loop",
     "epoch_data": "training.loop",
     "first_batch": "training.loop",
+    "augmented_by": "training.loop",
     "DatasetInfo": "training.data",
     "load_dataset": "training.data",
     "Augment": "training.augment",

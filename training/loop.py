@@ -115,13 +115,21 @@ def _epoch_source(source: DataSource, split: str, recipe: Recipe, augment,
             return load_dataset(source, split, batch_size=recipe.batch_size, augment=augment, seed=recipe.seed,
                                 epoch=epoch, image_size=image_size)[0]
 
-        return load
+        return augmented_by(load, augment)
     if isinstance(source, tf.data.Dataset):
         return lambda epoch: source
     if callable(source):
         return source
     raise TypeError(f"data must be a dataset name, a tf.data.Dataset or a function epoch -> dataset; "
                     f"received {type(source).__name__}")
+
+
+def augmented_by(epochs: Callable[[int], tf.data.Dataset], augment: str | None) -> Callable[[int], tf.data.Dataset]:
+    """Marks a function ``epoch -> dataset`` as applying the augmentation ``augment`` (a `Recipe.augment`
+    name) itself, as a dataset name loaded by a recipe does: `fit` refuses ``recipe.augment`` for data that
+    does not apply it (it would be ignored). Returns the function."""
+    epochs.augment = augment
+    return epochs
 
 
 # What a resume may change. Training longer continues a run (a cosine schedule stretches to it); steps
@@ -425,7 +433,8 @@ def fit(
             of ``(images, labels)`` batches: labels are class ids (``[batch]`` or ``[batch, 1]``) or one-hot
             rows ``[batch, num_classes]`` (label smoothing applies to either). The recipe's ``batch_size``
             and ``augment`` apply to a dataset name; data in the other forms is read as it is batched and
-            augmented (a ``tf.data.Dataset`` with ``recipe.augment`` set is refused).
+            augmented (``recipe.augment`` is refused for it, unless a function says it applies it,
+            `augmented_by`).
         recipe: the `Recipe`.
         val: validation data in the same forms (a name loads its ``"test"`` split), or None.
         out_dir: checkpoints, ``recipe.json``, ``state.json``, ``log.csv``, TensorBoard logs and
@@ -442,12 +451,13 @@ def fit(
         TrainingDiverged: the loss became NaN or Inf.
         ValueError: ``out_dir`` holds a run of a different recipe or of another number of steps per
             epoch, the data is unusable (unbatched, images or labels of shapes the model does not take), or
-            ``recipe.augment`` is set for a ``tf.data.Dataset``.
+            ``recipe.augment`` is set for data that does not apply it.
     """
-    if recipe.augment is not None and isinstance(train, tf.data.Dataset):
-        raise ValueError(f"recipe.augment={recipe.augment!r} augments a dataset name, which fit loads; a "
-                         "tf.data.Dataset is read as it is. Augment it yourself (training.augment.get_augment(...)"
-                         ".apply), pass the dataset's name, or set augment=None")
+    if recipe.augment is not None and not isinstance(train, str) and getattr(train, "augment", None) != recipe.augment:
+        kind = "a tf.data.Dataset" if isinstance(train, tf.data.Dataset) else "a function epoch -> dataset"
+        raise ValueError(f"recipe.augment={recipe.augment!r} augments a dataset name, which fit loads; {kind} is read "
+                         "as it is. Augment it yourself (training.augment.get_augment(...).apply; mark a function "
+                         "that does with training.augmented_by), pass the dataset's name, or set augment=None")
     out_dir = os.fspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
     strategy = strategy or tf.distribute.get_strategy()

@@ -147,7 +147,8 @@ class Recipe:
         batch_size: global batch size (split over replicas by a distribution strategy).
         regularization: weight penalties and label smoothing.
         augment: augmentation of the training split (a name `training.data.get_augment` accepts) of a
-            dataset name; `training.fit` reads data given as a ``tf.data.Dataset`` or a function as it is.
+            dataset name; `training.fit` reads data given as a ``tf.data.Dataset`` or a function as it is,
+            and refuses ``augment`` for it unless a function says it applies it (`training.augmented_by`).
         seed: seeds weights' initialization (when the loop builds the model), data order,
             augmentation and dropout.
         checkpoint_every: steps between checkpoints (the resume granularity).

@@ -38,7 +38,7 @@ import tf_keras as keras
 from training.data import DatasetInfo, load_dataset
 from training.evaluation import EvalResult, evaluate
 from training.loop import (BEST_WEIGHTS, CHECKPOINT_DIR, FINAL_WEIGHTS, RECIPE_FILE, STATE_FILE, FitResult,
-                           check_resume, fit, write_json)
+                           augmented_by, check_resume, fit, write_json)
 from training.recipes import Recipe
 from zoo._checks import as_int, tuples
 
@@ -186,7 +186,7 @@ class RunSpec:
             return load_dataset(self.dataset, split, batch_size=batch_size, augment=augment, seed=seed, epoch=epoch,
                                 shuffle=shuffle, limit=self.limit, image_size=image_size)[0]
 
-        return load
+        return augmented_by(load, augment)
 
 
 @dataclasses.dataclass(frozen=True)

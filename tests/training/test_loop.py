@@ -311,6 +311,12 @@ def test_labels_and_images_that_cannot_train_are_refused_saying_what_was_receive
         training.fit(_tiny.plain_model(), data, recipe=RECIPE.replace(augment="flip"), out_dir=tmp_path / "aug",
                      verbose=0)
     assert not (tmp_path / "aug").exists()
+    with pytest.raises(ValueError, match=r"a function epoch -> dataset is read as it is"):
+        training.fit(_tiny.plain_model(), lambda e: data, recipe=RECIPE.replace(augment="flip"),
+                     out_dir=tmp_path / "aug", verbose=0)
+    flipped = training.augmented_by(lambda e: data, "flip")  # a function that says it flips: taken
+    assert training.fit(_tiny.plain_model(), flipped, recipe=RECIPE.replace(epochs=1, augment="flip"),
+                        out_dir=tmp_path / "flipped", verbose=0).steps == 6
 
 
 def test_each_fit_penalizes_by_its_own_recipe_and_leaves_no_penalty_on_the_model(tmp_path):
