@@ -581,6 +581,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
     data = pipeline.load_export_data(dataset, test_limit=args.test_limit,
                                      representative=args.calibration or CALIBRATION_IMAGES,
                                      input_shape=shape[:2])
+    if data.test_images.shape[-1] != shape[-1]:  # it failed in int8 calibration, after fine-tuning
+        raise ValueError(f"{args.name} takes {shape[-1]} channel(s) but {dataset!r} images have "
+                         f"{data.test_images.shape[-1]}; the height and width may differ (images are resized), the "
+                         "channels may not. Accepted: --dataset with images of the model's channels")
+    if meta is not None and dataset != meta.provenance.dataset:
+        print(f"note: {meta.name} was trained on {meta.provenance.dataset}; its variants are checked and "
+              f"normalized on {dataset}, whose classes ({', '.join(data.class_names[:3])}, ...) the labels are "
+              f"taken for (fine-tune on {dataset} first for a model of its classes: zoo finetune)")
     if args.calibration is not None and len(data.representative) < args.calibration:
         print(f"--calibration {args.calibration}: {dataset}'s training split has {len(data.representative):,} "
               "images; int8 is calibrated on all of them")

@@ -449,6 +449,8 @@ def test_cli_exports_pretrained_weights(tmp_path):
                 "--finetune-steps", "2", "--saved-model",
                 "--test-limit", "64", "--max-accuracy-drop", "100", "--out", str(tmp_path / "out"), cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert "note: resnet20.fashion_mnist was trained on fashion_mnist; its variants are checked and normalized " \
+           "on synthetic" in done.stdout
     report = json.loads((tmp_path / "out" / "export.json").read_text())
     name = "pruned50_stage3x-90_dynamic_prune2ep_cosine"  # named by its parameters
     assert [(v["name"], v["description"]) for v in report["variants"]] == [
@@ -621,6 +623,11 @@ def test_cli_builds_a_weights_file_without_run_json_from_its_flags(tmp_path, cap
     assert main(export) == 2  # the model's defaults do not fit, and the error says what to give
     assert "give --input-shape and --num-classes, or keep the training run's run.json" in capsys.readouterr().err
     assert main([*export, "--input-shape", "12", "12", "1", "--num-classes", "10", "-o", "stage_depths=(1, 1, 1)"]) == 0
+    capsys.readouterr()
+    rgb = [*export, "--input-shape", "12", "12", "3", "--num-classes", "10", "-o", "stage_depths=(1, 1, 1)"]
+    assert main([*rgb, "--quantize", "int8", "--out", str(tmp_path / "rgb")]) == 2  # failed in calibration before
+    assert "resnet20 takes 3 channel(s) but 'synthetic' images have 1; the height and width may differ" in \
+        capsys.readouterr().err
     # Shipped weights keep their classifier: another class count would export an untrained head.
     assert main(["export", "resnet20", "--num-classes", "5", "--out", str(tmp_path / "shipped")]) == 2
     assert "--num-classes 5: the shipped weights resnet20.fashion_mnist have 10 classes" in capsys.readouterr().err
