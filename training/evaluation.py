@@ -254,13 +254,19 @@ def _check_element_spec(dataset: tf.data.Dataset, model: keras.Model) -> None:
     one_hot_labels(model.outputs[0].shape[-1], dataset, what="the dataset")
 
 
+def _element_spec(dataset: tf.data.Dataset, index: int):
+    """The spec of the images (0) or labels (1) of ``dataset``'s ``(images, labels)`` elements; None for
+    elements of another structure (left to the caller)."""
+    spec = getattr(dataset, "element_spec", None)
+    return spec[index] if isinstance(spec, tuple) and len(spec) == 2 else None
+
+
 def check_images_fit(input_shape, dataset: tf.data.Dataset, *, what: str) -> None:
     """Raises a ValueError naming both shapes when the image batches of ``dataset`` (``(images, labels)``
     elements) cannot go into a model input of ``input_shape`` (``[batch, H, W, C]``, None where open), or
     are single images (an unbatched dataset); elements of another structure are left to the caller.
     Batches ``[batch, H, W]`` for a one-channel model are taken, as Keras takes them."""
-    spec = getattr(dataset, "element_spec", None)
-    images = spec[0] if isinstance(spec, tuple) and spec else None
+    images = _element_spec(dataset, 0)
     model = tf.TensorShape(input_shape)
     if not isinstance(images, tf.TensorSpec) or images.shape.rank is None or model.rank is None:
         return
@@ -287,8 +293,7 @@ def one_hot_labels(num_classes: int | None, dataset: tf.data.Dataset, *, what: s
     Raises:
         ValueError: labels of another shape, naming it and the accepted ones.
     """
-    spec = getattr(dataset, "element_spec", None)
-    labels = spec[1] if isinstance(spec, tuple) and len(spec) == 2 else None
+    labels = _element_spec(dataset, 1)
     if not isinstance(labels, tf.TensorSpec) or labels.shape.rank is None:
         return False
     shape = labels.shape
@@ -309,8 +314,7 @@ def check_not_raw_pixels(model: keras.Model, dataset: tf.data.Dataset, *, what: 
     """Raises a ValueError when ``dataset``'s images are integers (raw pixels) and ``model`` (functional) has no
     layer that could scale them (``Rescaling``, ``Normalization``, ``Lambda``): the zoo's models take
     normalized floats, and raw pixels trained and evaluated without an error, at chance accuracy."""
-    spec = getattr(dataset, "element_spec", None)
-    images = spec[0] if isinstance(spec, tuple) and spec else None
+    images = _element_spec(dataset, 0)
     functional = getattr(model, "_is_graph_network", False)  # a subclassed model's call may scale anything
     if not isinstance(images, tf.TensorSpec) or not images.dtype.is_integer or not functional:
         return

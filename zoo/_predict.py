@@ -88,7 +88,7 @@ class Predictor:
         # What ``x * scale`` should span: [0, 1] when the mean is a fraction (statistics of pixels / 255, as
         # every shipped weights' are), pixel units when it is above 1 (keras.applications' 127.5); a zero
         # mean says nothing.
-        self._unit = 1.0 if 0 < max(float(m) for m in mean) <= 1 else None
+        self._fraction_mean = 0 < max(float(m) for m in mean) <= 1
         pixels = tflite.with_preprocessing(model, mean=mean, std=std, scale=scale)  # functional, subclassed or not
         last = model.outputs[0]._keras_history.layer if model.outputs else None  # None: subclassed
         pooled = isinstance(last, (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)) and \
@@ -158,7 +158,8 @@ class Predictor:
         # photo's would look like [0, 1] floats).
         dtypes = {np.asarray(i).dtype for i in (images if isinstance(images, (list, tuple)) else [images])}
         if any(d == bool or not (np.issubdtype(d, np.integer) or np.issubdtype(d, np.floating)) for d in dtypes):
-            raise ValueError(f"images must be pixels, integers or floats; received {', '.join(sorted(map(str, dtypes)))}")
+            received = ", ".join(sorted(map(str, dtypes)))
+            raise ValueError(f"images must be pixels, integers or floats; received {received}")
         integers = all(np.issubdtype(d, np.integer) for d in dtypes)
         given = str(next(iter(dtypes))) if len(dtypes) == 1 else "mixed"  # the dtype received, before resizing
         if self.resize:
@@ -184,7 +185,7 @@ class Predictor:
         # to 1 (with a scale below 1, or a mean that is a fraction): 255 for raw pixels (uint16 or 0-1020
         # images were taken), 1 with scale=1.0 (raw pixels were, at chance accuracy). A resize's overshoot
         # (bicubic or antialiased: -6 or 262) is within the 10% allowed.
-        top = 1 / self.scale if self.scale < 1 or self._unit else np.inf
+        top = 1 / self.scale if self.scale < 1 or self._fraction_mean else np.inf
         if x.size and not (np.all(np.isfinite(x)) and -0.1 * top <= x.min() and x.max() <= 1.1 * top):
             bad = "NaN or infinite values" if not np.all(np.isfinite(x)) else f"values in [{x.min():g}, {x.max():g}]"
             accepted = f"uint8 pixels or floats in [0, {top:g}]" if top >= 255 else \

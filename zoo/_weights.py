@@ -697,8 +697,9 @@ def load_by_name(model, path: str | os.PathLike, family, *, what: str, accepted:
 
     Every layer of ``model`` with weights must be in the file with the same shapes (the kernels of the
     convolutions that read the images, `_image_readers`, may differ in their input channels: they are
-    adapted as `_adapt_input_channels` says), except the family's classifier layers (`Family.classifier_layers`) when ``num_classes``, the file's number of
-    classes, differs from the model's: those keep their fresh initialization. Every layer of the file
+    adapted as `_adapt_input_channels` says), except the family's classifier layers
+    (`Family.classifier_layers`) when ``num_classes``, the file's number of classes, differs from the
+    model's: those keep their fresh initialization. Every layer of the file
     with weights must be in ``model``, except the family's head layers (`Family.head_layers`), which
     a backbone or a GoogLeNet without auxiliary heads leaves out.
 
@@ -779,7 +780,7 @@ def _image_readers(model) -> list:
 
 
 def _adapt_input_channels(arrays: list, want: list[tuple]) -> list:
-    """The first convolution's weights for another number of input channels, as timm's ``in_chans`` adapts
+    """An image-reading convolution's weights for another number of input channels, as timm's ``in_chans`` adapts
     them: for one channel, the kernel summed over the file's channels; for more, the file's channels
     repeated and scaled by ``file's / model's``. A grayscale image repeated over the channels (or the gray
     sum of one) then gives the response the weights were trained to. Anything but a kernel that differs
