@@ -25,6 +25,7 @@ _EXPORTS = {
     "augmented_by": "training.loop",
     "DatasetInfo": "training.data",
     "load_dataset": "training.data",
+    "from_arrays": "training.data",
     "Augment": "training.augment",
     "get_augment": "training.augment",
     "list_datasets": "training.data",

@@ -46,6 +46,7 @@ __all__ = [
     "FASHION_MNIST_MEAN",
     "FASHION_MNIST_STD",
     "DatasetInfo",
+    "from_arrays",
     "list_datasets",
     "load_dataset",
     "read_idx",
@@ -238,28 +239,22 @@ def load_dataset(
     params = {} if aug.is_identity else aug.draw(n, out_size, seed=seed, epoch=epoch)
 
     images_t, labels_t = _as_tensors(data)
-    params_t = {key: tf.constant(value) for key, value in params.items()}
     mean = tf.constant(data.mean, tf.float32)
     std = tf.constant(data.std, tf.float32)
     scale = data.scale
     resize = out_size != (height, width)
 
-    def make_batch(index):
-        x = tf.cast(tf.gather(images_t, index), tf.float32)
+    def prepare(x, augment_batch):
+        x = tf.cast(x, tf.float32)
         if scale != 1.0:
             x = x / scale
         if resize:
             x = tf.image.resize(x, out_size, method="bilinear", antialias=True)
-        if params_t:
-            x = aug.apply(x, {key: tf.gather(value, index) for key, value in params_t.items()}, fill=mean)
-        if normalize:
-            x = (x - mean) / std
-        return x, tf.gather(labels_t, index)
+        x = augment_batch(x, mean)
+        return (x - mean) / std if normalize else x
 
-    ds = tf.data.Dataset.from_tensor_slices(order.astype(np.int64))
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    ds = ds.map(make_batch, num_parallel_calls=_PARALLEL_CALLS, deterministic=True)
-    ds = ds.prefetch(_PREFETCH).with_options(_pipeline_options())
+    ds = _batches(images_t, labels_t, order, aug, params, prepare, batch_size=batch_size,
+                  drop_remainder=drop_remainder)
 
     info = DatasetInfo(
         name=name,
@@ -273,6 +268,98 @@ def load_dataset(
         source=data.source,
     )
     return ds, info
+
+
+def from_arrays(
+    images,
+    labels,
+    *,
+    batch_size: int = 128,
+    augment: str | Augment | None = None,
+    shuffle: bool = False,
+    seed: int = 0,
+    epoch: int = 0,
+    drop_remainder: bool = False,
+) -> tf.data.Dataset:
+    """One epoch of in-memory ``(images, labels)`` as a batched, prefetched ``tf.data.Dataset``.
+
+    The arrays are batched as `load_dataset` batches a split, with the same determinism: the order and
+    the augmentation are pure functions of ``(seed, epoch)``. The images are yielded as given (no
+    scaling or normalization: give them as the model takes them). `training.fit` and
+    `training.evaluate` read ``(images, labels)`` arrays through this function.
+
+    Args:
+        images: ``[N, H, W, C]`` numpy array or tensor (or any model inputs ``[N, ...]``).
+        labels: ``[N]`` class ids, or ``[N, num_classes]`` one-hot rows.
+        batch_size: examples per batch.
+        augment: ``None``, a name from `training.augment.AUGMENTATIONS` or an `Augment`; ``[N, H, W, C]``
+            images only. Crops pad with zeros and erasing fills with the images' mean per channel (both are
+            the mean for normalized images).
+        shuffle: shuffle the order.
+        seed: non-negative int; with ``epoch`` it fixes the order and the augmentation.
+        epoch: non-negative int; each epoch has its own order and augmentation.
+        drop_remainder: drop the last batch if it is smaller than ``batch_size``.
+
+    Returns:
+        The dataset of ``(images, labels)`` batches.
+
+    Raises:
+        ValueError: arrays of other ranks, of different lengths or empty, or an unknown augmentation.
+
+    Example:
+        >>> x, y = np.zeros([10, 8, 8, 1], np.float32), np.arange(10) % 2
+        >>> [tuple(b.shape) for b, _ in from_arrays(x, y, batch_size=4)]
+        [(4, 8, 8, 1), (4, 8, 8, 1), (2, 8, 8, 1)]
+    """
+    check_int("batch_size", batch_size, minimum=1)
+    check_int("seed", seed, minimum=0)
+    check_int("epoch", epoch, minimum=0)
+    if not isinstance(shuffle, bool):
+        raise ValueError(f"shuffle must be True or False; received {shuffle!r}")
+    aug = get_augment(augment)
+    with tf.device("/cpu:0"):
+        images_t, labels_t = tf.convert_to_tensor(images), tf.convert_to_tensor(labels)
+    if images_t.shape.rank < 2 or labels_t.shape.rank not in (1, 2):
+        raise ValueError("from_arrays takes images [N, H, W, C] (or any inputs [N, ...]) and labels [N] (class ids) "
+                         f"or [N, num_classes] (one-hot); received images of shape {tuple(images_t.shape)} and "
+                         f"labels of shape {tuple(labels_t.shape)}")
+    n = int(images_t.shape[0])
+    if n != int(labels_t.shape[0]) or n == 0:
+        raise ValueError(f"images and labels must have the same, non-zero length; received {n} images and "
+                         f"{int(labels_t.shape[0])} labels")
+    if not aug.is_identity and images_t.shape.rank != 4:
+        raise ValueError(f"augment={augment!r} needs images [N, H, W, C]; received shape {tuple(images_t.shape)}")
+    order = np.random.default_rng([seed, epoch, 0]).permutation(n) if shuffle else np.arange(n)
+    params = {} if aug.is_identity else aug.draw(n, tuple(images_t.shape[1:3]), seed=seed, epoch=epoch)
+    # The images' mean per channel: what load_dataset's erasing fills with, in any pixel scale.
+    fill = (tf.reduce_mean(tf.cast(images_t, tf.float32), axis=(0, 1, 2)) if aug.random_erasing else 0.0)
+
+    def prepare(x, augment_batch):
+        return augment_batch(x, fill)
+
+    return _batches(images_t, labels_t, order, aug, params, prepare, batch_size=batch_size,
+                    drop_remainder=drop_remainder)
+
+
+def _batches(images: tf.Tensor, labels: tf.Tensor, order: np.ndarray, aug: Augment, params: dict[str, np.ndarray],
+             prepare: Callable, *, batch_size: int, drop_remainder: bool) -> tf.data.Dataset:
+    """Batches of ``images[order]`` and ``labels[order]``; ``prepare(x, augment_batch)`` turns a batch's images
+    into the model's, calling ``augment_batch(x, fill)`` where the augmentation belongs."""
+    params_t = {key: tf.constant(value) for key, value in params.items()}
+
+    def make_batch(index):
+        def augment_batch(x, fill):
+            if not params_t:
+                return x
+            return aug.apply(x, {key: tf.gather(value, index) for key, value in params_t.items()},
+                             fill=tf.cast(fill, x.dtype))
+
+        return prepare(tf.gather(images, index), augment_batch), tf.gather(labels, index)
+
+    ds = tf.data.Dataset.from_tensor_slices(order.astype(np.int64))
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    ds = ds.map(make_batch, num_parallel_calls=_PARALLEL_CALLS, deterministic=True)
+    return ds.prefetch(_PREFETCH).with_options(_pipeline_options())
 
 
 def _pipeline_options() -> tf.data.Options:

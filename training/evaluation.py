@@ -136,10 +136,11 @@ def outputs_logits(model: keras.Model) -> bool:
 
 def evaluate(
     model: keras.Model,
-    dataset: tf.data.Dataset,
+    dataset: tf.data.Dataset | tuple,
     *,
     class_names: Sequence[str] | None = None,
     from_logits: bool | None = None,
+    batch_size: int = 256,
 ) -> EvalResult:
     """Runs a classifier over a batched dataset and returns its metrics.
 
@@ -149,13 +150,15 @@ def evaluate(
 
     Args:
         model: a classifier ``tf_keras.Model`` whose (first) output is ``[batch, num_classes]``.
-        dataset: a *batched* ``tf.data.Dataset`` of ``(images, labels)``; labels are integer class
-            indices of shape ``[batch]`` (or ``[batch, 1]``), or one-hot / smoothed targets of shape
-            ``[batch, num_classes]`` (their argmax is the class).
+        dataset: a *batched* ``tf.data.Dataset`` of ``(images, labels)``, or a tuple ``(images, labels)``
+            of arrays (batched by `training.data.from_arrays`); labels are integer class indices of shape
+            ``[batch]`` (or ``[batch, 1]``), or one-hot / smoothed targets of shape ``[batch, num_classes]``
+            (their argmax is the class).
         class_names: one name per class, in class-index order; defaults to ``"0"``, ``"1"``, ...
         from_logits: whether the output is logits (for the loss). ``None`` detects it from the output
             layer's activation (see `outputs_logits`): the zoo's default is logits,
             ``classifier_activation="softmax"`` gives probabilities.
+        batch_size: examples per batch when ``dataset`` is arrays.
 
     Returns:
         An `EvalResult`.
@@ -190,6 +193,10 @@ def evaluate(
             )
     if from_logits is None:
         from_logits = outputs_logits(model)
+    if isinstance(dataset, tuple) and len(dataset) == 2:
+        from training.data import from_arrays
+
+        dataset = from_arrays(*dataset, batch_size=batch_size)
     _check_element_spec(dataset, model)
 
     @tf.function(reduce_retracing=True)
@@ -240,7 +247,8 @@ def evaluate(
 def _check_element_spec(dataset: tf.data.Dataset, model: keras.Model) -> None:
     spec = getattr(dataset, "element_spec", None)
     if spec is None:
-        raise TypeError(f"dataset must be a tf.data.Dataset; received {type(dataset).__name__}")
+        raise TypeError(f"dataset must be a tf.data.Dataset or a tuple (images, labels) of arrays; received "
+                        f"{type(dataset).__name__}")
     if not isinstance(spec, tuple) or len(spec) != 2:
         raise ValueError(
             "dataset must yield (images, labels) pairs; received elements of structure "

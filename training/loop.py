@@ -57,7 +57,8 @@ BEST_WEIGHTS = "best_weights.h5"  # legacy h5: layers matched by name, the zoo's
 PENDING_BEST_WEIGHTS = "best_weights.pending.h5"  # an epoch's, until its checkpoint is saved
 FINAL_WEIGHTS = "final_weights.h5"
 
-DataSource = Union[str, tf.data.Dataset, Callable[[int], tf.data.Dataset]]
+# A dataset name, a dataset, a function epoch -> dataset, or (images, labels) arrays.
+DataSource = Union[str, tf.data.Dataset, Callable[[int], tf.data.Dataset], tuple]
 
 
 class TrainingDiverged(FloatingPointError):
@@ -120,8 +121,19 @@ def _epoch_source(source: DataSource, split: str, recipe: Recipe, augment,
         return lambda epoch: source
     if callable(source):
         return source
-    raise TypeError(f"data must be a dataset name, a tf.data.Dataset or a function epoch -> dataset; "
-                    f"received {type(source).__name__}")
+    if isinstance(source, tuple) and len(source) == 2:
+        from training.data import from_arrays
+
+        with tf.device("/cpu:0"):  # converted once, not per epoch
+            images, labels = (tf.convert_to_tensor(a) for a in source)
+
+        def batches(epoch: int):
+            return from_arrays(images, labels, batch_size=recipe.batch_size, augment=augment,
+                               shuffle=split == "train", seed=recipe.seed, epoch=epoch)
+
+        return augmented_by(batches, augment)
+    raise TypeError(f"data must be a dataset name, a tf.data.Dataset, a function epoch -> dataset or a tuple "
+                    f"(images, labels) of arrays; received {type(source).__name__}")
 
 
 def augmented_by(epochs: Callable[[int], tf.data.Dataset], augment: str | None) -> Callable[[int], tf.data.Dataset]:
@@ -429,12 +441,14 @@ def fit(
             subclassed one cannot be).
         train: a dataset name for `training.data.load_dataset` (batched, shuffled and augmented
             per the recipe, resized to the model's input height and width), a function
-            ``epoch -> tf.data.Dataset`` that is deterministic in its argument, or a ``tf.data.Dataset``
-            of ``(images, labels)`` batches: labels are class ids (``[batch]`` or ``[batch, 1]``) or one-hot
+            ``epoch -> tf.data.Dataset`` that is deterministic in its argument, a ``tf.data.Dataset``
+            of ``(images, labels)`` batches, or a tuple ``(images, labels)`` of arrays (numpy or tensors,
+            the images as the model takes them; batched, shuffled and augmented per the recipe by
+            `training.data.from_arrays`). Labels are class ids (``[batch]`` or ``[batch, 1]``) or one-hot
             rows ``[batch, num_classes]`` (label smoothing applies to either). The recipe's ``batch_size``
-            and ``augment`` apply to a dataset name; data in the other forms is read as it is batched and
-            augmented (``recipe.augment`` is refused for it, unless a function says it applies it,
-            `augmented_by`).
+            and ``augment`` apply to a dataset name and to arrays; a dataset or a function is read as it
+            is batched and augmented (``recipe.augment`` is refused for it, unless a function says it
+            applies it, `augmented_by`).
         recipe: the `Recipe`.
         val: validation data in the same forms (a name loads its ``"test"`` split), or None.
         out_dir: checkpoints, ``recipe.json``, ``state.json``, ``log.csv``, TensorBoard logs and
@@ -453,7 +467,8 @@ def fit(
             epoch, the data is unusable (unbatched, images or labels of shapes the model does not take), or
             ``recipe.augment`` is set for data that does not apply it.
     """
-    if recipe.augment is not None and not isinstance(train, str) and getattr(train, "augment", None) != recipe.augment:
+    if (recipe.augment is not None and not isinstance(train, (str, tuple))
+            and getattr(train, "augment", None) != recipe.augment):
         kind = "a tf.data.Dataset" if isinstance(train, tf.data.Dataset) else "a function epoch -> dataset"
         raise ValueError(f"recipe.augment={recipe.augment!r} augments a dataset name, which fit loads; {kind} is read "
                          "as it is. Augment it yourself (training.augment.get_augment(...).apply; mark a function "

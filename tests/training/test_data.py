@@ -394,3 +394,48 @@ def test_erased_pixels_are_zero_after_normalization():
     x, _ = collect(ds)
     # Every image has an erased rectangle of exact zeros (noise-free templates are rarely exactly the mean).
     assert all(np.sum(img == 0.0) >= 0.02 * 28 * 28 * 0.5 for img in x)
+
+
+# -- in-memory arrays -------------------------------------------------------------------------------
+
+
+def test_from_arrays_batches_as_given_and_is_deterministic_in_seed_and_epoch():
+    rng = np.random.default_rng(0)
+    x = rng.normal(5.0, 1.0, (50, 6, 6, 2)).astype("float32")
+    y = np.arange(50) % 5
+    got_x, got_y = collect(data.from_arrays(x, y, batch_size=16))
+    np.testing.assert_array_equal(got_x, x)  # in order, unscaled
+    np.testing.assert_array_equal(got_y, y)
+    assert [int(b.shape[0]) for b, _ in data.from_arrays(x, y, batch_size=16, drop_remainder=True)] == [16] * 3
+
+    kw = dict(batch_size=16, shuffle=True, augment="crop_flip", seed=2, epoch=1)
+    a_x, a_y = collect(data.from_arrays(x, y, **kw))
+    b_x, b_y = collect(data.from_arrays(x, y, **kw))
+    np.testing.assert_array_equal(a_x, b_x)
+    np.testing.assert_array_equal(a_y, b_y)
+    assert sorted(a_y) == sorted(y) and not np.array_equal(a_y, y)
+    tail_x, _ = collect(data.from_arrays(x, y, **kw).skip(2))  # resuming skips batches
+    np.testing.assert_array_equal(tail_x, a_x[32:])
+    c_x, _ = collect(data.from_arrays(x, y, **{**kw, "batch_size": 7}))  # the batch size changes nothing
+    np.testing.assert_array_equal(c_x, a_x)
+    _, next_y = collect(data.from_arrays(x, y, **{**kw, "epoch": 2}))
+    assert not np.array_equal(next_y, a_y)
+
+
+def test_from_arrays_erases_with_the_images_mean_and_refuses_arrays_it_cannot_batch():
+    x = np.stack([np.full((8, 8, 2), v, np.float32) for v in (2.0, 4.0)] * 10)  # mean 3 in both channels
+    x[..., 1] *= 10  # channel 1: mean 30
+    got, _ = collect(data.from_arrays(x, np.zeros(20, int), augment=Augment(random_erasing=1.0)))
+    erased = got != x
+    assert erased.any()
+    np.testing.assert_allclose(got[..., 0][erased[..., 0]], 3.0)
+    np.testing.assert_allclose(got[..., 1][erased[..., 1]], 30.0)
+
+    with pytest.raises(ValueError, match=r"same, non-zero length; received 20 images and 3 labels"):
+        data.from_arrays(x, np.zeros(3, int))
+    with pytest.raises(ValueError, match=r"received images of shape \(20,\) and labels of shape \(20, 1, 1\)"):
+        data.from_arrays(x[:, 0, 0, 0], np.zeros((20, 1, 1), int))
+    with pytest.raises(ValueError, match=r"needs images \[N, H, W, C\]; received shape \(20, 8, 16\)"):
+        data.from_arrays(x.reshape(20, 8, 16), np.zeros(20, int), augment="flip")
+    with pytest.raises(ValueError, match="shuffle must be True or False"):
+        data.from_arrays(x, np.zeros(20, int), shuffle="yes")

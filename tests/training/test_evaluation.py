@@ -97,7 +97,8 @@ def test_label_shapes_and_one_hot_agree():
     reference = evaluate(_identity_model(), _ds(features, labels))
     column = evaluate(_identity_model(), _ds(features, labels[:, None].astype("int32")))
     one_hot = evaluate(_identity_model(), _ds(features, np.eye(CLASSES, dtype="float32")[labels]))
-    for other in (column, one_hot):
+    arrays = evaluate(_identity_model(), (features, labels), batch_size=7)  # numpy arrays, batched for us
+    for other in (column, one_hot, arrays):
         np.testing.assert_array_equal(other.confusion_matrix, reference.confusion_matrix)
         assert other.loss == pytest.approx(reference.loss)
 

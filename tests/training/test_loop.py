@@ -591,3 +591,29 @@ def test_a_subclassed_model_trains_and_resumes(tmp_path):
     assert first.steps == 6
     more = training.fit(_Subclassed, _tiny.epoch_data, recipe=recipe.replace(epochs=2), out_dir=tmp_path, verbose=0)
     assert more.resumed_from_step == 6 and more.steps == 12 and len(more.history) == 2
+
+
+def test_numpy_arrays_are_batched_shuffled_and_augmented_by_the_recipe(tmp_path):
+    images, labels = _tiny.arrays()
+    recipe = RECIPE.replace(epochs=2, batch_size=32, augment="flip", seed=5)
+    keras.utils.set_random_seed(0)
+    by_arrays = training.fit(_tiny.plain_model(), (images, labels), recipe=recipe, val=(images[:40], labels[:40]),
+                             out_dir=tmp_path / "arrays", verbose=0)
+    assert by_arrays.steps == 2 * 3  # 96 examples in batches of 32: the recipe's batch size
+
+    # The same as the function fit would read them through: the recipe's seed, each epoch's order and flips.
+    def epochs(epoch):
+        return training.from_arrays(images, labels, batch_size=32, augment="flip", shuffle=True, seed=5, epoch=epoch)
+
+    keras.utils.set_random_seed(0)
+    by_hand = training.fit(_tiny.plain_model(), training.augmented_by(epochs, "flip"), recipe=recipe,
+                           out_dir=tmp_path / "by_hand", verbose=0)
+    for a, b in zip(by_arrays.model.get_weights(), by_hand.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # Validation arrays are read as they are, unshuffled and unaugmented: the last epoch's val_accuracy is the
+    # final model's accuracy on them.
+    final = training.evaluate(by_arrays.model, (images[:40], labels[:40]))
+    assert by_arrays.history[-1]["val_accuracy"] == pytest.approx(final.accuracy)
+
+    with pytest.raises(ValueError, match="same, non-zero length; received 96 images and 95 labels"):
+        training.fit(_tiny.plain_model(), (images, labels[:95]), recipe=recipe, out_dir=tmp_path / "bad", verbose=0)
