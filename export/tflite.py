@@ -27,6 +27,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from zoo._quiet import notices_dropped
+
 __all__ = [
     "QUANTIZATIONS",
     "ParityError",
@@ -274,7 +276,8 @@ class TFLiteModel:
     def _resize(self, batch: int) -> None:
         if batch != self._batch:
             self._interpreter.resize_tensor_input(self._input["index"], [batch, *self.input_shape])
-            self._interpreter.allocate_tensors()
+            with notices_dropped():  # LiteRT's "Created TensorFlow Lite XNNPACK delegate" on its first run
+                self._interpreter.allocate_tensors()
             self._input = self._interpreter.get_input_details()[0]
             self._output = self._interpreter.get_output_details()[0]
             self._batch = batch

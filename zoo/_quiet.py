@@ -5,8 +5,8 @@ TensorFlow 2.21 writes a few lines to stderr while it loads, before its logging 
 found, and ``failed call to cuInit`` (an error line on every machine without a GPU). The entry points
 (``zoo``, ``python -m zoo.demo``) load TensorFlow with `import_tensorflow`, which drops those lines and
 writes every other line back; with ``TF_CPP_MIN_LOG_LEVEL`` at 0 or 1 (info lines asked for) nothing is
-dropped. LiteRT prints one more line the first time a process runs an interpreter (XNNPACK); the demo
-drops it with `notices_dropped`, ``zoo export`` leaves it.
+dropped. LiteRT prints one more line the first time a process runs an interpreter (XNNPACK), which no log
+level silences; `export.tflite.TFLiteModel` drops it with `notices_dropped`.
 """
 
 from __future__ import annotations

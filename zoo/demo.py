@@ -22,7 +22,7 @@ import numpy as np
 
 import zoo
 from zoo._files import write_png
-from zoo._quiet import import_tensorflow, notices_dropped
+from zoo._quiet import import_tensorflow
 
 OUT_DIR = "demo_out"
 DEFAULT_WEIGHTS = "resnet20.fashion_mnist"
@@ -90,8 +90,7 @@ def main(argv: list[str] | None = None) -> int:
 
     images, labels, source = _test_set(meta)
     start = time.perf_counter()
-    with notices_dropped():  # LiteRT's line on its first run
-        result = predictor(images, batch_size=256)
+    result = predictor(images, batch_size=256)
     seconds = time.perf_counter() - start
     accuracy = float(np.mean(result.class_ids == labels))
     names = meta.head.class_names
