@@ -175,7 +175,12 @@ def evaluate(
     """
     if not isinstance(model, keras.Model):
         raise TypeError(f"model must be a tf_keras.Model; received {type(model).__name__}")
-    output_shape = tuple(model.outputs[0].shape)
+    if isinstance(dataset, tuple) and len(dataset) == 2:
+        from training.data import from_arrays
+
+        dataset = from_arrays(*dataset, batch_size=batch_size)
+    _check_element_spec(dataset, model)
+    output_shape = _output_shape(model, dataset)
     if len(output_shape) != 2 or output_shape[-1] is None:
         raise ValueError(
             f"evaluate needs a classifier whose output is [batch, num_classes]; received output shape "
@@ -193,11 +198,6 @@ def evaluate(
             )
     if from_logits is None:
         from_logits = outputs_logits(model)
-    if isinstance(dataset, tuple) and len(dataset) == 2:
-        from training.data import from_arrays
-
-        dataset = from_arrays(*dataset, batch_size=batch_size)
-    _check_element_spec(dataset, model)
 
     @tf.function(reduce_retracing=True)
     def predict_step(images, labels):
@@ -257,9 +257,19 @@ def _check_element_spec(dataset: tf.data.Dataset, model: keras.Model) -> None:
     labels = spec[1]
     if getattr(labels, "dtype", None) is not None and not (labels.dtype.is_integer or labels.dtype.is_floating):
         raise ValueError(f"labels must be integer class indices (or one-hot); received dtype {labels.dtype.name}")
-    check_images_fit(model.inputs[0].shape, dataset, what="the dataset")
-    check_not_raw_pixels(model, dataset, what="the dataset")
-    one_hot_labels(model.outputs[0].shape[-1], dataset, what="the dataset")
+    if model.inputs:  # a subclassed model's inputs and outputs are known only once it has run
+        check_images_fit(model.inputs[0].shape, dataset, what="the dataset")
+        check_not_raw_pixels(model, dataset, what="the dataset")
+        one_hot_labels(model.outputs[0].shape[-1], dataset, what="the dataset")
+
+
+def _output_shape(model: keras.Model, dataset: tf.data.Dataset) -> tuple:
+    """The shape of ``model``'s (first) output; a subclassed model is run on the first batch for it."""
+    if model.outputs:
+        return tuple(model.outputs[0].shape)
+    for images, _ in dataset.take(1):
+        return (None, *tf.nest.flatten(model(images, training=False))[0].shape[1:])
+    raise ValueError("the dataset yielded no examples")
 
 
 def _element_spec(dataset: tf.data.Dataset, index: int):

@@ -161,3 +161,17 @@ def test_errors_say_what_was_received():
     with pytest.raises(ValueError, match=r"the model takes images of shape \(4, 4, 1\); the dataset has images of "
                                          r"shape \(4, 4, 3\)\. Accepted: "):  # it was an AutoGraph traceback
         evaluate(images, rgb)
+
+
+def test_a_subclassed_model_is_judged_as_its_functional_twin():
+    class Identity(keras.Model):  # its output shape is known only once it has run
+        def call(self, x, training=False):
+            return tf.identity(x)
+
+    features, labels = _data()
+    expected = evaluate(_identity_model(), _ds(features, labels))
+    got = evaluate(Identity(), _ds(features, labels))
+    np.testing.assert_array_equal(got.confusion_matrix, expected.confusion_matrix)
+    assert got.loss == pytest.approx(expected.loss)
+    with pytest.raises(ValueError, match="yielded no examples"):
+        evaluate(Identity(), _ds(features, labels).take(0))
