@@ -671,7 +671,7 @@ examples:
   zoo export resnet20 --prune 0.8 --cluster 16 --quantize qat --out exports/r20
 
 exit codes: 0 ok; 1 nothing matched, docs --check found a stale file, or training diverged;
-2 bad name, option, value, file or directory"""
+2 bad name, option, value, file or directory (one line; ZOO_DEBUG=1 raises it with its traceback)"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -709,6 +709,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # command.txt records it
     import_tensorflow()  # every command needs it (the registry builds models); its start-up notices dropped
+    if os.environ.get("ZOO_DEBUG", "") not in ("", "0"):  # a bug's traceback, not a one-line error
+        return COMMANDS[args.command].run(args)
     try:
         return COMMANDS[args.command].run(args)
     except BrokenPipeError:  # `zoo list | head`: stop quietly

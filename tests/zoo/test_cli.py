@@ -153,6 +153,12 @@ def test_unknown_name_is_one_line_with_close_matches(capsys):
     assert "Traceback" not in err
 
 
+def test_zoo_debug_raises_the_error_with_its_traceback(monkeypatch):
+    monkeypatch.setenv("ZOO_DEBUG", "1")
+    with pytest.raises(ValueError, match="unknown model 'resnet21'"):
+        main(["info", "resnet21"])
+
+
 @pytest.mark.parametrize(
     "argv",
     [
