@@ -172,8 +172,9 @@ def convert(
         The ``.tflite`` file's bytes.
 
     Raises:
-        ValueError: an unknown ``quantize``, missing, empty or wrongly shaped representative data, ops
-            TFLite cannot run, or a subclassed model neither built nor called.
+        ValueError: an unknown ``quantize``, missing, empty or wrongly shaped representative data (or any
+            for a quantization other than int8), ops TFLite cannot run, or a subclassed model neither built
+            nor called.
     """
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"unknown quantization {quantize!r}; accepted: {', '.join(QUANTIZATIONS)}")
@@ -183,6 +184,9 @@ def convert(
                          "calibrate activation ranges, unless the model is quantization-aware")
     if integer_io and quantize != "int8":
         raise ValueError(f"integer_io needs quantize='int8'; received quantize={quantize!r}")
+    if representative_images is not None and quantize != "int8":
+        raise ValueError(f"representative_images calibrate int8 activations; received quantize={quantize!r}, "
+                         "which has none. Accepted: quantize='int8', or no representative_images")
     converter = _converter(model)
     ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if quantize != "none":

@@ -43,8 +43,8 @@ def test_with_preprocessing_refuses_what_it_cannot_wrap():
     np.testing.assert_allclose(wrapped(np.full((1, 4, 4, 2), 255.0, np.float32)), 2.0)  # (1 - 0.5) / 0.25
     # ... and so does the converter, given the subclassed model itself
     pixels = np.full((2, 4, 4, 2), 0.75, np.float32)
-    for quantize in ("none", "int8"):
-        flat = tflite.convert(called, quantize=quantize, representative_images=pixels)
+    for quantize, calibration in (("none", None), ("int8", pixels)):
+        flat = tflite.convert(called, quantize=quantize, representative_images=calibration)
         np.testing.assert_allclose(tflite.predictions(tflite.TFLiteModel(flat), pixels), pixels, atol=0.01)
     with pytest.raises(ValueError, match=r"scale .* must be a finite number > 0; received scale=0"):
         tflite.with_preprocessing(_data.model(), mean=_data.MEAN, std=_data.STD, scale=0)
@@ -53,7 +53,8 @@ def test_with_preprocessing_refuses_what_it_cannot_wrap():
 @pytest.mark.parametrize("quantize,max_diff", [("none", 1e-4), ("fp16", 0.1), ("dynamic", 1.0), ("int8", 3.0)])
 def test_every_quantization_converts_and_agrees_with_the_float_model(trained, test_set, quantize, max_diff):
     images, labels = test_set
-    flat = tflite.convert(trained, quantize=quantize, representative_images=images[:64])
+    calibration = images[:64] if quantize == "int8" else None
+    flat = tflite.convert(trained, quantize=quantize, representative_images=calibration)
     model = tflite.TFLiteModel(flat)
     report = tflite.check_parity(model, trained, images, labels, max_accuracy_drop=2.0, min_top1_agreement=0.97,
                                  max_abs_diff=max_diff)
@@ -89,6 +90,8 @@ def test_int8_calibration_images_must_be_inputs_of_the_model(trained):
                   f"{images.shape}"
         with pytest.raises(ValueError, match=re.escape(message)):
             tflite.convert(trained, quantize="int8", representative_images=images)
+    with pytest.raises(ValueError, match="representative_images calibrate int8 activations; received quantize='fp16'"):
+        tflite.convert(trained, quantize="fp16", representative_images=np.zeros((4, *_data.SHAPE)))
     # A dimension the model leaves open takes any size.
     import tf_keras as keras
 
