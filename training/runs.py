@@ -12,9 +12,10 @@ A run directory holds what `training.fit` writes (``checkpoints/``, ``recipe.jso
 
 Resuming is explicit here, where `training.fit` resumes whenever ``out_dir`` holds a checkpoint:
 ``train_run(..., resume=False)`` refuses a directory that holds a run, so that nobody resumes by
-accident, and ``resume=True`` requires one of the same `RunSpec` and recipe. The one change a
-resume may make is to raise ``recipe.epochs`` (train a finished run longer); a cosine or step
-schedule is then recomputed for the new length from the step reached.
+accident, and ``resume=True`` requires one of the same `RunSpec` and recipe. A resume may raise
+``recipe.epochs`` (train a finished run longer; a cosine or step schedule is then recomputed for the
+new length from the step reached) and change ``recipe.steps_per_execution`` (when callbacks run, not
+what the steps compute): `training.loop.RESUMABLE_CHANGES`.
 
     >>> spec = RunSpec(model="resnet20", dataset="digits", options={"stage_depths": (1, 1, 1)})
     >>> run = train_run(spec, recipe=Recipe(epochs=1), out_dir="runs/digits")  # doctest: +SKIP
@@ -386,7 +387,7 @@ def train_run(
         recipe: the `Recipe`.
         out_dir: the run directory.
         resume: ``False`` refuses an ``out_dir`` that holds a run; ``True`` requires one, of the same
-            spec and recipe except that ``recipe.epochs`` may be larger.
+            spec and recipe except that ``recipe.epochs`` may be larger and ``steps_per_execution`` other.
         command: the command line, appended to ``command.txt``.
         verbose: Keras' verbosity.
         callbacks: extra Keras callbacks.
