@@ -72,6 +72,10 @@ CURVES_PNG = "curves.png"
 EVAL_BATCH_SIZE = 256
 
 
+# A fine-tuning source's classes when nothing says: the shipped weights are Fashion-MNIST's 10 classes.
+DEFAULT_SOURCE_CLASSES = 10
+
+
 @dataclasses.dataclass(frozen=True)
 class RunSpec:
     """The model and data of a run: everything but the recipe.
@@ -86,7 +90,9 @@ class RunSpec:
         limit: use only the first ``limit`` examples of each split (quick runs).
         source_weights: fine-tuning: the weights file of the source model, whose classifier has
             ``source_classes`` outputs and is replaced (`training.finetune`) by a new one.
-        source_classes: fine-tuning: the source model's number of classes.
+        source_classes: fine-tuning: the source model's number of classes; ``None`` means
+            `DEFAULT_SOURCE_CLASSES` (10, the classes of every shipped weights' Fashion-MNIST) when the
+            source weights have no ``run.json`` or metadata that says.
         train_layers: fine-tuning: ``"head"``, ``"last:N"`` or ``"all"`` (see `training.finetune`).
         teacher: shipped pretrained weights (``ARCH.TAG``, ``zoo list --pretrained``) to distill from: the
             model learns their softened outputs besides the labels (`training.distill.Distiller`).
@@ -154,8 +160,9 @@ class RunSpec:
                              f"{self.dataset!r}; use at least {info.num_classes}")
         if self.teacher is not None:
             _check_teacher(self.teacher, tuple(input_shape), num_classes, info)
+        source_classes = self.source_classes or (DEFAULT_SOURCE_CLASSES if self.is_finetune else None)
         return dataclasses.replace(self, input_shape=tuple(input_shape), num_classes=num_classes,
-                                   source_classes=self.source_classes or (10 if self.is_finetune else None))
+                                   source_classes=source_classes)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: tuples become lists."""
