@@ -500,10 +500,12 @@ def compress(model: keras.Model, plan: Plan, *, train=None, recipe=None, finetun
     # What can be checked without training, before anything is written: a --prune-layer pattern that
     # matches nothing or nothing to prune (on the model pruning will see: low rank adds layers), a low-rank
     # plan for a model without Dense layers.
-    which = dict(sparsity=plan.prune or 0.5, per_layer=dict(plan.prune_layers) or None, m_by_n=plan.m_by_n,
-                 dense_edges=True)  # what `prune` prunes, and how much (`prune.layer_targets`)
+    # What `prune` prunes, and how much (`prune.layer_targets`); under m_by_n the sparsity is unused, 0.5 only
+    # fills the argument.
+    prune_args = dict(sparsity=plan.prune or 0.5, per_layer=dict(plan.prune_layers) or None, m_by_n=plan.m_by_n,
+                      dense_edges=True)
     if "prune" in plan.stages and "low_rank" not in plan.stages:
-        prune.layer_targets(model, **which)
+        prune.layer_targets(model, **prune_args)
     dense = tuple(l.name for l in model.layers if type(l) is keras.layers.Dense)
     if "low_rank" in plan.stages and not dense:
         kinds = sorted({type(l).__name__ for l in model.layers})
@@ -512,7 +514,7 @@ def compress(model: keras.Model, plan: Plan, *, train=None, recipe=None, finetun
     work = Path(work_dir) if work_dir else None
     if work is None:
         return _run_stages(model, plan, train=train, recipe=recipe, finetune_steps=finetune_steps, work=None,
-                           dense=dense, which=which, on_stage=on_stage, verbose=verbose)
+                           dense=dense, prune_args=prune_args, on_stage=on_stage, verbose=verbose)
     from zoo._files import locked
 
     fingerprint = _fingerprint(model, plan, recipe, train, finetune_steps)
@@ -522,10 +524,10 @@ def compress(model: keras.Model, plan: Plan, *, train=None, recipe=None, finetun
     with locked(work):  # another process fine-tuning here finishes first; its finished runs then resume
         _resume_or_start(work, fingerprint)
         return _run_stages(model, plan, train=train, recipe=recipe, finetune_steps=finetune_steps, work=work,
-                           dense=dense, which=which, on_stage=on_stage, verbose=verbose)
+                           dense=dense, prune_args=prune_args, on_stage=on_stage, verbose=verbose)
 
 
-def _run_stages(model, plan: Plan, *, train, recipe, finetune_steps, work: Path | None, dense, which, on_stage,
+def _run_stages(model, plan: Plan, *, train, recipe, finetune_steps, work: Path | None, dense, prune_args, on_stage,
                 verbose) -> keras.Model:
     """`compress`'s stages, each fine-tuned in ``work / stage`` (None: no run directories)."""
     from export import cluster, low_rank, prune, quantize
@@ -560,10 +562,10 @@ def _run_stages(model, plan: Plan, *, train, recipe, finetune_steps, work: Path 
                                               teacher=teacher, verbose=verbose))
     if "prune" in plan.stages:
         steps = steps_per_epoch(data, recipes["prune"]) * recipes["prune"].epochs
-        wrapped = prune.prune(m, **which, schedule="polynomial", **_pruning_schedule(steps), lower_dropout=True)
+        wrapped = prune.prune(m, **prune_args, schedule="polynomial", **_pruning_schedule(steps), lower_dropout=True)
         pruned = prune.strip(prune.finetune_pruned(wrapped, data, recipe=recipes["prune"], out_dir=run_dir("prune"),
                                                    teacher=teacher, verbose=verbose))
-        _check_sparsity(pruned, prune.layer_targets(m, **which), plan)
+        _check_sparsity(pruned, prune.layer_targets(m, **prune_args), plan)
         m = done("prune", pruned)
     if "cluster" in plan.stages:
         wrapped = cluster.cluster(m, clusters=plan.cluster, preserve_sparsity="prune" in plan.stages)
@@ -780,7 +782,6 @@ class ExportReport:
             content = {**self.source, "variants": [], "failures": {}, **(earlier or {}), **self.source}
             change(content)
             write_json(self.path, content, sort_keys=False)
-        self.content = content
 
     def _read(self) -> dict | None:
         try:

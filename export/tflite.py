@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from export._choices import QUANTIZE
 from zoo._quiet import notices_dropped
 
 __all__ = [
@@ -44,7 +45,7 @@ __all__ = [
     "with_preprocessing",
 ]
 
-QUANTIZATIONS = ("none", "fp16", "dynamic", "int8")
+QUANTIZATIONS = tuple(q for q in QUANTIZE if q != "qat")  # a plan's "qat" converts as int8
 
 
 class ParityError(AssertionError):

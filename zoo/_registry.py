@@ -647,8 +647,6 @@ def compute_cards(names: Iterable[str] | None = None) -> dict[str, dict[str, int
 
 def write_cards() -> str:
     """Regenerates the card table shipped in the package (``make docs`` runs this); returns its path."""
-    import os
-
     from zoo._files import write_json
 
     path = os.path.join(os.path.dirname(__file__), CARDS_PATH)
