@@ -409,14 +409,6 @@ class _Progbar(keras.callbacks.ProgbarLogger):
         super().set_params({**params, "epochs": self.total_epochs})
 
 
-def _is_chief(strategy: tf.distribute.Strategy) -> bool:
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return True
-    return resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0
-                                             and "chief" not in resolver.cluster_spec().as_dict())
-
-
 # -- fit --------------------------------------------------------------------------------------------
 
 
@@ -476,7 +468,7 @@ def fit(
     out_dir = os.fspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
     strategy = strategy or tf.distribute.get_strategy()
-    chief = _is_chief(strategy)
+    chief = strategy.extended.should_checkpoint  # the chief (worker 0 without one); True but multi-worker
     # Every worker of a multi-worker run checkpoints and logs (saving is collective); the chief's
     # files are the run's, the others go to a scratch folder each.
     work_dir = out_dir if chief else os.path.join(out_dir, f"worker-{strategy.cluster_resolver.task_id}")
