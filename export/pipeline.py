@@ -33,8 +33,8 @@ from zoo._checks import as_int
 from zoo._files import write_bytes, write_json
 
 __all__ = ["REPORT_FILE", "ExportData", "ExportReport", "Plan", "STANDARD_PLANS", "VariantResult", "compress",
-           "deep_compression_plan", "export_variant", "finetune_recipe", "load_export_data", "named_plan",
-           "parameter_names"]
+           "deep_compression_plan", "export_variant", "finetune_recipe", "float32_weight_bytes", "load_export_data",
+           "named_plan", "parameter_names"]
 
 
 class _FrozenDict(dict):

@@ -38,6 +38,7 @@ __all__ = [
     "check_parity",
     "convert",
     "gzip_size",
+    "image_input_shape",
     "normalization",
     "op_counts",
     "predictions",

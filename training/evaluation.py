@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-__all__ = ["EvalResult", "evaluate", "outputs_logits"]
+__all__ = ["EvalResult", "check_images_fit", "check_not_raw_pixels", "evaluate", "one_hot_labels", "outputs_logits"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

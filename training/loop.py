@@ -48,7 +48,8 @@ import tf_keras as keras
 from training.recipes import Recipe, make_schedule
 from zoo._files import atomic_path, write_json
 
-__all__ = ["FitResult", "TrainingDiverged", "epoch_data", "first_batch", "fit", "steps_per_epoch"]
+__all__ = ["FitResult", "TrainingDiverged", "augmented_by", "check_resume", "epoch_data", "first_batch", "fit",
+           "steps_per_epoch"]
 
 CHECKPOINT_DIR = "checkpoints"
 STATE_FILE = "state.json"
