@@ -38,7 +38,7 @@ import numpy as np
 import tensorflow as tf
 
 from training.augment import Augment, get_augment
-from zoo._checks import as_int, check_int
+from zoo._checks import check_int, check_sizes
 
 __all__ = [
     "DEBIAN_FASHION_MNIST_DIR",
@@ -215,13 +215,7 @@ def load_dataset(
     if shuffle is not None and not isinstance(shuffle, bool):
         raise ValueError(f"shuffle must be None, True or False; received {shuffle!r}")
     if image_size is not None:
-        if (
-            not isinstance(image_size, (tuple, list))
-            or len(image_size) != 2
-            or not all(as_int(s, minimum=1) is not None for s in image_size)
-        ):
-            raise ValueError(f"image_size must be (height, width) of positive ints; received {image_size!r}")
-        image_size = (int(image_size[0]), int(image_size[1]))
+        image_size = check_sizes("image_size", image_size, ("height", "width"))
     aug = get_augment(augment)
     if not isinstance(split, str):
         raise ValueError(f"split must be a str (train or test for the built-in datasets, any TFDS split "
@@ -614,12 +608,7 @@ def _synthetic(
     splits are different draws of the same classes). Mean/std are measured on the default-size
     train split of the same options.
     """
-    if (
-        not isinstance(image_shape, (tuple, list))
-        or len(image_shape) != 3
-        or not all(as_int(s, minimum=1) is not None for s in image_shape)
-    ):
-        raise ValueError(f"image_shape must be (height, width, channels) of positive ints; received {image_shape!r}")
+    check_sizes("image_shape", image_shape, ("height", "width", "channels"))
     check_int("num_classes", num_classes, minimum=2)
     if num_examples is not None:
         check_int("num_examples", num_examples, minimum=1)

@@ -41,7 +41,7 @@ from training.evaluation import EvalResult, evaluate
 from training.loop import (BEST_WEIGHTS, CHECKPOINT_DIR, FINAL_WEIGHTS, RECIPE_FILE, STATE_FILE, FitResult,
                            augmented_by, check_resume, fit, write_json)
 from training.recipes import Recipe
-from zoo._checks import as_int, tuples
+from zoo._checks import as_int, check_sizes, tuples
 
 __all__ = [
     "COMMAND_FILE",
@@ -121,11 +121,8 @@ class RunSpec:
                 raise ValueError(f"{field} must be a non-empty name; received {getattr(self, field)!r}")
         object.__setattr__(self, "options", dict(self.options))
         if self.input_shape is not None:
-            shape = self.input_shape
-            if (not isinstance(shape, (tuple, list)) or len(shape) != 3
-                    or None in (as_int(d, minimum=1) for d in shape)):
-                raise ValueError(f"input_shape must be (height, width, channels) of positive ints; received {shape!r}")
-            object.__setattr__(self, "input_shape", tuple(int(d) for d in shape))
+            shape = check_sizes("input_shape", self.input_shape, ("height", "width", "channels"))
+            object.__setattr__(self, "input_shape", shape)
         for field in ("num_classes", "limit", "source_classes"):
             value = getattr(self, field)
             if value is not None and as_int(value, minimum=1) is None:

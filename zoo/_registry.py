@@ -24,7 +24,7 @@ import typing
 from functools import lru_cache
 from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 
-from zoo._checks import as_int
+from zoo._checks import as_int, check_sizes, described
 
 __all__ = [
     "Family",
@@ -346,7 +346,7 @@ def _check_options(spec: ModelSpec, options: Mapping[str, Any]) -> dict[str, Any
         hint = hints.get(key, Any)
         if not _conforms(value, hint):
             raise TypeError(
-                f"option {key!r} of model {spec.name!r} must be {_hint_name(hint)}; received {_described(value)}"
+                f"option {key!r} of model {spec.name!r} must be {_hint_name(hint)}; received {described(value)}"
             )
         out[key] = _as_python(value)
     return out
@@ -364,22 +364,9 @@ def _as_python(value: Any) -> Any:
     return value
 
 
-def _described(value: Any) -> str:
-    """``value`` and its type for an error: NumPy's ``10`` or ``10.0`` print like Python's."""
-    if isinstance(value, (tuple, list)):
-        return f"{value!r} (a {type(value).__name__} of {', '.join(type(v).__name__ for v in value) or 'nothing'})"
-    return f"{value!r} ({type(value).__name__})"
-
-
 def _check_input_shape(name: str, input_shape: Any) -> tuple[int, int, int]:
-    dims = tuple(as_int(d, minimum=1) for d in input_shape) if isinstance(input_shape, (tuple, list)) or (
-        getattr(input_shape, "ndim", None) == 1) else ()  # a NumPy array too
-    if len(dims) != 3 or None in dims:
-        raise ValueError(
-            f"input_shape for {name!r} must be (height, width, channels) of positive ints, channels last; "
-            f"received {_described(input_shape)}"
-        )
-    return dims
+    return check_sizes(f"input_shape for {name!r}", input_shape, ("height", "width", "channels"),
+                       note=", channels last")
 
 
 # -- the front door ---------------------------------------------------------------------------------
@@ -464,7 +451,7 @@ def create_model(
     input_shape = _check_input_shape(name, spec.default_input_shape if input_shape is None else input_shape)
     num_classes = spec.default_num_classes if num_classes is None else num_classes
     if as_int(num_classes, minimum=1) is None:
-        raise ValueError(f"num_classes must be a positive int; received {_described(num_classes)}")
+        raise ValueError(f"num_classes must be a positive int; received {described(num_classes)}")
     num_classes = int(num_classes)
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}; received {pooling!r}")
@@ -484,8 +471,8 @@ def create_model(
             **options,
         )
     except ValueError as err:  # Keras refused a layer argument, or the input shrank to nothing
-        described = ", ".join(f"{key}={value!r}" for key, value in user_options.items())
-        what = f"{spec.name!r} at input_shape={input_shape!r}" + (f" with {described}" if described else "")
+        given = ", ".join(f"{key}={value!r}" for key, value in user_options.items())
+        what = f"{spec.name!r} at input_shape={input_shape!r}" + (f" with {given}" if given else "")
         shrunk = re.search(r'calling layer "([^"]+)".*Negative dimension size', str(err), re.S)
         if shrunk:
             raise ValueError(f"cannot build {what}: the input shrinks to nothing by layer {shrunk.group(1)!r}. "

@@ -43,7 +43,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from zoo._checks import check_int, tuples
+from zoo._checks import check_int, check_sizes, tuples
 from zoo._files import atomic_path, locked, write_bytes, write_json
 
 __all__ = [
@@ -142,11 +142,9 @@ class WeightsInput:
     scale: float = 1 / 255
 
     def __post_init__(self):
-        object.__setattr__(self, "shape", tuple(self.shape))
+        object.__setattr__(self, "shape", check_sizes("input shape", self.shape, ("height", "width", "channels")))
         object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
         object.__setattr__(self, "std", tuple(float(s) for s in self.std))
-        if len(self.shape) != 3 or not all(isinstance(d, int) and d > 0 for d in self.shape):
-            raise ValueError(f"input shape must be (height, width, channels) of positive ints; received {self.shape!r}")
         if len(self.mean) != self.shape[2] or len(self.std) != self.shape[2] or min(self.std) <= 0:
             raise ValueError(f"mean and std need one value per channel ({self.shape[2]}), std > 0; received "
                              f"mean={self.mean!r}, std={self.std!r}")
