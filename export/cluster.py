@@ -17,6 +17,7 @@ import numpy as np
 import tf_keras as keras
 
 from export._finetune import finetune_wrapped, functional, wrap_layers
+from zoo._keras import copy_model
 
 __all__ = ["INITS", "cluster", "clusterable_layers", "distinct_values", "finetune_clustered", "strip"]
 
@@ -107,8 +108,7 @@ def cluster(
                          f"{', '.join(candidates) or 'none'}; received skip={skip}")
     check_clusters(model, clusters, layers=chosen)
     centroid_init = getattr(tfmot.clustering.keras.CentroidInitialization, INITS[init])
-    copy = keras.models.clone_model(model)
-    copy.set_weights(model.get_weights())
+    copy = copy_model(model)
 
     def wrap(layer):
         if layer.name not in chosen:

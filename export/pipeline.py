@@ -30,6 +30,7 @@ from export import tflite
 from export._choices import CALIBRATION_IMAGES, LR_SCHEDULES, QUANTIZE, STAGES
 from export._finetune import finetune_wrapped, functional
 from zoo._checks import as_int
+from zoo._keras import copy_model
 from zoo._files import write_bytes, write_json
 
 __all__ = ["REPORT_FILE", "ExportData", "ExportReport", "Plan", "STANDARD_PLANS", "VariantResult", "compress",
@@ -412,8 +413,7 @@ def _resume_or_start(work: Path, fingerprint: dict[str, Any]) -> None:
 def _frozen_copy(model: keras.Model) -> keras.Model:
     """The distillation teacher: a copy of ``model`` (the `Distiller` freezes its teacher; the caller's model
     must stay trainable)."""
-    teacher = keras.models.clone_model(model)
-    teacher.set_weights(model.get_weights())
+    teacher = copy_model(model)
     teacher.trainable = False
     return teacher
 
@@ -751,7 +751,7 @@ class ExportReport:
 
     def __init__(self, out_dir: str | os.PathLike, model: keras.Model, *, name: str, weights: str,
                  data: ExportData, dataset: str):
-        from training.evaluation import outputs_logits
+        from zoo._keras import outputs_logits
 
         self.path = Path(out_dir) / REPORT_FILE
         shape = tflite.image_input_shape(model, what="export")

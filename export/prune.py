@@ -19,6 +19,7 @@ import numpy as np
 import tf_keras as keras
 
 from export._finetune import finetune_wrapped, functional, wrap_layers
+from zoo._keras import copy_model
 
 __all__ = ["SCHEDULES", "edge_layers", "finetune_pruned", "kernel_weights", "layer_targets", "prune",
            "prunable_layers", "scale_dropout", "sensitivity", "sparsity", "strip"]
@@ -166,8 +167,7 @@ def prune(
         raise ValueError(f"m_by_n must be (m, n) with 0 < m < n, e.g. (2, 4); received {m_by_n!r}")
     targets = layer_targets(model, sparsity=sparsity, per_layer=per_layer, m_by_n=m_by_n, skip=skip,
                             dense_edges=dense_edges)
-    copy = keras.models.clone_model(model)
-    copy.set_weights(model.get_weights())
+    copy = copy_model(model)
 
     def wrap(layer):
         if layer.name not in targets:

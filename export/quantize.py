@@ -33,6 +33,7 @@ import numpy as np
 import tf_keras as keras
 
 from export._finetune import finetune_wrapped, functional, wrap_layers
+from zoo._keras import copy_model
 
 __all__ = ["PRESERVE", "UnsupportedLayerError", "batch_norms_as_depthwise", "calibrate_ranges", "finetune_quantized",
            "fuse_relu", "quantize_aware", "quantize_scope"]
@@ -320,8 +321,7 @@ def quantize_aware(model: keras.Model, *, preserve: str = "none") -> keras.Model
     annotate = tfmot.quantization.keras.quantize_annotate_layer
     copy = fuse_relu(batch_norms_as_depthwise(model))
     if copy is model:
-        copy = keras.models.clone_model(model)
-        copy.set_weights(model.get_weights())
+        copy = copy_model(model)
     folded = _folded_batch_norms(copy.get_config())
 
     def rule(layer) -> str | None:

@@ -51,7 +51,7 @@ def replace_dir(build: str, target: Path) -> None:
 
 class _Serving(tf.Module):
     def __init__(self, model: keras.Model, *, mean, std, scale: float, class_names: Sequence[str]):
-        from training.evaluation import outputs_logits
+        from zoo._keras import outputs_logits
 
         super().__init__()
         self.model = model

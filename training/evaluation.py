@@ -24,6 +24,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from zoo._keras import outputs_logits  # noqa: F401  (re-exported: training.evaluation.outputs_logits)
+
 __all__ = ["EvalResult", "check_images_fit", "check_not_raw_pixels", "evaluate", "one_hot_labels", "outputs_logits"]
 
 
@@ -110,28 +112,6 @@ class EvalResult:
         """One line for logs and the CLI: ``accuracy 91.20%  top-5 99.70%  loss 0.2513  (10000 examples)``."""
         top5 = f"  top-5 {self.top5_accuracy:.2%}" if self.top5_accuracy is not None else ""
         return f"accuracy {self.accuracy:.2%}{top5}  loss {self.loss:.4f}  ({self.num_examples} examples)"
-
-
-def outputs_logits(model: keras.Model) -> bool:
-    """Whether ``model``'s (first) output is logits rather than softmax probabilities.
-
-    The zoo's models output logits unless built with ``classifier_activation="softmax"``; this
-    looks at the activation of the layer producing the output (a ``Dense``/``Activation`` with
-    ``activation="softmax"``, or a ``Softmax`` layer, mean probabilities). Any other activation,
-    including none, is taken to be logits, and so is a subclassed model's output (it has no layer
-    graph to read).
-
-    Example:
-        >>> outputs_logits(zoo.create_model("resnet20", input_shape=(32, 32, 3), num_classes=10))
-        True
-    """
-    if model.outputs is None:  # subclassed
-        return True
-    layer = model.outputs[0]._keras_history.layer
-    if isinstance(layer, keras.layers.Softmax):
-        return False
-    activation = getattr(layer, "activation", None)
-    return not (activation is keras.activations.softmax or getattr(activation, "__name__", None) == "softmax")
 
 
 def evaluate(

@@ -47,6 +47,7 @@ import tf_keras as keras
 
 from training.recipes import Recipe, make_schedule
 from zoo._files import atomic_path, write_json
+from zoo._keras import copy_model
 
 __all__ = ["FitResult", "TrainingDiverged", "augmented_by", "check_resume", "epoch_data", "first_batch", "fit",
            "steps_per_epoch"]
@@ -226,9 +227,7 @@ def _with_policy(model: keras.Model, policy: str) -> keras.Model:
         config["dtype"] = "float32" if layer.name in output_layers else policy
         return layer.__class__.from_config(config)
 
-    clone_ = keras.models.clone_model(model, clone_function=clone)
-    clone_.set_weights(model.get_weights())
-    return clone_
+    return copy_model(model, clone_function=clone)
 
 
 def _build_model(model, strategy: tf.distribute.Strategy, recipe: Recipe) -> keras.Model:
@@ -240,8 +239,7 @@ def _build_model(model, strategy: tf.distribute.Strategy, recipe: Recipe) -> ker
                 if not model._is_graph_network:
                     raise TypeError(f"a built {type(model).__name__} (subclassed) cannot be cloned into a "
                                     "distribution strategy or mixed-precision policy; pass a function building it")
-                built = keras.models.clone_model(model)
-                built.set_weights(model.get_weights())
+                built = copy_model(model)
         elif callable(model):
             built = model()
         else:
@@ -319,7 +317,7 @@ def _compile(model: keras.Model, recipe: Recipe, steps_per_epoch: int, *, one_ho
     if _has_custom_train_step(model):
         model.compile(**common)
         return
-    from training.evaluation import outputs_logits
+    from zoo._keras import outputs_logits
 
     logits = outputs_logits(model)  # False for softmax outputs: a layer's activation, or a Softmax layer
     smoothing = recipe.regularization.label_smoothing

@@ -24,6 +24,7 @@ import re
 import tf_keras as keras
 
 from zoo._checks import as_int
+from zoo._keras import copy_model
 
 __all__ = ["TRAIN_LAYERS_FORMS", "finetune", "trainable_layer_names"]
 
@@ -91,8 +92,7 @@ def finetune(
         raise ValueError(f"head_dropout must be in [0, 1); received {head_dropout!r}")
     last_n = _parse_train_layers(train_layers)
 
-    clone = keras.models.clone_model(model)
-    clone.set_weights(model.get_weights())
+    clone = copy_model(model)
     features, pool = _head_input(clone)
     body = keras.Model(clone.inputs, features, name=f"{clone.name}_body")
     taken = {layer.name for layer in body.layers}

@@ -71,7 +71,7 @@ class Predictor:
         import tf_keras as keras
 
         from export import tflite
-        from training.evaluation import outputs_logits
+        from zoo._keras import outputs_logits
         from zoo._registry import list_models, strip_training_outputs
 
         if not isinstance(resize, bool):
