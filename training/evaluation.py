@@ -26,7 +26,8 @@ import tf_keras as keras
 
 from zoo._keras import outputs_logits  # noqa: F401  (re-exported: training.evaluation.outputs_logits)
 
-__all__ = ["EvalResult", "check_images_fit", "check_not_raw_pixels", "evaluate", "one_hot_labels", "outputs_logits"]
+__all__ = ["EvalResult", "check_data", "check_images_fit", "check_not_raw_pixels", "evaluate", "one_hot_labels",
+           "outputs_logits"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -237,10 +238,21 @@ def _check_element_spec(dataset: tf.data.Dataset, model: keras.Model) -> None:
     labels = spec[1]
     if getattr(labels, "dtype", None) is not None and not (labels.dtype.is_integer or labels.dtype.is_floating):
         raise ValueError(f"labels must be integer class indices (or one-hot); received dtype {labels.dtype.name}")
-    if model.inputs:  # a subclassed model's inputs and outputs are known only once it has run
-        check_images_fit(model.inputs[0].shape, dataset, what="the dataset")
-        check_not_raw_pixels(model, dataset, what="the dataset")
-        one_hot_labels(model.outputs[0].shape[-1], dataset, what="the dataset")
+    check_data(model, dataset, what="the dataset")
+
+
+def check_data(model: keras.Model, dataset: tf.data.Dataset, *, what: str, labels: bool = True) -> bool:
+    """Refuses ``dataset``'s ``(images, labels)`` batches when ``model`` cannot take them (`check_images_fit`,
+    `check_not_raw_pixels`, and with ``labels`` `one_hot_labels`), naming ``what``; returns whether the labels are
+    one-hot rows. A subclassed model's inputs and outputs are known only once it has run: its labels are taken
+    for one-hot rows when they are any rows wider than 1."""
+    if model.inputs:
+        check_images_fit(model.inputs[0].shape, dataset, what=what)
+        if model.inputs[0].shape.rank == 4:  # images: other integer inputs (token ids) are no raw pixels
+            check_not_raw_pixels(model, dataset, what=what)
+    if not labels:
+        return False
+    return one_hot_labels(model.outputs[0].shape[-1] if model.outputs else None, dataset, what=what)
 
 
 def _output_shape(model: keras.Model, dataset: tf.data.Dataset) -> tuple:

@@ -508,7 +508,7 @@ def _fit(model, train, *, recipe, val, out_dir, strategy, callbacks, verbose, ch
     val_data = None if val is None else _epoch_source(val, "test", recipe, None, size)(0)
     first_epoch = train_for(0)
     steps_per_epoch = _steps_in(first_epoch)
-    one_hot = _check_data(model, first_epoch, val_data, size)
+    one_hot = _check_data(model, first_epoch, val_data)
     if chief:
         write_json(os.path.join(out_dir, RECIPE_FILE), recipe.to_dict())
 
@@ -616,23 +616,15 @@ def _fit(model, train, *, recipe, val, out_dir, strategy, callbacks, verbose, ch
                      best_val_accuracy=best, out_dir=out_dir, resumed_from_step=start_step, model=model)
 
 
-def _check_data(model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset | None,
-                size: tuple[int, int] | None) -> bool:
+def _check_data(model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset | None) -> bool:
     """Refuses data ``model`` cannot train on, naming it, before anything is written (each case failed in
     the first step, in an AutoGraph trace); returns whether the labels are one-hot rows (else class ids)."""
-    from training.evaluation import check_images_fit, check_not_raw_pixels, one_hot_labels
+    from training.evaluation import check_data
 
     checked = _penalized(model)
-    kinds = {}  # one-hot rows or class ids, per dataset
-    for data, what in ((train, "the training data"), (val, "the validation data")):
-        if data is None:
-            continue
-        if size is not None:
-            check_images_fit(checked.inputs[0].shape, data, what=what)
-            check_not_raw_pixels(checked, data, what=what)
-        if not _has_custom_train_step(model):  # its own train_step takes whatever labels it takes
-            classes = checked.outputs[0].shape[-1] if checked.outputs else None
-            kinds[what] = one_hot_labels(classes, data, what=what)
+    labels = not _has_custom_train_step(model)  # its own train_step takes whatever labels it takes
+    kinds = {what: check_data(checked, data, what=what, labels=labels)  # one-hot rows or class ids
+             for data, what in ((train, "the training data"), (val, "the validation data")) if data is not None}
     if len(set(kinds.values())) > 1:  # one loss for both
         said = {what: "one-hot rows" if rows else "class ids" for what, rows in kinds.items()}
         raise ValueError(f"the training data has {said['the training data']} for labels and the validation data "
