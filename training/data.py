@@ -46,8 +46,10 @@ __all__ = [
     "FASHION_MNIST_MEAN",
     "FASHION_MNIST_STD",
     "DatasetInfo",
+    "augmented_by",
     "from_arrays",
     "list_datasets",
+    "load_epochs",
     "load_dataset",
     "read_idx",
 ]
@@ -262,6 +264,41 @@ def load_dataset(
         source=data.source,
     )
     return ds, info
+
+
+def load_epochs(
+    name: str,
+    split: str,
+    *,
+    batch_size: int = 128,
+    augment: str | None = None,
+    seed: int = 0,
+    shuffle: bool | None = None,
+    limit: int | None = None,
+    image_size: tuple[int, int] | None = None,
+) -> Callable[[int], tf.data.Dataset]:
+    """The function ``epoch -> dataset`` that loads a split epoch by epoch (`load_dataset` with these arguments):
+    deterministic in ``epoch``, as `training.fit` reads its data, and marked as applying ``augment``
+    (`augmented_by`).
+
+    Example:
+        >>> epochs = load_epochs("digits", "train", batch_size=64, augment="flip")
+        >>> epochs.augment, len(epochs(0))
+        ('flip', 23)
+    """
+    def load(epoch: int) -> tf.data.Dataset:
+        return load_dataset(name, split, batch_size=batch_size, augment=augment, seed=seed, epoch=epoch,
+                            shuffle=shuffle, limit=limit, image_size=image_size)[0]
+
+    return augmented_by(load, augment)
+
+
+def augmented_by(epochs: Callable[[int], tf.data.Dataset], augment: str | None) -> Callable[[int], tf.data.Dataset]:
+    """Marks a function ``epoch -> dataset`` as applying the augmentation ``augment`` (a `Recipe.augment`
+    name) itself, as a dataset name loaded by a recipe does: `fit` refuses ``recipe.augment`` for data that
+    does not apply it (it would be ignored). Returns the function."""
+    epochs.augment = augment
+    return epochs
 
 
 def from_arrays(

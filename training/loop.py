@@ -45,12 +45,12 @@ from typing import Callable, Sequence, Union
 import tensorflow as tf
 import tf_keras as keras
 
+from training.data import augmented_by, from_arrays, load_epochs
 from training.recipes import Recipe, make_schedule
 from zoo._files import atomic_path, write_json
 from zoo._keras import copy_model
 
-__all__ = ["FitResult", "TrainingDiverged", "augmented_by", "check_resume", "epoch_data", "first_batch", "fit",
-           "steps_per_epoch"]
+__all__ = ["FitResult", "TrainingDiverged", "check_resume", "epoch_data", "first_batch", "fit", "steps_per_epoch"]
 
 CHECKPOINT_DIR = "checkpoints"
 STATE_FILE = "state.json"
@@ -112,20 +112,13 @@ def _epoch_source(source: DataSource, split: str, recipe: Recipe, augment,
     """A function ``epoch -> dataset`` whose result depends only on ``(recipe.seed, epoch)``; a dataset
     name is loaded at ``image_size`` (the model's, `_image_size`) when given."""
     if isinstance(source, str):
-        from training.data import load_dataset
-
-        def load(epoch: int):
-            return load_dataset(source, split, batch_size=recipe.batch_size, augment=augment, seed=recipe.seed,
-                                epoch=epoch, image_size=image_size)[0]
-
-        return augmented_by(load, augment)
+        return load_epochs(source, split, batch_size=recipe.batch_size, augment=augment, seed=recipe.seed,
+                           image_size=image_size)
     if isinstance(source, tf.data.Dataset):
         return lambda epoch: source
     if callable(source):
         return source
     if isinstance(source, tuple) and len(source) == 2:
-        from training.data import from_arrays
-
         with tf.device("/cpu:0"):  # converted once, not per epoch
             images, labels = (tf.convert_to_tensor(a) for a in source)
 
@@ -136,14 +129,6 @@ def _epoch_source(source: DataSource, split: str, recipe: Recipe, augment,
         return augmented_by(batches, augment)
     raise TypeError(f"data must be a dataset name, a tf.data.Dataset, a function epoch -> dataset or a tuple "
                     f"(images, labels) of arrays; received {type(source).__name__}")
-
-
-def augmented_by(epochs: Callable[[int], tf.data.Dataset], augment: str | None) -> Callable[[int], tf.data.Dataset]:
-    """Marks a function ``epoch -> dataset`` as applying the augmentation ``augment`` (a `Recipe.augment`
-    name) itself, as a dataset name loaded by a recipe does: `fit` refuses ``recipe.augment`` for data that
-    does not apply it (it would be ignored). Returns the function."""
-    epochs.augment = augment
-    return epochs
 
 
 # What a resume may change. Training longer continues a run (a cosine schedule stretches to it); steps

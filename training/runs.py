@@ -36,10 +36,10 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from training.data import DatasetInfo, load_dataset
+from training.data import DatasetInfo, load_dataset, load_epochs
 from training.evaluation import EvalResult, evaluate
 from training.loop import (BEST_WEIGHTS, CHECKPOINT_DIR, FINAL_WEIGHTS, RECIPE_FILE, STATE_FILE, FitResult,
-                           augmented_by, check_resume, fit, write_json)
+                           check_resume, fit, write_json)
 from training.recipes import Recipe
 from zoo._checks import as_int, check_sizes, tuples
 
@@ -185,13 +185,8 @@ class RunSpec:
     def data(self, split: str, *, batch_size: int, augment: str | None = None, seed: int = 0,
              shuffle: bool | None = None) -> Callable[[int], tf.data.Dataset]:
         """A function ``epoch -> tf.data.Dataset`` of this run's split, deterministic in ``epoch`` (as `fit` needs)."""
-        image_size = self._image_size()
-
-        def load(epoch: int) -> tf.data.Dataset:
-            return load_dataset(self.dataset, split, batch_size=batch_size, augment=augment, seed=seed, epoch=epoch,
-                                shuffle=shuffle, limit=self.limit, image_size=image_size)[0]
-
-        return augmented_by(load, augment)
+        return load_epochs(self.dataset, split, batch_size=batch_size, augment=augment, seed=seed, shuffle=shuffle,
+                           limit=self.limit, image_size=self._image_size())
 
 
 @dataclasses.dataclass(frozen=True)
