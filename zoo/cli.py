@@ -394,7 +394,8 @@ def _args_publish(parser: argparse.ArgumentParser) -> None:
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:
-    from zoo._weights import publish_run, weights_dir
+    from training.publish import publish_run
+    from zoo._weights import weights_dir
 
     meta = publish_run(args.run_dir, tag=args.tag, default=args.default, license=args.license, notes=args.notes,
                        published_top1=args.published_top1, published_source=args.published_source,

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import zoo
+from training import publish
 from zoo import _weights
 from zoo._docs import pretrained_markdown
 from zoo._files import locked
@@ -371,7 +372,7 @@ def test_publish_records_a_run_that_then_loads(tiny_run, tmp_path, monkeypatch, 
         model = zoo.create_model("resnet20", weights="digits")  # options and input shape from the metadata
         assert model.input_shape == (None, 8, 8, 1) and model.count_params() == meta.metrics.params
         with pytest.raises(ValueError, match="exist in .*; pass overwrite=True"):
-            _weights.publish_run(tiny_run, tag="digits", out_dir=registry)
+            publish.publish_run(tiny_run, tag="digits", out_dir=registry)
     finally:
         _weights._clear_cache()
 
@@ -393,7 +394,7 @@ def test_publish_refuses_an_eval_json_the_weights_contradict(tiny_run, tmp_path,
 
 def test_a_failed_publish_leaves_the_registry_as_it_was(tiny_run, tmp_path, monkeypatch):
     registry = tmp_path / "registry"
-    _weights.publish_run(tiny_run, tag="digits", out_dir=registry)
+    publish.publish_run(tiny_run, tag="digits", out_dir=registry)
     before = {p.name: p.read_bytes() for p in registry.iterdir()}
     # A second run whose weights differ but score the same: one constant more on every logit.
     run = tmp_path / "run2"
@@ -408,9 +409,9 @@ def test_a_failed_publish_leaves_the_registry_as_it_was(tiny_run, tmp_path, monk
         raise RuntimeError("simulated failure")
 
     with monkeypatch.context() as patch:  # fails after the evaluation, before any file is written
-        patch.setattr(_weights, "predict_samples", fail)
+        patch.setattr(publish, "predict_samples", fail)
         with pytest.raises(RuntimeError, match="simulated failure"):
-            _weights.publish_run(run, tag="digits", out_dir=registry, overwrite=True)
+            publish.publish_run(run, tag="digits", out_dir=registry, overwrite=True)
     assert {p.name: p.read_bytes() for p in registry.iterdir()} == before
 
     real_write = _weights.write_bytes
@@ -424,13 +425,13 @@ def test_a_failed_publish_leaves_the_registry_as_it_was(tiny_run, tmp_path, monk
         patch.setattr(_weights, "write_bytes", fail_on_json)
         for tag in ("digits", "newer"):  # an overwrite, and a new default that would demote 'digits'
             with pytest.raises(RuntimeError, match="simulated failure"):
-                _weights.publish_run(run, tag=tag, default=True, out_dir=registry, overwrite=True)
+                publish.publish_run(run, tag=tag, default=True, out_dir=registry, overwrite=True)
             assert {p.name: p.read_bytes() for p in registry.iterdir()} == before
 
     monkeypatch.setattr(_weights, "_DIR_OVERRIDE", str(registry))
     try:
         assert zoo.create_model("resnet20", weights="digits").count_params() > 0  # sha256 and all still agree
-        newer = _weights.publish_run(run, tag="newer", default=True, out_dir=registry)
+        newer = publish.publish_run(run, tag="newer", default=True, out_dir=registry)
         assert newer.default and not get_weights_info("resnet20.digits").default
         assert get_weights_info("resnet20") == newer
     finally:
@@ -439,7 +440,7 @@ def test_a_failed_publish_leaves_the_registry_as_it_was(tiny_run, tmp_path, monk
 
 KILLED_PUBLISH = """
 import os, sys
-from zoo import _weights
+from training import publish
 
 run, registry, kill_at = sys.argv[1], sys.argv[2], int(sys.argv[3])
 real_replace, calls = os.replace, []
@@ -451,7 +452,7 @@ def replace(src, dst):  # a hard kill before the kill_at-th rename: no cleanup, 
     real_replace(src, dst)
 
 os.replace = replace
-_weights.publish_run(run, tag="newer", default=True, out_dir=registry)
+publish.publish_run(run, tag="newer", default=True, out_dir=registry)
 """
 
 
@@ -462,7 +463,7 @@ def test_a_publish_killed_at_any_point_leaves_a_consistent_registry(tiny_run, tm
     """Killed between its renames, a publish left two defaults, or metadata whose sha256 was not its file's;
     now the next read finishes a publish killed after its journal, and ignores one killed before."""
     registry = tmp_path / "registry"
-    _weights.publish_run(tiny_run, tag="digits", out_dir=registry)
+    publish.publish_run(tiny_run, tag="digits", out_dir=registry)
     killed = subprocess.run([sys.executable, "-c", KILLED_PUBLISH, str(tiny_run), str(registry), str(kill_at)],
                             capture_output=True, text=True, timeout=300)
     assert killed.returncode == 9, killed.stderr[-2000:]
@@ -478,7 +479,7 @@ def test_a_publish_killed_at_any_point_leaves_a_consistent_registry(tiny_run, tm
             assert list(registry.glob(".*.staged"))
             live = registry / f".resnet20.other.json.{os.getpid()}.staged"  # a publish still running: kept
             live.write_bytes(b"{}")
-            _weights.publish_run(tiny_run, tag="newer", default=True, out_dir=registry)
+            publish.publish_run(tiny_run, tag="newer", default=True, out_dir=registry)
             assert get_weights_info("resnet20").tag == "newer"
             assert live.exists()
             live.unlink()
@@ -491,7 +492,7 @@ def test_a_publish_killed_during_another_ones_evaluation_leaves_one_default(tiny
     """The killed publish's journal, written while this one evaluated, is finished before the entries are read:
     read first, they showed the old default, and both new ones became defaults."""
     registry = tmp_path / "registry"
-    _weights.publish_run(tiny_run, tag="digits", out_dir=registry)
+    publish.publish_run(tiny_run, tag="digits", out_dir=registry)
     from training import runs
 
     evaluate = runs.evaluate_weights
@@ -502,8 +503,8 @@ def test_a_publish_killed_during_another_ones_evaluation_leaves_one_default(tiny
         assert killed.returncode == 9 and (registry / _weights.JOURNAL).exists(), killed.stderr[-2000:]
         return evaluate(*args, **kwargs)
 
-    monkeypatch.setattr(runs, "evaluate_weights", evaluate_while_another_publish_is_killed)
-    _weights.publish_run(tiny_run, tag="latest", default=True, out_dir=registry)
+    monkeypatch.setattr(publish, "evaluate_weights", evaluate_while_another_publish_is_killed)
+    publish.publish_run(tiny_run, tag="latest", default=True, out_dir=registry)
     entries = {json.loads(p.read_text())["tag"]: json.loads(p.read_text())["default"] for p in registry.glob("*.json")}
     assert entries == {"digits": False, "newer": False, "latest": True}
     assert not list(registry.glob(".*"))
@@ -511,9 +512,9 @@ def test_a_publish_killed_during_another_ones_evaluation_leaves_one_default(tiny
 
 CONCURRENT_PUBLISH = """
 import sys
-from zoo import _weights
+from training import publish
 
-_weights.publish_run(sys.argv[1], tag=sys.argv[3], default=True, out_dir=sys.argv[2])
+publish.publish_run(sys.argv[1], tag=sys.argv[3], default=True, out_dir=sys.argv[2])
 """
 
 
@@ -531,7 +532,7 @@ def _lock_waiters(pids) -> set[int]:
 def test_two_publishes_at_once_take_turns_and_leave_one_default(tiny_run, tmp_path, monkeypatch):
     """Two publishes of new defaults at once each read the old default, and both became defaults."""
     registry = tmp_path / "registry"
-    _weights.publish_run(tiny_run, tag="digits", out_dir=registry)
+    publish.publish_run(tiny_run, tag="digits", out_dir=registry)
     with locked(registry):  # both reach the registry while another publish holds it
         children = [subprocess.Popen([sys.executable, "-c", CONCURRENT_PUBLISH, str(tiny_run), str(registry), tag],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -553,7 +554,7 @@ def test_two_publishes_at_once_take_turns_and_leave_one_default(tiny_run, tmp_pa
 def test_a_registry_read_waits_for_a_publish_to_finish_its_renames(tiny_run, tmp_path):
     """Read between a publish's renames, the new default was in place before the old one was demoted."""
     registry = tmp_path / "registry"
-    _weights.publish_run(tiny_run, tag="digits", out_dir=registry)
+    publish.publish_run(tiny_run, tag="digits", out_dir=registry)
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from zoo._files import locked\n"
                                "with locked(sys.argv[1]):\n    print('held', flush=True); time.sleep(3)", str(registry)],
                               stdout=subprocess.PIPE, text=True)
