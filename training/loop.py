@@ -492,11 +492,46 @@ def _fit(model, train, *, recipe, val, out_dir, strategy, callbacks, verbose, ch
     train_for = _epoch_source(train, "train", recipe, recipe.augment, size)
     val_data = None if val is None else _epoch_source(val, "test", recipe, None, size)(0)
     first_epoch = train_for(0)
-    steps_per_epoch = _steps_in(first_epoch)
+    steps = _steps_in(first_epoch)
     one_hot = _check_data(model, first_epoch, val_data)
     if chief:
         write_json(os.path.join(out_dir, RECIPE_FILE), recipe.to_dict())
+    manager = _compile_and_restore(model, first_epoch, recipe, strategy, steps, one_hot=one_hot, ckpt_dir=ckpt_dir,
+                                   for_the_run=for_the_run)
+    start_step = int(model.optimizer.iterations.numpy())
+    run = _RunState.load(model, out_dir, steps_per_epoch=steps, chief=chief,
+                         restored=manager.latest_checkpoint is not None)
+    run.settle(start_step)
 
+    checkpointer = _Checkpointer(manager, recipe.checkpoint_every, steps, run.prepare, run.commit)
+    all_callbacks = [
+        *callbacks,
+        checkpointer,
+        keras.callbacks.CSVLogger(os.path.join(work_dir, "log.csv"), append=True),
+        keras.callbacks.TensorBoard(os.path.join(work_dir, "logs"), write_graph=False, profile_batch=0),
+    ]
+    if verbose != 0:
+        all_callbacks.append(_Progbar(recipe.epochs))
+    for epoch in range(start_step // steps, recipe.epochs):
+        _train_epoch(model, train_for, val_data, epoch, steps_per_epoch=steps, callbacks=all_callbacks,
+                     verbose=verbose, manager=manager)
+        if checkpointer.diverged is not None:
+            first, step, loss = checkpointer.diverged
+            where = f"at step {step}" if first == step else f"in steps {first}-{step} (one execution)"
+            raise TrainingDiverged(
+                f"loss became {loss} {where} (epoch {epoch + 1}); stopped. The last good checkpoint is "
+                f"{manager.latest_checkpoint or 'none (diverged before the first one)'}. Lower the learning rate "
+                f"(recipe.learning_rate={recipe.learning_rate}) or add warmup.")
+    if chief:
+        _save_weights(model, os.path.join(out_dir, FINAL_WEIGHTS))
+    return FitResult(history=tuple(run.history), steps=int(model.optimizer.iterations.numpy()),
+                     best_val_accuracy=run.best, out_dir=out_dir, resumed_from_step=start_step, model=model)
+
+
+def _compile_and_restore(model, first_epoch, recipe, strategy, steps_per_epoch, *, one_hot, ckpt_dir, for_the_run
+                         ) -> tf.train.CheckpointManager:
+    """In the strategy's scope: builds a subclassed model, puts the recipe's weight penalty on for the run,
+    compiles, and restores the last checkpoint of ``ckpt_dir`` if any; returns its manager."""
     with strategy.scope():
         if not model.built:  # a subclassed model: its variables exist once it is called (the penalties,
             model(next(iter(first_epoch))[0])  # the optimizer's slots and the checkpoint need them)
@@ -514,91 +549,103 @@ def _fit(model, train, *, recipe, val, out_dir, strategy, callbacks, verbose, ch
         manager = tf.train.CheckpointManager(checkpoint, ckpt_dir, max_to_keep=2)
         if manager.latest_checkpoint:
             checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    return manager
 
-    state_path = os.path.join(out_dir, STATE_FILE)
-    state = {"history": [], "best_val_accuracy": None}
-    if manager.latest_checkpoint and os.path.exists(state_path):
-        with open(state_path) as f:
-            state = json.load(f)
-        if state.get("steps_per_epoch", steps_per_epoch) != steps_per_epoch:
-            raise ValueError(f"{out_dir!r} holds a run of {state['steps_per_epoch']} steps per epoch; this data has "
-                             f"{steps_per_epoch}: resume with the same data or use a new out_dir")
-    if chief:  # before the first checkpoint, so a run stopped in its first epoch is checked on resume too
-        write_json(state_path, {**state, "steps_per_epoch": steps_per_epoch})
-    start_step = int(model.optimizer.iterations.numpy())
-    history: list[dict[str, float]] = list(state["history"])
-    best = state.get("best_val_accuracy")
-    best_path, pending_path = os.path.join(out_dir, BEST_WEIGHTS), os.path.join(out_dir, PENDING_BEST_WEIGHTS)
 
-    def write_state(pending: dict | None = None) -> None:
+def _train_epoch(model, train_for, val_data, epoch: int, *, steps_per_epoch: int, callbacks, verbose, manager) -> None:
+    """Runs ``Model.fit`` over what is left of epoch ``epoch`` (a resumed run skips the batches it trained on)."""
+    done = int(model.optimizer.iterations.numpy()) - epoch * steps_per_epoch
+    data = _label_every_output(model, train_for(epoch).skip(done))
+    try:
+        model.fit(data, epochs=epoch + 1, initial_epoch=epoch, validation_data=(
+            None if val_data is None else _label_every_output(model, val_data)), callbacks=callbacks, verbose=verbose)
+    except tf.errors.InvalidArgumentError as err:  # a graph dump, the point in its last line
+        bad = _LABEL_OUT_OF_RANGE.search(str(err))
+        if bad is None:
+            raise
+        raise ValueError(f"label {bad[1]} is outside [0, {bad[2]}) for a {bad[2]}-class model, in epoch "
+                         f"{epoch + 1}'s training or validation data; the last checkpoint is "
+                         f"{manager.latest_checkpoint or 'none'}. Accepted: class ids 0 to num_classes - 1") from None
+
+
+class _RunState:
+    """The run's history and best validation accuracy, in ``state.json``, committed with the checkpoints.
+
+    An epoch's entry (and its best weights) is first written as *pending* (`prepare`, before the epoch's
+    checkpoint is saved) and then committed (`commit`, after it): a run killed between the two finds on
+    resume whether the checkpoint was saved (`settle`) and commits or drops the entry accordingly.
+    """
+
+    def __init__(self, model, out_dir: str, state: dict, *, steps_per_epoch: int, chief: bool):
+        self.model, self.chief, self.steps_per_epoch = model, chief, steps_per_epoch
+        self.path = os.path.join(out_dir, STATE_FILE)
+        self.best_path = os.path.join(out_dir, BEST_WEIGHTS)
+        self.pending_path = os.path.join(out_dir, PENDING_BEST_WEIGHTS)
+        self.history: list[dict[str, float]] = list(state["history"])
+        self.best: float | None = state.get("best_val_accuracy")
+        self.pending: dict | None = state.get("pending")
+
+    @classmethod
+    def load(cls, model, out_dir: str, *, steps_per_epoch: int, chief: bool, restored: bool) -> "_RunState":
+        """The state of the run in ``out_dir`` if a checkpoint was ``restored``, else a new one; written back at
+        once (before the first checkpoint, so a run stopped in its first epoch is checked on resume too).
+
+        Raises:
+            ValueError: the run has another number of steps per epoch.
+        """
+        path = os.path.join(out_dir, STATE_FILE)
+        state = {"history": [], "best_val_accuracy": None}
+        if restored and os.path.exists(path):
+            with open(path) as f:
+                state = json.load(f)
+            if state.get("steps_per_epoch", steps_per_epoch) != steps_per_epoch:
+                raise ValueError(f"{out_dir!r} holds a run of {state['steps_per_epoch']} steps per epoch; this data "
+                                 f"has {steps_per_epoch}: resume with the same data or use a new out_dir")
         if chief:
-            write_json(state_path, {"history": history, "best_val_accuracy": best,
-                                    "step": int(model.optimizer.iterations.numpy()), "steps_per_epoch": steps_per_epoch,
-                                    **({"pending": pending} if pending else {})})
+            write_json(path, {**state, "steps_per_epoch": steps_per_epoch})
+        return cls(model, out_dir, state, steps_per_epoch=steps_per_epoch, chief=chief)
 
-    def prepare(logs: dict) -> dict:  # before the epoch's checkpoint (see _Checkpointer)
+    def _step(self) -> int:
+        return int(self.model.optimizer.iterations.numpy())
+
+    def write(self, pending: dict | None = None) -> None:
+        if self.chief:
+            write_json(self.path, {"history": self.history, "best_val_accuracy": self.best, "step": self._step(),
+                                   "steps_per_epoch": self.steps_per_epoch, **({"pending": pending} if pending else {})})
+
+    def prepare(self, logs: dict) -> dict:
+        """Records the epoch's ``logs`` as pending, its weights as the pending best if they are; before the
+        epoch's checkpoint (`_Checkpointer`)."""
         entry = {k: float(v) for k, v in logs.items()}
         val_accuracy = _primary_val_accuracy(entry)
-        pending = {"entry": entry, "step": int(model.optimizer.iterations.numpy()),
-                   "improved": val_accuracy is not None and (best is None or val_accuracy > best)}
-        if pending["improved"] and chief:
-            _save_weights(model, pending_path)
-        write_state(pending)
+        pending = {"entry": entry, "step": self._step(),
+                   "improved": val_accuracy is not None and (self.best is None or val_accuracy > self.best)}
+        if pending["improved"] and self.chief:
+            _save_weights(self.model, self.pending_path)
+        self.write(pending)
         return pending
 
-    def commit(pending: dict) -> None:  # after it
-        nonlocal best
-        history.append(pending["entry"])
+    def commit(self, pending: dict) -> None:
+        """Makes a pending epoch part of the run; after its checkpoint."""
+        self.history.append(pending["entry"])
         if pending["improved"]:
-            best = _primary_val_accuracy(pending["entry"])
-            if chief and os.path.exists(pending_path):
-                os.replace(pending_path, best_path)
-        write_state()
+            self.best = _primary_val_accuracy(pending["entry"])
+            if self.chief and os.path.exists(self.pending_path):
+                os.replace(self.pending_path, self.best_path)
+        self.write()
 
-    if state.get("pending"):  # stopped between an epoch's prepare and commit
-        if start_step >= state["pending"]["step"]:
-            commit(state["pending"])  # its checkpoint was saved
+    def settle(self, restored_step: int) -> None:
+        """Commits the epoch a run stopped between `prepare` and `commit` if its checkpoint (``restored_step``)
+        was saved; drops it if not."""
+        if not self.pending:
+            return
+        if restored_step >= self.pending["step"]:
+            self.commit(self.pending)
         else:
-            if chief and os.path.exists(pending_path):
-                os.remove(pending_path)
-            write_state()
-
-    checkpointer = _Checkpointer(manager, recipe.checkpoint_every, steps_per_epoch, prepare, commit)
-    logs_dir = os.path.join(work_dir, "logs")
-    all_callbacks = [
-        *callbacks,
-        checkpointer,
-        keras.callbacks.CSVLogger(os.path.join(work_dir, "log.csv"), append=True),
-        keras.callbacks.TensorBoard(logs_dir, write_graph=False, profile_batch=0),
-    ]
-    if verbose != 0:
-        all_callbacks.append(_Progbar(recipe.epochs))
-    for epoch in range(start_step // steps_per_epoch, recipe.epochs):
-        done = int(model.optimizer.iterations.numpy()) - epoch * steps_per_epoch
-        data = _label_every_output(model, train_for(epoch).skip(done))
-        try:
-            model.fit(data, epochs=epoch + 1, initial_epoch=epoch, validation_data=(
-                None if val_data is None else _label_every_output(model, val_data)), callbacks=all_callbacks,
-                verbose=verbose)
-        except tf.errors.InvalidArgumentError as err:  # a graph dump, the point in its last line
-            bad = _LABEL_OUT_OF_RANGE.search(str(err))
-            if bad is None:
-                raise
-            raise ValueError(f"label {bad[1]} is outside [0, {bad[2]}) for a {bad[2]}-class model, in epoch "
-                             f"{epoch + 1}'s training or validation data; the last checkpoint is "
-                             f"{manager.latest_checkpoint or 'none'}. Accepted: class ids 0 to num_classes - 1"
-                             ) from None
-        if checkpointer.diverged is not None:
-            first, step, loss = checkpointer.diverged
-            where = f"at step {step}" if first == step else f"in steps {first}-{step} (one execution)"
-            raise TrainingDiverged(
-                f"loss became {loss} {where} (epoch {epoch + 1}); stopped. The last good checkpoint is "
-                f"{manager.latest_checkpoint or 'none (diverged before the first one)'}. Lower the learning rate "
-                f"(recipe.learning_rate={recipe.learning_rate}) or add warmup.")
-    if chief:
-        _save_weights(model, os.path.join(out_dir, FINAL_WEIGHTS))
-    return FitResult(history=tuple(history), steps=int(model.optimizer.iterations.numpy()),
-                     best_val_accuracy=best, out_dir=out_dir, resumed_from_step=start_step, model=model)
+            if self.chief and os.path.exists(self.pending_path):
+                os.remove(self.pending_path)
+            self.write()
+        self.pending = None
 
 
 def _check_data(model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset | None) -> bool:
