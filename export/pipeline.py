@@ -144,7 +144,8 @@ class Plan:
             raise ValueError(f"{n('low_rank')} must be an energy in (0, 1]; received {self.low_rank!r}")
         object.__setattr__(self, "prune_layers", tuple((str(g), float(v)) for g, v in self.prune_layers))
         if self.prune_layers and self.prune is None:
-            raise ValueError(f"{n('prune_layers')} {self.prune_layers!r} refine {n('prune')}: give {n('prune')} too")
+            raise ValueError(f"{n('prune_layers')} refines {n('prune')}; give {n('prune')} too (received "
+                             f"{n('prune_layers')}={self.prune_layers!r} without it)")
         bad = [(g, v) for g, v in self.prune_layers if not 0.0 <= v < 1.0]
         if bad:
             raise ValueError(f"{n('prune_layers')} sparsities must be in [0, 1); received {bad!r}")
@@ -157,8 +158,8 @@ class Plan:
             raise ValueError(f"{n('schedule')} must be one of {', '.join(LR_SCHEDULES)} or None (the recipe's); "
                              f"received {self.schedule!r}")
         if self.integer_io and self.tflite_quantization != "int8":
-            raise ValueError(f"{n('integer_io')} needs {n('quantize')} 'int8' or 'qat'; received "
-                             f"{n('quantize')}={self.quantize!r}")
+            raise ValueError(f"{n('integer_io')} needs {n('quantize')} int8 or qat (integer tensors); received "
+                             f"{n('quantize')} {self.quantize!r}")
         plan = f"{names.get('plan', f'plan {self.name!r}')} ({self.describe()})"
         for option, given in (("distill", self.distill), ("schedule", self.schedule is not None)):
             if given and not self.stages:
@@ -318,9 +319,15 @@ class ExportData:
 
 
 def load_export_data(dataset: str, *, representative: int = CALIBRATION_IMAGES, test_limit: int | None = None,
-                     input_shape: tuple[int, int] | None = None, **dataset_options) -> ExportData:
+                     input_shape: tuple[int, int] | None = None, channels: int | None = None,
+                     **dataset_options) -> ExportData:
     """`ExportData` from a `training.load_dataset` name (the test split for parity, the train split's
-    first ``representative`` images for calibration)."""
+    first ``representative`` images for calibration), resized to ``input_shape`` (height, width).
+
+    Raises:
+        ValueError: ``channels`` (the model's) differ from the dataset images' (it failed in int8 calibration,
+            after fine-tuning), or what `training.load_dataset` refuses.
+    """
     from training import load_dataset
 
     def raw(split: str, limit: int | None):
@@ -331,6 +338,10 @@ def load_export_data(dataset: str, *, representative: int = CALIBRATION_IMAGES, 
         return np.round(np.concatenate(images) * 255.0), np.concatenate(labels), info
 
     rep, _, info = raw("train", representative)
+    if channels is not None and info.image_shape[2] != channels:
+        raise ValueError(f"the model takes {channels} channel(s) but {dataset!r} images have {info.image_shape[2]}; "
+                         "the height and width may differ (images are resized), the channels may not. Accepted: a "
+                         "dataset with images of the model's channels")
     test_images, test_labels, _ = raw("test", test_limit)
     return ExportData(train=dataset, representative=rep.astype(np.float32), test_images=test_images.astype(np.float32),
                       test_labels=test_labels, mean=tuple(info.mean), std=tuple(info.std),

@@ -412,6 +412,12 @@ def _cmd_publish(args: argparse.Namespace) -> int:
 # -- zoo export -------------------------------------------------------------------------------------
 
 
+def _positive_int(text: str) -> int:
+    if not re.fullmatch(r"\+?\d+", text.strip()) or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer; received {text!r}")
+    return int(text)
+
+
 def _m_by_n(text: str) -> tuple[int, int]:
     match = re.fullmatch(r"(\d+):(\d+)", text)
     if not match or not 0 < int(match[1]) < int(match[2]):
@@ -486,9 +492,11 @@ def _args_export(parser: argparse.ArgumentParser) -> None:
                         help="every standard variant (float32, fp16, dynamic, int8, QAT, pruned, clustered, combined) "
                              "and the deep-compression plan")
     parser.add_argument("--saved-model", action="store_true", help="also write the float SavedModel (serving signature)")
-    parser.add_argument("--finetune-steps", type=int, metavar="N", help="limit each fine-tuning stage to N steps")
-    parser.add_argument("--test-limit", type=int, metavar="N", help="check parity on the first N test images only")
-    parser.add_argument("--calibration", type=int, metavar="N",
+    parser.add_argument("--finetune-steps", type=_positive_int, metavar="N",
+                        help="limit each fine-tuning stage to N steps")
+    parser.add_argument("--test-limit", type=_positive_int, metavar="N",
+                        help="check parity on the first N test images only")
+    parser.add_argument("--calibration", type=_positive_int, metavar="N",
                         help=f"training images that calibrate int8 conversion (default {CALIBRATION_IMAGES})")
     parser.add_argument("--max-accuracy-drop", type=float, default=0.5, metavar="PT",
                         help="fail when test accuracy falls by more than PT points (default: 0.5)")
@@ -543,15 +551,6 @@ def _cmd_export(args: argparse.Namespace) -> int:
         flag = "--all" if args.all else "--deep-compression"
         return _fail(f"{flag} exports preset variants; received {', '.join(custom)} too. Accepted: {flag} alone, "
                      "or a custom variant's flags without it")
-    if args.integer_io and args.quantize not in ("int8", "qat"):
-        return _fail(f"--integer-io needs --quantize int8 or qat (integer tensors); received --quantize {args.quantize}")
-    if args.prune_layers and args.prune is None:
-        return _fail("--prune-layer refines --prune; give --prune too (e.g. --prune 0.8 --prune-layer 'fc*=0.95')")
-    for flag, value, ok in (("--finetune-steps", args.finetune_steps, lambda v: v >= 1),
-                            ("--test-limit", args.test_limit, lambda v: v >= 1),
-                            ("--calibration", args.calibration, lambda v: v >= 1)):
-        if value is not None and not ok(value):
-            return _fail(f"{flag} must be a positive integer; received {value}")
     if not args.max_accuracy_drop >= 0:  # NaN too: every variant would fail
         return _fail(f"--max-accuracy-drop must be a number of points >= 0; received {args.max_accuracy_drop}")
     family = zoo.model_info(args.name).family
@@ -581,11 +580,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
           f"{args.name} needs TF Select for: {', '.join(select)} (conversion will fail without allow_select_ops)")
     data = pipeline.load_export_data(dataset, test_limit=args.test_limit,
                                      representative=args.calibration or CALIBRATION_IMAGES,
-                                     input_shape=shape[:2])
-    if data.test_images.shape[-1] != shape[-1]:  # it failed in int8 calibration, after fine-tuning
-        raise ValueError(f"{args.name} takes {shape[-1]} channel(s) but {dataset!r} images have "
-                         f"{data.test_images.shape[-1]}; the height and width may differ (images are resized), the "
-                         "channels may not. Accepted: --dataset with images of the model's channels")
+                                     input_shape=shape[:2], channels=shape[2])
     if meta is not None and dataset != meta.provenance.dataset:
         print(f"note: {meta.name} was trained on {meta.provenance.dataset}; its variants are checked and "
               f"normalized on {dataset}, whose classes ({', '.join(data.class_names[:3])}, ...) the labels are "
@@ -610,25 +605,29 @@ def _cmd_export(args: argparse.Namespace) -> int:
         print(f"{plan.name:28s} {result.gzip_bytes:>10,} B gzip'd  {result.compression:6.1f}x  "
               f"{result.parity.summary()}  {result.latency_ms_batch1:.3f} ms/img")
     if args.saved_model:
-        from export.saved_model import export_saved_model
-        from zoo._weights import sha256_file
-
-        served = zoo.strip_training_outputs(model)
-        if meta is not None:
-            names, sha256 = meta.head.class_names, meta.source.sha256
-        else:
-            names = data.class_names if len(data.class_names) == served.output_shape[-1] else None
-            sha256 = sha256_file(args.weights) if os.path.isfile(args.weights) else None  # None: a checkpoint
-        # The dataset's normalization, as in the TFLite variants, their checks and `zoo eval` (for the
-        # shipped weights' own dataset it is the one they were trained with).
-        norm = dict(mean=data.mean, std=data.std, scale=data.scale)
-        path = export_saved_model(served, Path(args.out) / "saved_model", **norm, class_names=names,
-                                  metadata={"weights": weights, "sha256": sha256, "model": args.name,
-                                            "dataset": dataset})
+        path = _export_saved_model(args, model, meta, data, dataset)
         report.set("saved_model", os.path.basename(path))
         print(f"wrote {path}")
     print(f"wrote {report.path}")
     return 1 if failed else 0
+
+
+def _export_saved_model(args: argparse.Namespace, model, meta, data, dataset: str) -> str:
+    """``--saved-model``: the model without its training-only outputs, normalizing by ``data``'s statistics as the
+    TFLite variants, their checks and ``zoo eval`` do (for shipped weights' own dataset, those they were trained
+    with), with the weights' class names and sha256 when known; returns its path."""
+    from export.saved_model import export_saved_model
+    from zoo._weights import sha256_file
+
+    served = zoo.strip_training_outputs(model)
+    if meta is not None:
+        names, sha256 = meta.head.class_names, meta.source.sha256
+    else:
+        names = data.class_names if len(data.class_names) == served.output_shape[-1] else None
+        sha256 = sha256_file(args.weights) if os.path.isfile(args.weights) else None  # None: a checkpoint
+    return export_saved_model(served, Path(args.out) / "saved_model", mean=data.mean, std=data.std, scale=data.scale,
+                              class_names=names, metadata={"weights": meta.name if meta is not None else args.weights,
+                                                           "sha256": sha256, "model": args.name, "dataset": dataset})
 
 
 # -- the command table ------------------------------------------------------------------------------

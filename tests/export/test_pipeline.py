@@ -155,7 +155,7 @@ def test_export_json_keeps_every_variant_of_one_source_and_refuses_another_sourc
         with pytest.raises(ValueError, match=r"is not an export report \(expected 'variants', a list of objects with "
                                              r"a 'name', and 'failures', an object\)"):
             report(trained)
-    with pytest.raises(ValueError, match=r"integer_io needs quantize 'int8' or 'qat'; received quantize='fp16'"):
+    with pytest.raises(ValueError, match=r"integer_io needs quantize int8 or qat \(integer tensors\); received quantize 'fp16'"):
         pipeline.Plan("x", quantize="fp16", integer_io=True)
     assert pipeline.named_plan(prune=0.5, quantize="qat", integer_io=True).name == "pruned50_qat_uint8io"
 
@@ -174,7 +174,7 @@ def test_plans_validate_their_values():
         pipeline.Plan("x", prune=0.5, epochs={"pruning": 2})
     with pytest.raises(ValueError, match=r"epochs\['prune'\] must be an int >= 1; received 0"):
         pipeline.Plan("x", prune=0.5, epochs={"prune": 0})
-    with pytest.raises(ValueError, match="prune_layers .* refine prune: give prune too"):
+    with pytest.raises(ValueError, match=r"prune_layers refines prune; give prune too \(received prune_layers=.* without it\)"):
         pipeline.Plan("x", prune_layers=(("dense*", 0.9),))
     with pytest.raises(ValueError, match=r"sparsities must be in \[0, 1\); received \[\('d', 1.0\)\]"):
         pipeline.Plan("x", prune=0.5, prune_layers=(("d", 1.0),))
@@ -190,7 +190,7 @@ def test_plan_errors_name_parameters_as_the_caller_says():
     flags = {"prune": "--prune", "prune_layers": "--prune-layer", "epochs_of": "--epochs {stage}=N",
              "plan": "the variant"}
     with pipeline.parameter_names(flags):
-        with pytest.raises(ValueError, match=r"^--prune-layer \(\('a', 0.5\),\) refine --prune: give --prune too$"):
+        with pytest.raises(ValueError, match=r"^--prune-layer refines --prune; give --prune too \(received --prune-layer=\(\('a', 0.5\),\) without it\)$"):
             pipeline.Plan("x", prune_layers=(("a", 0.5),))
         with pytest.raises(ValueError, match=r"^--epochs cluster=N: the variant \(prune 80% \+ float32\) has no"):
             pipeline.named_plan(prune=0.8, epochs={"cluster": 3})
@@ -413,8 +413,8 @@ def _zoo(*args, cwd):
     (["--prune", "0.5", "--epochs", "prune=two"], "--epochs prune=N needs a whole number of epochs; received 'two'"),
     (["--quantize", "int4"], "invalid choice: 'int4'"),
     (["--prune", "0.5", "--lr-schedule", "step"], "invalid choice: 'step'"),
-    (["--finetune-steps", "0"], "--finetune-steps must be a positive integer"),
-    (["--calibration", "0"], "--calibration must be a positive integer; received 0"),
+    (["--finetune-steps", "0"], "argument --finetune-steps: must be a positive integer; received '0'"),
+    (["--calibration", "0"], "argument --calibration: must be a positive integer; received '0'"),
     (["--max-accuracy-drop", "nan"], "--max-accuracy-drop must be a number of points >= 0; received nan"),
     # the plan's errors in the flags' names (`pipeline.parameter_names`)
     (["--prune", "0.5", "--prune-layer", "fc*=1.5"], "with SPARSITY in [0, 1), such as 'fc*=0.95'; received 'fc*=1.5'"),
@@ -428,7 +428,7 @@ def _zoo(*args, cwd):
     (["--low-rank", "2"], "--low-rank must be an energy in (0, 1]; received 2.0"),
     (["--distill"], "--distill applies to fine-tuning; the variant (float32) has none"),
     (["--integer-io", "--quantize", "dynamic"], "--integer-io needs --quantize int8 or qat (integer tensors); "
-                                                "received --quantize dynamic"),
+                                                "received --quantize 'dynamic'"),
     (["--all", "--integer-io"], "--all exports preset variants; received --integer-io too"),
     (["--finetune-steps", "2"], "--finetune-steps limits fine-tuning; float32 (float32) has none"),
     (["--quantize", "fp16", "--calibration", "64"], "--calibration calibrates int8 conversion; fp16 (FP16) has none"),
@@ -627,7 +627,7 @@ def test_cli_builds_a_weights_file_without_run_json_from_its_flags(tmp_path, cap
                      r"all of them", capsys.readouterr().out)  # it was capped silently
     rgb = [*export, "--input-shape", "12", "12", "3", "--num-classes", "10", "-o", "stage_depths=(1, 1, 1)"]
     assert main([*rgb, "--quantize", "int8", "--out", str(tmp_path / "rgb")]) == 2  # failed in calibration before
-    assert "resnet20 takes 3 channel(s) but 'synthetic' images have 1; the height and width may differ" in \
+    assert "the model takes 3 channel(s) but 'synthetic' images have 1; the height and width may differ" in \
         capsys.readouterr().err
     # Shipped weights keep their classifier: another class count would export an untrained head.
     assert main(["export", "resnet20", "--num-classes", "5", "--out", str(tmp_path / "shipped")]) == 2
