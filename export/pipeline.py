@@ -696,25 +696,13 @@ def export_variant(
     path = out / f"{plan.name}.tflite"
     expected = source if pixels is reference else tflite.predictions(reference, data.test_images)
     try:
-        try:
-            conversion = tflite.check_parity(outputs, source, data.test_images, data.test_labels,
-                                             max_accuracy_drop=None, min_top1_agreement=min_conversion_agreement,
-                                             reference_name="float" if pixels is reference else
-                                             f"Keras after {plan.stages[-1]}")
-        except tflite.ParityError as error:
-            if pixels is reference:
-                raise
-            raise tflite.ParityError(f"{error}; the float model before compression: "
-                                     f"{100 * accuracy(expected):.2f}%") from None
-        parity = tflite.check_parity(outputs, expected, data.test_images, data.test_labels,
-                                     max_accuracy_drop=max_accuracy_drop)
+        conversion, parity = _check_variant(outputs, source, expected, data, after=(
+            None if pixels is reference else plan.stages[-1]), max_accuracy_drop=max_accuracy_drop,
+            min_conversion_agreement=min_conversion_agreement)
     except tflite.ParityError:
         path.unlink(missing_ok=True)  # an earlier export's file: out_dir holds no variant that failed its checks
         raise
-    one = data.test_images[:1]
-    batch = np.resize(data.test_images, (64, *data.test_images.shape[1:]))
-    latency = converted.latency(one, runs=latency_runs)
-    throughput = 64 / converted.latency(batch, runs=max(5, latency_runs // 5), warmup=2)
+    latency, throughput = _speed(converted, data.test_images, runs=latency_runs)
     write_bytes(path, flat)
     return VariantResult(
         name=plan.name, description=plan.describe(), file=str(path), size_bytes=len(flat),
@@ -722,6 +710,36 @@ def export_variant(
         conversion=conversion, parity=parity, latency_ms_batch1=1000 * latency, images_per_s_batch64=throughput,
         stage_accuracy=stage_accuracy, calibration_images=0 if calibration is None else len(calibration),
         input_dtype=converted.input_dtype.name, output_dtype=converted.output_dtype.name)
+
+
+def _check_variant(outputs: np.ndarray, source: np.ndarray, expected: np.ndarray, data: ExportData, *,
+                   after: str | None, max_accuracy_drop: float | None, min_conversion_agreement: float):
+    """The two checks of a converted variant's test ``outputs``: against the Keras model it was converted from
+    (``source``, the compressed model after stage ``after``, or the float model when None), then against the float
+    model's ``expected`` outputs. Returns the two `tflite.ParityReport`s.
+
+    Raises:
+        export.tflite.ParityError: a check fails; the conversion's says the float model's accuracy too.
+    """
+    accuracy = float(np.mean(np.argmax(expected, axis=-1) == data.test_labels))
+    try:
+        conversion = tflite.check_parity(outputs, source, data.test_images, data.test_labels, max_accuracy_drop=None,
+                                         min_top1_agreement=min_conversion_agreement,
+                                         reference_name="float" if after is None else f"Keras after {after}")
+    except tflite.ParityError as error:
+        if after is None:
+            raise
+        raise tflite.ParityError(f"{error}; the float model before compression: {100 * accuracy:.2f}%") from None
+    parity = tflite.check_parity(outputs, expected, data.test_images, data.test_labels,
+                                 max_accuracy_drop=max_accuracy_drop)
+    return conversion, parity
+
+
+def _speed(converted: tflite.TFLiteModel, images: np.ndarray, *, runs: int) -> tuple[float, float]:
+    """The converted model's median seconds for one image and its images per second in batches of 64."""
+    batch = np.resize(images, (64, *images.shape[1:]))
+    latency = converted.latency(images[:1], runs=runs)
+    return latency, 64 / converted.latency(batch, runs=max(5, runs // 5), warmup=2)
 
 
 REPORT_FILE = "export.json"
