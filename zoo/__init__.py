@@ -17,9 +17,20 @@ import os as _os
 import sys as _sys
 import warnings as _warnings
 
-if "tensorflow" in _sys.modules and _os.environ.get("TF_USE_LEGACY_KERAS") != "1":
+
+
+def _tf_keras_is_keras_3() -> bool:
+    """Whether ``tf.keras`` is already Keras 3: TensorFlow resolves it on first use, by ``TF_USE_LEGACY_KERAS``
+    as it is then, so TensorFlow imported before zoo is fine until something touches ``tf.keras``."""
+    keras = vars(_sys.modules["tensorflow"]).get("keras") if "tensorflow" in _sys.modules else None
+    if type(keras).__name__ == "KerasLazyLoader":  # tensorflow.python.util.lazy_loader
+        return vars(keras).get("_tfll_keras_version") == "keras_3"
+    return getattr(keras, "__name__", "").startswith("keras.")  # resolved: keras._tf_keras.keras, not tf_keras
+
+
+if _os.environ.get("TF_USE_LEGACY_KERAS") != "1" and _tf_keras_is_keras_3():
     _warnings.warn(
-        "TensorFlow was imported before zoo without TF_USE_LEGACY_KERAS=1, so tf.keras is Keras 3. "
+        "tf.keras was used before zoo was imported, without TF_USE_LEGACY_KERAS=1, so tf.keras is Keras 3. "
         "zoo builds every model with tf_keras; import zoo first (or export TF_USE_LEGACY_KERAS=1) "
         "so that tf.keras, TFMOT and tf-agents agree with it.",
         stacklevel=2,

@@ -362,22 +362,36 @@ def pretrained_markdown() -> str:
         '"resnet20.fashion_mnist"',
         'backbone = zoo.create_model("resnet20", weights="DEFAULT", include_top=False, pooling="avg")',
         'model5 = zoo.create_model("resnet20", weights="DEFAULT", num_classes=5)  # backbone + a new head',
-        'images, labels = zoo.sample_images("fashion_mnist")                # raw uint8 pixels',
+        'images, labels = zoo.sample_images("fashion_mnist")                # raw uint8 pixels, 10 per class',
         'logits = model(zoo.get_weights_info("resnet20").input.normalize(images))  # the input each entry lists',
-        'print(zoo.predict("resnet20.fashion_mnist", images).labels[:3])   # or raw pixels in, class names out',
+        'print(zoo.predict("resnet20.fashion_mnist", images[::10]).labels)  # or raw pixels in, class names out',
         "```",
+        "",
+        "The weights are small configurations of the named variants, trained on CPU within the package's size "
+        "limit: **options** lists how each differs from the variant's defaults (e.g. `wide_resnet16_4.fashion_mnist` "
+        "is a WRN-16 of widen factor 2), and `zoo.create_model(name, weights=...)` applies them. A pretrained "
+        "GoogLeNet is built without its training-only auxiliary heads (`aux_logits=True` adds them back, to "
+        "fine-tune with them), as torchvision's pretrained GoogLeNet; its params and FLOPs below count them, as "
+        "it was trained.",
         "",
         "**top-1** is the accuracy on the full test split, single crop, measured by the **eval** command; "
         "**published** is the best result of the same architecture family in the published table named below it, "
         "and **vs published** the difference (✓ at or above it). **FLOPs** = 2 x multiply-accumulates of one "
         "image's forward pass; **params** counts every weight, batch-norm statistics included.",
         "",
+        "Your own run becomes an entry with `zoo publish RUN_DIR --tag TAG [--default]` "
+        "(`training.publish.publish_run`): it re-evaluates a finished `zoo train` run's `final_weights.h5` on the "
+        "full test split, refuses when the run's `eval.json` disagrees, and writes `<arch>.<tag>.h5` and its "
+        "metadata (the `zoo train` command that reproduces it, the sha256, the measured metrics) into `zoo/weights/` "
+        "(or `--weights-dir`): all of them or none, even if killed.",
+        "",
     ]
-    headers = ["weights", "default", "params", "FLOPs", "file", "top-1", "published", "vs published"]
+    headers = ["weights", "default", "options", "params", "FLOPs", "file", "top-1", "published", "vs published"]
     rows = [
         [
             f"`{m.name}`",
             "✓" if m.default else "",
+            m.provenance.options_text,
             f"{m.metrics.params:,}",
             human_count(m.metrics.flops),
             _file_size(m.source.size_bytes),
@@ -387,7 +401,7 @@ def pretrained_markdown() -> str:
         ]
         for m in entries
     ]
-    lines += _markdown_table(headers, rows, align="lcrrrrrr")
+    lines += _markdown_table(headers, rows, align="lclrrrrrr")
     for m in entries:
         norm = ", ".join(f"{mu:.4f}/{sd:.4f}" for mu, sd in zip(m.input.mean, m.input.std))
         lines += [

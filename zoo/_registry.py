@@ -89,6 +89,9 @@ class Family:
         weight_free_options: architecture options that change no layer's weights (dropout rates,
             stochastic depth, whether training-only heads are built), so pretrained weights load
             whatever their value.
+        pretrained_options: weight-free options a model built with pretrained weights takes unless the
+            caller sets them: GoogLeNet's ``aux_logits=False``, so that a pretrained model returns its
+            prediction alone, as torchvision's pretrained GoogLeNet does.
     """
 
     name: str
@@ -102,6 +105,7 @@ class Family:
     classifier_layers: tuple[str, ...] = ("predictions",)
     head_layers: tuple[str, ...] = ("predictions",)
     weight_free_options: tuple[str, ...] = ()
+    pretrained_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         if self.task not in TASKS:
@@ -113,6 +117,10 @@ class Family:
         if unknown:
             raise ValueError(f"weight_free_options of family {self.name!r} are not options of its builder: "
                              f"{', '.join(unknown)}. Accepted: {', '.join(self.option_names())}")
+        if not set(self.pretrained_options) <= set(self.weight_free_options):
+            raise ValueError(f"pretrained_options of family {self.name!r} must be among its weight_free_options "
+                             f"({', '.join(self.weight_free_options) or 'none'}); received {dict(self.pretrained_options)!r}")
+        object.__setattr__(self, "pretrained_options", types.MappingProxyType(dict(self.pretrained_options)))
 
     def register(
         self,
@@ -396,7 +404,8 @@ def create_model(
             weights are checked (size, sha256) before loading, and bring the architecture options
             they were trained with, their stem included; ``input_shape`` and ``num_classes`` then
             default to theirs, and options that change no weights (the family's
-            ``weight_free_options``, e.g. ``dropout``) may differ.
+            ``weight_free_options``, e.g. ``dropout``) may differ. A pretrained GoogLeNet is built without
+            its training-only auxiliary heads unless ``aux_logits=True`` (torchvision's default).
         input_shape: ``(height, width, channels)``; defaults to the variant's default (with pretrained
             weights, to theirs). Families adapt their stem to small inputs (under 64 pixels) as their
             docstrings describe; pretrained weights keep the stem they were trained with at any size
@@ -418,8 +427,8 @@ def create_model(
 
     Returns:
         A functional ``tf_keras.Model`` with deterministic layer names. Its first output is the
-        prediction; any further outputs (GoogLeNet's auxiliary heads) are for training only and
-        `strip_training_outputs` removes them.
+        prediction; any further outputs (a GoogLeNet's auxiliary heads, built without pretrained weights
+        or with ``aux_logits=True``) are for training only and `strip_training_outputs` removes them.
 
     Raises:
         ValueError: unknown name or option, an invalid argument value, or weights that cannot be
@@ -444,7 +453,7 @@ def create_model(
 
         pretrained = _weights.resolve(spec.name, weights)
     if pretrained is not None:
-        user_options = _weights.check_options(pretrained, spec, user_options)
+        user_options = _weights.check_options(pretrained, spec, {**spec.family.pretrained_options, **user_options})
         input_shape = pretrained.input.shape if input_shape is None else input_shape
         num_classes = pretrained.head.num_classes if num_classes is None else num_classes
     options = {**spec.options, **user_options}

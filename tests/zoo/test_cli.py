@@ -271,6 +271,21 @@ def test_import_zoo_and_help_do_not_import_tensorflow():
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.parametrize("touched", [False, True])
+def test_tensorflow_imported_first_warns_only_once_tf_keras_is_keras_3(touched):
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    code = ("import warnings; warnings.simplefilter('error')\n"
+            "import tensorflow as tf\n" + ("tf.keras.layers\n" if touched else "") +
+            "import zoo, tf_keras\n"
+            "assert tf.keras.Model is tf_keras.Model")  # resolved on first use: tf_keras, as zoo set it
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+                            timeout=120)
+    if touched:  # Keras 3 already: the warning, raised as an error here
+        assert result.returncode != 0 and "tf.keras was used before zoo was imported" in result.stderr
+    else:
+        assert result.returncode == 0, result.stderr[-2000:]
+
+
 def test_commands_print_none_of_tensorflows_start_up_notices():
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # zoo's default level
     result = subprocess.run([sys.executable, "-m", "zoo", "list", "resnet18"], cwd=REPO, env=env,

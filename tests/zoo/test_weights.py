@@ -86,9 +86,10 @@ def test_shipped_file_matches_its_metadata(name):
 def test_shipped_weights_load_and_predict_the_samples(name):
     meta = get_weights_info(name)
     model = zoo.create_model(meta.arch, weights=meta.tag)
-    outputs = model.output_shape if isinstance(model.output_shape, list) else [model.output_shape]  # + aux heads
-    assert model.input_shape[1:] == meta.input.shape and set(outputs) == {(None, meta.head.num_classes)}
-    assert model.count_params() == meta.metrics.params and 2 * count_macs(model) == meta.metrics.flops
+    assert model.input_shape[1:] == meta.input.shape and model.output_shape == (None, meta.head.num_classes)
+    # The metrics count the model as it was trained: a GoogLeNet's with its auxiliary heads.
+    trained = zoo.create_model(meta.arch, weights=meta.tag, **({"aux_logits": True} if meta.arch == "googlenet" else {}))
+    assert trained.count_params() == meta.metrics.params and 2 * count_macs(trained) == meta.metrics.flops
     images, labels = sample_images(meta.provenance.dataset)
     logits = zoo.strip_training_outputs(model)(meta.input.normalize(images), training=False).numpy()
     predictions = logits.argmax(-1)
@@ -208,8 +209,12 @@ def test_weight_free_options_take_any_value_with_pretrained_weights(name):
 def test_fine_tuning_options_apply_with_pretrained_weights():
     resnet = zoo.create_model("resnet20", weights="DEFAULT", dropout=0.2)
     assert resnet.get_layer("head_dropout").rate == 0.2
-    googlenet = zoo.create_model("googlenet", weights="DEFAULT", aux_logits=False, num_classes=5)
+    googlenet = zoo.create_model("googlenet", weights="DEFAULT", num_classes=5)  # pretrained: no auxiliary heads
     assert googlenet.output_names == ["predictions"] and googlenet.output_shape == (None, 5)
+    with_heads = zoo.create_model("googlenet", weights="DEFAULT", aux_logits=True)  # to fine-tune with them
+    assert with_heads.output_names == ["predictions", "aux1_predictions", "aux2_predictions"]
+    _assert_loaded(with_heads, _file_weights(get_weights_info("googlenet")))
+    assert len(zoo.create_model("googlenet", input_shape=(32, 32, 3), num_classes=10).outputs) == 3  # untrained
     _assert_loaded(googlenet, _file_weights(get_weights_info("googlenet")), skip=("predictions",))
     with pytest.raises(ValueError, match=r"received width_multiplier=0.5 \(the weights have width_multiplier=0.25\)"
                                          r".*options that change no weights \(aux_logits, dropout, aux_dropout\)"):

@@ -15,7 +15,9 @@ What differs from torchvision, and from the paper:
   (7,005,832 / 13,385,816), so no published count is claimed for it.
 - Auxiliary classifiers (``aux_logits=True``, the default) are extra *training-only* outputs: the
   model returns ``[predictions, aux1_predictions, aux2_predictions]``, primary first, and
-  ``zoo.strip_training_outputs(model)`` keeps the primary one for inference and export. The paper
+  ``zoo.strip_training_outputs(model)`` keeps the primary one for inference and export. With
+  pretrained weights the default is ``aux_logits=False`` (the model predicts; pass ``True`` to fine-tune
+  with the heads), as torchvision's pretrained GoogLeNet. The paper
   weights their losses by 0.3. Each head is: average pool, 1x1 conv 128, fc 1024 + ReLU, dropout 0.7,
   fc ``num_classes`` (with ``classifier_activation``). The paper pools 5x5 with stride 3, which gives
   4x4 on the 14x14 maps of a 224 input; torchvision pools adaptively to 4x4 instead (windows of 4
@@ -200,6 +202,7 @@ FAMILY = register_family(
     classifier_layers=("predictions", "aux1_predictions", "aux2_predictions"),
     head_layers=("predictions", *(f"aux{i}_{layer}" for i in (1, 2) for layer in _AUX_LAYERS)),
     weight_free_options=("aux_logits", "dropout", "aux_dropout"),
+    pretrained_options={"aux_logits": False},  # as torchvision's: a pretrained model predicts, it does not train
 )
 
 # Paper's 5x5 branch, so no published count; torchvision's model is branch3_kernel=3 (see the docstring).
