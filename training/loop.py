@@ -435,7 +435,9 @@ def fit(
 
     Returns:
         `FitResult`; ``result.model`` is the trained model (``model`` itself unless it had to be
-        cloned into a strategy's scope or a mixed-precision policy).
+        cloned into a strategy's scope or a mixed-precision policy). Its history's ``loss`` and ``val_loss``
+        include the recipe's weight penalty, as Keras reports them; `training.evaluate`'s loss (``eval.json``)
+        is the data's alone.
 
     Raises:
         TrainingDiverged: the loss became NaN or Inf.

@@ -185,12 +185,18 @@ def _add_model_args(parser: argparse.ArgumentParser, *, weights: str | None, sha
     parser.add_argument("--limit", type=int, metavar="N", help="use only the first N examples of each split")
 
 
-def _add_training_args(parser: argparse.ArgumentParser) -> None:
+# What the shipped recipes a command defaults to are, for its --help.
+_RECIPE_SAYS = {"finetune": "Adam at 1e-3 for 3 epochs (the seed's lower learning rate for fine-tuning)"}
+
+
+def _add_training_args(parser: argparse.ArgumentParser, *, recipe: str | None = None) -> None:
     parser.add_argument("--out", required=True, metavar="DIR",
                         help="the run directory: checkpoints, logs, weights, eval.json and the PNGs")
     parser.add_argument("--epochs", type=int, metavar="N", help="epochs to train (default: the recipe's)")
-    parser.add_argument("--recipe", metavar="FILE", help="a recipe as JSON (a run's recipe.json) or a shipped "
-                                                         "recipe's name (resnet20_fashion_mnist); flags override it")
+    default = f"; default: {recipe}, {_RECIPE_SAYS[recipe]}" if recipe else "; default: training.Recipe()'s"
+    parser.add_argument("--recipe", metavar="FILE", default=recipe,
+                        help="a recipe as JSON (a run's recipe.json) or a shipped recipe's name "
+                             f"(resnet20_fashion_mnist); flags override it{default}")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in DIR (same command; --epochs may grow); without it, a DIR "
                              "holding a run is refused")
@@ -259,7 +265,7 @@ def _args_finetune(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-classes", type=int, metavar="K", help="classes of the new head (default: the dataset's)")
     parser.add_argument("--train-layers", default="head", metavar="WHICH",
                         help="head (default), last:N (the last N layers with weights, and the head) or all")
-    _add_training_args(parser)
+    _add_training_args(parser, recipe="finetune")
 
 
 def _cmd_finetune(args: argparse.Namespace) -> int:

@@ -149,6 +149,8 @@ def test_finetune_runs(run, tmp_path, capsys):
         capsys.readouterr().err
     spec = json.loads((tmp_path / "ft2" / "run.json").read_text())
     assert spec["options"] == {"stage_depths": [1, 1, 1]} and spec["source_classes"] == 10
+    recipe = json.loads((tmp_path / "ft2" / "recipe.json").read_text())  # the shipped fine-tuning recipe
+    assert (recipe["optimizer"], recipe["learning_rate"], recipe["epochs"]) == ("adam", 0.001, 1)
     capsys.readouterr()
     # its weights evaluate as the run evaluated them, the model built as the run built it
     assert main(["eval", *TINY, "--weights", str(ft / "final_weights.h5")]) == 0, capsys.readouterr().err
