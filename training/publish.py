@@ -110,16 +110,8 @@ def publish_run(
     if (published_top1 is None) != (published_source is None):
         raise ValueError("--published-top1 and --published-source go together; received "
                          f"{published_top1!r} and {published_source!r}")
-    spec = RunSpec.from_dict(json.loads(_required_file(run_dir, RUN_FILE).read_text()))
-    if spec.is_finetune:
-        raise ValueError(f"{run_dir} is a fine-tuning run; only `zoo train` runs can be published for now")
-    recipe = json.loads(_required_file(run_dir, RECIPE_FILE).read_text())
-    lines = [ln.strip() for ln in _required_file(run_dir, COMMAND_FILE).read_text().splitlines() if ln.strip()]
-    command = _train_command(lines, run_dir)
-    recorded = json.loads(_required_file(run_dir, EVAL_FILE).read_text())
-    final = _required_file(run_dir, FINAL_WEIGHTS)
-    arch = get_spec(spec.model).name
-
+    run = _read_run(run_dir)
+    arch = get_spec(run.spec.model).name
     target = Path(out_dir) if out_dir is not None else weights_dir()
     name = f"{arch}.{tag}"
 
@@ -130,45 +122,9 @@ def publish_run(
 
     _finish_journal(target)  # a publish killed after its commit point: its entries are what this one sees
     refuse_existing()  # before the evaluation, and again under the lock
-
-    full = dataclasses.replace(spec, limit=None).resolve()
-    result = evaluate_weights(full, weights=final)
-    if recorded.get("num_examples") != result.num_examples or recorded.get("accuracy") is None or (
-            abs(recorded["accuracy"] - result.accuracy) > EVAL_TOLERANCE):
-        raise ValueError(f"{run_dir}/eval.json says accuracy {recorded.get('accuracy')!r} on "
-                         f"{recorded.get('num_examples')!r} examples; re-evaluating final_weights.h5 on the full test "
-                         f"split gives {result.accuracy:.4f} on {result.num_examples}. Accepted: within "
-                         f"{EVAL_TOLERANCE * 100:.1f} points on the same examples. Not published")
-
-    info = load_dataset(full.dataset, "test", batch_size=1, limit=1)[1]
-    model = zoo.create_model(arch, weights=os.fspath(final), input_shape=full.input_shape,
-                             num_classes=full.num_classes, **full.options)
-    model_input = WeightsInput(shape=full.input_shape, mean=info.mean, std=info.std)
-    family = get_spec(arch).family
-    if published_top1 is None and full.dataset == "fashion_mnist" and family.name in PUBLISHED_FASHION_MNIST:
-        published_top1, published_source = PUBLISHED_FASHION_MNIST[family.name]
-
     # Everything that can fail comes first; the registry's files are replaced last, together.
-    h5 = target / f"{name}.h5"
-    meta = PretrainedWeights(
-        arch=arch,
-        tag=tag,
-        default=False,  # set below, from the other entries
-        source=WeightsSource(file=h5.name, sha256=sha256_file(final), size_bytes=final.stat().st_size),
-        input=model_input,
-        head=WeightsHead(num_classes=full.num_classes, class_names=result.class_names),
-        provenance=Provenance(command=command, recipe=json.dumps(recipe, sort_keys=True), seed=int(recipe["seed"]),
-                              dataset=full.dataset, split="train", options=full.options, license=license,
-                              paper=f"{family.paper}, {family.year}, {family.url}"),
-        metrics=WeightsMetrics(top1=result.accuracy, per_class_accuracy=result.per_class_accuracy, loss=result.loss,
-                               num_examples=result.num_examples, params=int(model.count_params()),
-                               flops=2 * count_macs(model),
-                               eval_command=_eval_command(arch, tag, full.dataset, full.input_shape, info.image_shape)),
-        published_top1=published_top1,
-        published_source=published_source,
-        sample_predictions=predict_samples(model, model_input, full.dataset),
-        notes=notes,
-    )
+    meta = _metadata(run, arch, tag, license=license, notes=notes, published_top1=published_top1,
+                     published_source=published_source)
     # From reading the other entries to replacing the files, another publish into the registry waits: two
     # at once each saw the old default and both became defaults.
     target.mkdir(parents=True, exist_ok=True)
@@ -179,6 +135,87 @@ def publish_run(
         meta = dataclasses.replace(meta, default=default or not any(m.default for m in siblings))
         demoted = [dataclasses.replace(m, default=False) for m in siblings if m.default and meta.default]
         metadata = {target / f"{m.name}.json": metadata_text(m).encode() for m in (meta, *demoted)}
-        _replace_files(target, {h5: final, **metadata})
+        _replace_files(target, {target / meta.source.file: run.final_weights, **metadata})
     _clear_cache()
     return meta
+
+
+@dataclasses.dataclass(frozen=True)
+class _FinishedRun:
+    """What a finished ``zoo train`` run directory holds that publishing reads."""
+
+    directory: Path
+    spec: RunSpec
+    recipe: dict
+    command: str  # the one `zoo train` line that reproduces it
+    recorded: dict  # its eval.json
+    final_weights: Path
+
+
+def _read_run(run_dir: Path) -> _FinishedRun:
+    """The run in ``run_dir``.
+
+    Raises:
+        ValueError: a file is missing, it is a fine-tuning run, or no single command reproduces it.
+    """
+    spec = RunSpec.from_dict(json.loads(_required_file(run_dir, RUN_FILE).read_text()))
+    if spec.is_finetune:
+        raise ValueError(f"{run_dir} is a fine-tuning run; only `zoo train` runs can be published for now")
+    lines = [ln.strip() for ln in _required_file(run_dir, COMMAND_FILE).read_text().splitlines() if ln.strip()]
+    return _FinishedRun(directory=run_dir, spec=spec,
+                        recipe=json.loads(_required_file(run_dir, RECIPE_FILE).read_text()),
+                        command=_train_command(lines, run_dir),
+                        recorded=json.loads(_required_file(run_dir, EVAL_FILE).read_text()),
+                        final_weights=_required_file(run_dir, FINAL_WEIGHTS))
+
+
+def _reevaluate(run: _FinishedRun, full: RunSpec):
+    """The run's final weights evaluated on the full test split, checked against its eval.json.
+
+    Raises:
+        ValueError: the two differ by more than `EVAL_TOLERANCE` or cover other examples.
+    """
+    result = evaluate_weights(full, weights=run.final_weights)
+    recorded = run.recorded
+    if recorded.get("num_examples") != result.num_examples or recorded.get("accuracy") is None or (
+            abs(recorded["accuracy"] - result.accuracy) > EVAL_TOLERANCE):
+        raise ValueError(f"{run.directory}/eval.json says accuracy {recorded.get('accuracy')!r} on "
+                         f"{recorded.get('num_examples')!r} examples; re-evaluating final_weights.h5 on the full test "
+                         f"split gives {result.accuracy:.4f} on {result.num_examples}. Accepted: within "
+                         f"{EVAL_TOLERANCE * 100:.1f} points on the same examples. Not published")
+    return result
+
+
+def _metadata(run: _FinishedRun, arch: str, tag: str, *, license: str, notes: str, published_top1: float | None,
+              published_source: str | None) -> PretrainedWeights:
+    """The entry's metadata, measured by the project's own evaluation (not yet the default: the caller decides,
+    from the registry's other entries)."""
+    full = dataclasses.replace(run.spec, limit=None).resolve()
+    result = _reevaluate(run, full)
+    info = load_dataset(full.dataset, "test", batch_size=1, limit=1)[1]
+    model = zoo.create_model(arch, weights=os.fspath(run.final_weights), input_shape=full.input_shape,
+                             num_classes=full.num_classes, **full.options)
+    model_input = WeightsInput(shape=full.input_shape, mean=info.mean, std=info.std)
+    family = get_spec(arch).family
+    if published_top1 is None and full.dataset == "fashion_mnist" and family.name in PUBLISHED_FASHION_MNIST:
+        published_top1, published_source = PUBLISHED_FASHION_MNIST[family.name]
+    final = run.final_weights
+    return PretrainedWeights(
+        arch=arch,
+        tag=tag,
+        default=False,
+        source=WeightsSource(file=f"{arch}.{tag}.h5", sha256=sha256_file(final), size_bytes=final.stat().st_size),
+        input=model_input,
+        head=WeightsHead(num_classes=full.num_classes, class_names=result.class_names),
+        provenance=Provenance(command=run.command, recipe=json.dumps(run.recipe, sort_keys=True),
+                              seed=int(run.recipe["seed"]), dataset=full.dataset, split="train", options=full.options,
+                              license=license, paper=f"{family.paper}, {family.year}, {family.url}"),
+        metrics=WeightsMetrics(top1=result.accuracy, per_class_accuracy=result.per_class_accuracy, loss=result.loss,
+                               num_examples=result.num_examples, params=int(model.count_params()),
+                               flops=2 * count_macs(model),
+                               eval_command=_eval_command(arch, tag, full.dataset, full.input_shape, info.image_shape)),
+        published_top1=published_top1,
+        published_source=published_source,
+        sample_predictions=predict_samples(model, model_input, full.dataset),
+        notes=notes,
+    )
