@@ -154,16 +154,16 @@ class Predictor:
         return np.concatenate(out) if out else np.zeros((0, h, w, c), np.float32)
 
     def _images(self, images) -> np.ndarray:
-        # Integer images are raw pixels whatever their values (resizing makes them floats: a dark uint8
-        # photo's would look like [0, 1] floats).
-        dtypes = {np.asarray(i).dtype for i in (images if isinstance(images, (list, tuple)) else [images])}
-        if any(d == bool or not (np.issubdtype(d, np.integer) or np.issubdtype(d, np.floating)) for d in dtypes):
-            received = ", ".join(sorted(map(str, dtypes)))
-            raise ValueError(f"images must be pixels, integers or floats; received {received}")
-        integers = all(np.issubdtype(d, np.integer) for d in dtypes)
-        given = str(next(iter(dtypes))) if len(dtypes) == 1 else "mixed"  # the dtype received, before resizing
-        if self.resize:
-            images = self._resized(images)
+        """``images`` as the model's float32 batch of pixels, checked: one image or a batch (of any size and
+        channels with ``resize``), integer pixels or floats in the range the scale expects."""
+        integers, given = _pixel_dtypes(images)
+        x = self._as_batch(self._resized(images) if self.resize else images)
+        self._check_pixel_range(x, integers=integers, given=given)
+        return x.astype(np.float32)
+
+    def _as_batch(self, images) -> np.ndarray:
+        """``images`` as ``[N, H, W, C]`` of the model's shape: one image gains the batch axis, ``[N, H, W]``
+        the channel axis of a one-channel model."""
         x = np.asarray(images)
         h, w, c = self.input_shape
         if x.size == 0 and x.ndim == 1:  # an empty list
@@ -175,6 +175,11 @@ class Predictor:
         if tuple(x.shape[1:]) != self.input_shape:
             raise ValueError(f"images must be [N, {h}, {w}, {c}] raw pixels (or one image, or [N, {h}, {w}] for one "
                              f"channel); received shape {tuple(np.asarray(images).shape)}")
+        return x
+
+    def _check_pixel_range(self, x: np.ndarray, *, integers: bool, given: str) -> None:
+        """Refuses pixels the scale would not map to the model's range: ``[0, 1]`` floats for raw pixels, raw
+        pixels for ``scale=1.0``, normalized or non-finite values (``given``: the dtype received)."""
         # Images scaled to [0, 1] (as torchvision's ToTensor gives) would be read as near-black raw pixels.
         if not integers and x.size and self.scale < 1 and 0 <= x.min() and 0 < x.max() <= 1:
             raise ValueError(f"images must be raw pixels (0-255; times scale={self.scale:g} gives the model's "
@@ -192,7 +197,6 @@ class Predictor:
                 f"floats in [0, {top:g}] (raw 0-255 pixels take the default scale, 1/255)"
             raise ValueError(f"images must be pixels in [0, {top:g}] (scale={self.scale:g}); received {given} {bad}. "
                              f"Accepted: {accepted}, not normalized images")
-        return x.astype(np.float32)
 
     def _outputs(self, images, batch_size) -> np.ndarray:
         from zoo._checks import check_int
@@ -217,6 +221,21 @@ class Predictor:
             probabilities = (z / z.sum(axis=-1, keepdims=True)).astype(np.float32)
         ids = probabilities.argmax(-1).astype(np.int64)
         return Prediction(probabilities=probabilities, class_ids=ids, labels=tuple(self.class_names[i] for i in ids))
+
+
+def _pixel_dtypes(images) -> tuple[bool, str]:
+    """Whether ``images`` (an array or a list of them) are integers, and the dtype received ("mixed" for several),
+    before a resize makes them floats: integer images are raw pixels whatever their values (a dark uint8
+    photo's would look like [0, 1] floats).
+
+    Raises:
+        ValueError: images of another dtype than integers or floats (bool masks included).
+    """
+    dtypes = {np.asarray(i).dtype for i in (images if isinstance(images, (list, tuple)) else [images])}
+    if any(d == bool or not (np.issubdtype(d, np.integer) or np.issubdtype(d, np.floating)) for d in dtypes):
+        raise ValueError(f"images must be pixels, integers or floats; received {', '.join(sorted(map(str, dtypes)))}")
+    return all(np.issubdtype(d, np.integer) for d in dtypes), (str(next(iter(dtypes))) if len(dtypes) == 1
+                                                                 else "mixed")
 
 
 def predict(name: str, images, *, backend: str = "tflite", scale: float | None = None,
