@@ -55,6 +55,13 @@ def _fail(message: str, code: int = USAGE_ERROR) -> int:
     return code
 
 
+class _Shape(argparse.Action):
+    """``--input-shape H W C`` as the tuple the library takes."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, tuple(values))
+
+
 # -- zoo list ---------------------------------------------------------------------------------------
 
 
@@ -95,15 +102,14 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def _args_info(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", help="a registered model name (see 'zoo list')")
-    parser.add_argument("--input-shape", nargs=3, type=int, metavar=("H", "W", "C"),
+    parser.add_argument("--input-shape", nargs=3, type=int, action=_Shape, metavar=("H", "W", "C"),
                         help="compute params and MACs at this input (default: the model's default input)")
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
     from zoo._docs import model_card
 
-    shape = tuple(args.input_shape) if args.input_shape else None
-    print(model_card(zoo.model_info(args.name, input_shape=shape)))
+    print(model_card(zoo.model_info(args.name, input_shape=args.input_shape)))
     return 0
 
 
@@ -177,7 +183,7 @@ def _add_model_args(parser: argparse.ArgumentParser, *, weights: str | None, sha
         parser.add_argument("--weights", required=True, metavar="PATH", help=weights)
     parser.add_argument("--dataset", required=True, metavar="NAME",
                         help="fashion_mnist, digits, synthetic, or a TFDS image classification dataset")
-    parser.add_argument("--input-shape", nargs=3, type=int, metavar=("H", "W", "C"),
+    parser.add_argument("--input-shape", nargs=3, type=int, action=_Shape, metavar=("H", "W", "C"),
                         help=f"the model's input (default: {shape_default}; images are resized to H x W)")
     parser.add_argument("-o", "--option", dest="options", action="append", type=_key_value, metavar="KEY=VALUE",
                         help="an architecture option (see 'zoo info NAME'), the value a Python literal; "
@@ -240,7 +246,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from training.runs import RunSpec
 
     return _run(args, RunSpec(model=args.name, dataset=args.dataset, options=_options(args.options),
-                              input_shape=args.input_shape and tuple(args.input_shape), limit=args.limit,
+                              input_shape=args.input_shape, limit=args.limit,
                               teacher=args.teacher))
 
 
@@ -281,7 +287,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         options = {**source.options, **options}
         source_classes = source.num_classes if source_classes is None else source_classes
     return _run(args, RunSpec(model=args.name, dataset=args.dataset, options=options,
-                              input_shape=args.input_shape and tuple(args.input_shape), limit=args.limit,
+                              input_shape=args.input_shape, limit=args.limit,
                               num_classes=args.num_classes, source_weights=args.weights,
                               source_classes=source_classes, train_layers=args.train_layers,
                               teacher=args.teacher))
@@ -325,7 +331,7 @@ def _weights_run(args: argparse.Namespace, dataset: str | None):
     if spec is None:
         return None
     run_file = runs.run_file(args.weights)
-    shape, classes, options = args.input_shape and tuple(args.input_shape), args.num_classes, _options(args.options)
+    shape, classes, options = args.input_shape, args.num_classes, _options(args.options)
     if spec.is_finetune:
         given = {**{f"-o {k}": (tuples(v), spec.options.get(k)) for k, v in options.items()},
                  **{flag: (value, recorded) for flag, value, recorded in (
@@ -369,7 +375,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     spec = None if pretrained is not None else _weights_run(args, args.dataset)
     if spec is None:
         spec = runs.RunSpec(model=args.name, dataset=args.dataset, options=_options(args.options),
-                            input_shape=args.input_shape and tuple(args.input_shape), num_classes=args.num_classes)
+                            input_shape=args.input_shape, num_classes=args.num_classes)
     spec = dataclasses.replace(spec, limit=args.limit)
     result = runs.evaluate_weights(spec, weights=args.weights, split=args.split, batch_size=args.batch_size,
                                    out_dir=args.out)
@@ -470,7 +476,7 @@ def _args_export(parser: argparse.ArgumentParser) -> None:
                                                           "fashion_mnist)")
     parser.add_argument("-o", "--option", dest="options", action="append", type=_key_value, metavar="KEY=VALUE",
                         help="an architecture option for a weights file's model (pretrained weights apply theirs)")
-    parser.add_argument("--input-shape", nargs=3, type=int, metavar=("H", "W", "C"),
+    parser.add_argument("--input-shape", nargs=3, type=int, action=_Shape, metavar=("H", "W", "C"),
                         help="a weights file's model input (default: its run.json's, else the model's default)")
     parser.add_argument("--num-classes", type=int, metavar="K",
                         help="a weights file's model classes (default: its run.json's, else the model's default)")
@@ -520,7 +526,7 @@ def _export_source(args: argparse.Namespace):
     from zoo import _weights
 
     meta = _weights.resolve(args.name, args.weights)
-    shape, classes = args.input_shape and tuple(args.input_shape), args.num_classes
+    shape, classes = args.input_shape, args.num_classes
     if meta is not None:
         if classes not in (None, meta.head.num_classes):  # its classifier would be untrained
             raise ValueError(f"--num-classes {classes}: the shipped weights {meta.name} have "
@@ -685,7 +691,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     Example:
         >>> build_parser().parse_args(["info", "resnet18", "--input-shape", "32", "32", "3"]).input_shape
-        [32, 32, 3]
+        (32, 32, 3)
     """
     parser = _Parser(
         prog=PROG,
