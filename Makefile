@@ -33,7 +33,7 @@ demo: setup
 	$(PY) -m zoo.demo
 
 test: setup
-	$(PY) -m pytest -q -n auto --durations=15 tests
+	$(PY) -m pytest -q -n auto --durations=15 tests --doctest-modules zoo training export
 
 # The model table: measured cards shipped in the package, then docs/models.md from them; docs/pretrained.md
 # from the shipped weights' metadata (zoo/weights/*.json).

@@ -46,7 +46,7 @@ class EvalResult:
         class_names: one name per class; ``("0", "1", ...)`` when none were given.
 
     Example:
-        >>> r = EvalResult.from_dict(result.to_dict())  # round-trips through JSON-friendly data
+        >>> r = EvalResult.from_dict(result.to_dict())  # round-trips through JSON-friendly data  # doctest: +SKIP
     """
 
     accuracy: float
@@ -149,10 +149,12 @@ def evaluate(
             is outside ``[0, num_classes)``, or if ``class_names`` has the wrong length.
 
     Example:
-        >>> ds = tf.data.Dataset.from_tensor_slices((x_test, y_test)).batch(256)
-        >>> result = evaluate(model, ds, class_names=["T-shirt/top", "Trouser", ...])
+        >>> import zoo
+        >>> model, meta = zoo.create_model("resnet20", weights="fashion_mnist"), zoo.get_weights_info("resnet20")
+        >>> images, labels = zoo.sample_images("fashion_mnist")  # arrays, or a batched tf.data.Dataset
+        >>> result = evaluate(model, (meta.input.normalize(images), labels), class_names=meta.head.class_names)
         >>> print(result.summary())
-        accuracy 91.20%  top-5 99.70%  loss 0.2513  (10000 examples)
+        accuracy 91.00%  top-5 100.00%  loss 0.2721  (100 examples)
     """
     if not isinstance(model, keras.Model):
         raise TypeError(f"model must be a tf_keras.Model; received {type(model).__name__}")

@@ -251,8 +251,8 @@ def confusion_matrix_png(
             not a ``.png``.
 
     Example:
-        >>> result = training.evaluate(model, test_ds, class_names=class_names)
-        >>> confusion_matrix_png(result, "out/confusion.png")
+        >>> result = training.evaluate(model, test_ds, class_names=class_names)  # doctest: +SKIP
+        >>> confusion_matrix_png(result, "out/confusion.png")  # doctest: +SKIP
         PosixPath('out/confusion.png')
     """
     import numpy as np
@@ -370,10 +370,10 @@ def training_curves_png(history_or_csv_path, path):
         ValueError: if there is no ``loss`` or no epoch, or ``path`` is not a ``.png``.
 
     Example:
-        >>> history = model.fit(train_ds, validation_data=val_ds, epochs=10)
-        >>> training_curves_png(history, "out/curves.png")
+        >>> history = model.fit(train_ds, validation_data=val_ds, epochs=10)  # doctest: +SKIP
+        >>> training_curves_png(history, "out/curves.png")  # doctest: +SKIP
         PosixPath('out/curves.png')
-        >>> training_curves_png("out/log.csv", "out/curves.png")  # from a CSVLogger file
+        >>> training_curves_png("out/log.csv", "out/curves.png")  # from a CSVLogger file  # doctest: +SKIP
         PosixPath('out/curves.png')
     """
     import math

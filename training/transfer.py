@@ -73,6 +73,7 @@ def finetune(
             one of the recognized structures.
 
     Example:
+        >>> import zoo
         >>> base = zoo.create_model("squeezenet1_1", input_shape=(32, 32, 3), num_classes=10)
         >>> model = finetune(base, 2, train_layers="head")
         >>> model.output_shape, trainable_layer_names(model)
@@ -124,6 +125,8 @@ def trainable_layer_names(model: keras.Model) -> list[str]:
     """The names of the layers that have trainable weights, in order.
 
     Example:
+        >>> import zoo
+        >>> base = zoo.create_model("resnet20", input_shape=(32, 32, 3), num_classes=10)
         >>> trainable_layer_names(finetune(base, 5, train_layers="last:1"))
         ['stage3_block3_2_bn', 'predictions']
     """
