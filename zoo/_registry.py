@@ -518,37 +518,9 @@ def load_weights(model, name: str, weights: str | os.PathLike[str]) -> None:
 
 
 def _load_weights(model, spec: ModelSpec, weights: str) -> None:
-    """Loads a weights file: a legacy HDF5 file or a TF checkpoint by layer name, anything else through Keras."""
     from zoo import _weights
 
-    if not isinstance(weights, (str, os.PathLike)) or not (
-        os.path.exists(weights) or os.path.exists(f"{weights}.index")
-    ):
-        tags = _pretrained_tags(spec.name)
-        pretrained = [f"'DEFAULT' ({tags[0]})", *(repr(t) for t in tags)] if tags else []
-        accepted = ", ".join([*pretrained, "None", "a path to a weights file"])
-        raise ValueError(f"cannot load weights={weights!r} for {spec.name!r}. Accepted: {accepted}")
-    path = os.fspath(weights)
-    accepted = (f"weights saved from {spec.name} with the same options and num_classes (for "
-                "include_top=False, also a full model's file)")
-    if os.path.isdir(path) and os.path.exists(os.path.join(path, "variables", "variables.index")):
-        path = os.path.join(path, "variables", "variables")  # a SavedModel: its variables are a checkpoint
-    elif os.path.isdir(path):
-        import tensorflow as tf
-
-        latest = tf.train.latest_checkpoint(path)
-        raise ValueError(f"weights={path!r} is a directory. Accepted: a weights file, a SavedModel directory, or a "
-                         "checkpoint's prefix" + (f", e.g. the latest checkpoint in it, {latest!r}" if latest
-                                                  else " (PREFIX.index is a file)"))
-    if path.endswith(".index") and os.path.isfile(path):  # a checkpoint's index file: the checkpoint is meant
-        path = path[: -len(".index")]
-    if _weights.is_legacy_h5(path) or os.path.exists(f"{path}.index"):
-        _weights.load_by_name(model, path, spec.family, what=f"the weights in {path}", accepted=accepted)
-        return
-    try:  # another format Keras reads (a .weights.h5 or .keras file): it checks the layers itself
-        model.load_weights(path)
-    except (ValueError, OSError) as err:
-        raise ValueError(f"weights file {weights!r} does not fit {spec.name!r}: {err}") from err
+    _weights.load_file(model, spec.name, spec.family, weights)
 
 
 def strip_training_outputs(model):

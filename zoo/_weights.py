@@ -796,6 +796,43 @@ def _adapt_input_channels(arrays: list, want: list[tuple]) -> list:
     return [adapted.astype(kernel.dtype), *arrays[1:]]
 
 
+def load_file(model, name: str, family, weights: str | os.PathLike) -> None:
+    """Fills ``model`` (of the registered ``name``, of ``family``) from a weights file: a legacy HDF5 file, a TF
+    checkpoint (a SavedModel's variables too) by layer name (`load_by_name`), anything else through Keras.
+
+    Raises:
+        ValueError: no such file, a directory that is no SavedModel, or weights that do not fit ``model``.
+    """
+    if not isinstance(weights, (str, os.PathLike)) or not (
+        os.path.exists(weights) or os.path.exists(f"{weights}.index")
+    ):
+        known = tags(name)
+        pretrained = [f"'DEFAULT' ({known[0]})", *(repr(t) for t in known)] if known else []
+        accepted = ", ".join([*pretrained, "None", "a path to a weights file"])
+        raise ValueError(f"cannot load weights={weights!r} for {name!r}. Accepted: {accepted}")
+    path = os.fspath(weights)
+    accepted = (f"weights saved from {name} with the same options and num_classes (for "
+                "include_top=False, also a full model's file)")
+    if os.path.isdir(path) and os.path.exists(os.path.join(path, "variables", "variables.index")):
+        path = os.path.join(path, "variables", "variables")  # a SavedModel: its variables are a checkpoint
+    elif os.path.isdir(path):
+        import tensorflow as tf
+
+        latest = tf.train.latest_checkpoint(path)
+        raise ValueError(f"weights={path!r} is a directory. Accepted: a weights file, a SavedModel directory, or a "
+                         "checkpoint's prefix" + (f", e.g. the latest checkpoint in it, {latest!r}" if latest
+                                                  else " (PREFIX.index is a file)"))
+    if path.endswith(".index") and os.path.isfile(path):  # a checkpoint's index file: the checkpoint is meant
+        path = path[: -len(".index")]
+    if is_legacy_h5(path) or os.path.exists(f"{path}.index"):
+        load_by_name(model, path, family, what=f"the weights in {path}", accepted=accepted)
+        return
+    try:  # another format Keras reads (a .weights.h5 or .keras file): it checks the layers itself
+        model.load_weights(path)
+    except (ValueError, OSError) as err:
+        raise ValueError(f"weights file {weights!r} does not fit {name!r}: {err}") from err
+
+
 def _layer_names(model) -> set[str]:
     return {layer.name for layer in model.layers}
 
