@@ -250,15 +250,21 @@ def _cmd_train(args: argparse.Namespace) -> int:
                               teacher=args.teacher))
 
 
-def _missing_weights(args: argparse.Namespace) -> str | None:
-    """The error for a --weights that is neither shipped weights (checked first) nor a file or checkpoint."""
-    if os.path.exists(args.weights) or os.path.exists(f"{args.weights}.index"):
-        return None
+def _shipped_or_file(args: argparse.Namespace):
+    """The shipped weights ``--weights`` names (checked first: `zoo._weights.PretrainedWeights`), or None for a file
+    or checkpoint that exists.
+
+    Raises:
+        ValueError: neither, naming the model's shipped tags.
+    """
     from zoo import _weights
 
+    pretrained = _weights.resolve(args.name, args.weights)
+    if pretrained is not None or os.path.exists(args.weights) or os.path.exists(f"{args.weights}.index"):
+        return pretrained
     tags = _weights.tags(args.name)
     names = f"; nor pretrained weights of {args.name} ({', '.join(['DEFAULT', *tags])})" if tags else ""
-    return f"--weights {args.weights}: no such file (nor checkpoint {args.weights}.index){names}"
+    raise ValueError(f"--weights {args.weights}: no such file (nor checkpoint {args.weights}.index){names}")
 
 
 def _args_finetune(parser: argparse.ArgumentParser) -> None:
@@ -276,11 +282,7 @@ def _args_finetune(parser: argparse.ArgumentParser) -> None:
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
     from training.runs import RunSpec
-    from zoo import _weights
-
-    pretrained = _weights.resolve(args.name, args.weights)
-    if pretrained is None and (missing := _missing_weights(args)):
-        return _fail(missing)
+    pretrained = _shipped_or_file(args)
     options, source_classes = _options(args.options), args.source_classes
     source = None if pretrained is not None else _run_beside(args)
     if source is not None:  # the source model as its run built it: its options and classes
@@ -367,11 +369,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     import dataclasses
 
     from training import runs
-    from zoo import _weights
-
-    pretrained = _weights.resolve(args.name, args.weights)
-    if pretrained is None and (missing := _missing_weights(args)):
-        return _fail(missing)
+    pretrained = _shipped_or_file(args)
     spec = None if pretrained is not None else _weights_run(args, args.dataset)
     if spec is None:
         spec = runs.RunSpec(model=args.name, dataset=args.dataset, options=_options(args.options),
@@ -523,17 +521,14 @@ def _export_source(args: argparse.Namespace):
     """
     from training import runs
     from training.runs import RUN_FILE
-    from zoo import _weights
 
-    meta = _weights.resolve(args.name, args.weights)
+    meta = _shipped_or_file(args)
     shape, classes = args.input_shape, args.num_classes
     if meta is not None:
         if classes not in (None, meta.head.num_classes):  # its classifier would be untrained
             raise ValueError(f"--num-classes {classes}: the shipped weights {meta.name} have "
                              f"{meta.head.num_classes} classes. Accepted: --num-classes for a weights file's model "
                              f"(fine-tune for new classes: zoo finetune {args.name} --weights {meta.name} ...)")
-    elif missing := _missing_weights(args):
-        raise ValueError(missing)
     elif (spec := _weights_run(args, args.dataset)) is not None:
         model = runs.build_model(spec, weights=args.weights)
         model.trainable = True  # a fine-tuning run's frozen layers: export fine-tunes the whole model
