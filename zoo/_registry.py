@@ -105,7 +105,7 @@ class Family:
     classifier_layers: tuple[str, ...] = ("predictions",)
     head_layers: tuple[str, ...] = ("predictions",)
     weight_free_options: tuple[str, ...] = ()
-    pretrained_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    pretrained_options: tuple[tuple[str, Any], ...] = ()  # given as a dict: stored as pairs, hashable
 
     def __post_init__(self):
         if self.task not in TASKS:
@@ -117,10 +117,11 @@ class Family:
         if unknown:
             raise ValueError(f"weight_free_options of family {self.name!r} are not options of its builder: "
                              f"{', '.join(unknown)}. Accepted: {', '.join(self.option_names())}")
-        if not set(self.pretrained_options) <= set(self.weight_free_options):
+        pretrained = dict(self.pretrained_options)
+        if not set(pretrained) <= set(self.weight_free_options):
             raise ValueError(f"pretrained_options of family {self.name!r} must be among its weight_free_options "
-                             f"({', '.join(self.weight_free_options) or 'none'}); received {dict(self.pretrained_options)!r}")
-        object.__setattr__(self, "pretrained_options", types.MappingProxyType(dict(self.pretrained_options)))
+                             f"({', '.join(self.weight_free_options) or 'none'}); received {pretrained!r}")
+        object.__setattr__(self, "pretrained_options", tuple(sorted(pretrained.items())))
 
     def register(
         self,
@@ -453,7 +454,7 @@ def create_model(
 
         pretrained = _weights.resolve(spec.name, weights)
     if pretrained is not None:
-        user_options = _weights.check_options(pretrained, spec, {**spec.family.pretrained_options, **user_options})
+        user_options = _weights.check_options(pretrained, spec, {**dict(spec.family.pretrained_options), **user_options})
         input_shape = pretrained.input.shape if input_shape is None else input_shape
         num_classes = pretrained.head.num_classes if num_classes is None else num_classes
     options = {**spec.options, **user_options}

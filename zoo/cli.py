@@ -200,7 +200,8 @@ def _add_training_args(parser: argparse.ArgumentParser, *, recipe: str | None = 
                         help="the run directory: checkpoints, logs, weights, eval.json and the PNGs")
     parser.add_argument("--epochs", type=int, metavar="N", help="epochs to train (default: the recipe's)")
     default = f"; default: {recipe}, {_RECIPE_SAYS[recipe]}" if recipe else "; default: training.Recipe()'s"
-    parser.add_argument("--recipe", metavar="FILE", default=recipe,
+    parser.set_defaults(default_recipe=recipe)
+    parser.add_argument("--recipe", metavar="FILE",
                         help="a recipe as JSON (a run's recipe.json) or a shipped recipe's name "
                              f"(resnet20_fashion_mnist); flags override it{default}")
     parser.add_argument("--resume", action="store_true",
@@ -220,14 +221,18 @@ def _run(args: argparse.Namespace, spec) -> int:
     """Trains ``spec`` by the recipe the flags describe, into ``--out``; shared by train and finetune."""
     from training import runs
 
-    recipe = runs.load_recipe(args.recipe, epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
-                              optimizer=args.optimizer, augment=args.augment, seed=args.seed)
     saved = runs.saved_run(args.out)
     if saved is not None and not args.resume:
         return _fail(f"{args.out} holds a run ({saved.describe()}); add --resume to continue it, or choose a new "
                      "--out directory")
     if saved is None and args.resume:
         return _fail(f"--resume: {args.out} holds no run to resume; drop --resume to start one there")
+    # Without --recipe: a resumed run's own recipe (whatever the defaults are now), else the command's default
+    # (a shipped recipe's file, which no file of that name in the working directory can stand in for).
+    base = args.recipe or (os.path.join(args.out, runs.RECIPE_FILE) if saved is not None else
+                           args.default_recipe and runs.shipped_recipes()[args.default_recipe])
+    recipe = runs.load_recipe(base, epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
+                              optimizer=args.optimizer, augment=args.augment, seed=args.seed)
     run = runs.train_run(spec, recipe=recipe, out_dir=args.out, resume=args.resume,
                          command=shlex.join([PROG, *args.argv]))
     print(f"\n{spec.model} on {spec.dataset} test: {run.evaluation.summary()}")
@@ -716,16 +721,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # command.txt records it
     import_tensorflow()  # every command needs it (the registry builds models); its start-up notices dropped
-    if os.environ.get("ZOO_DEBUG", "") not in ("", "0"):  # a bug's traceback, not a one-line error
-        return COMMANDS[args.command].run(args)
+    debug = os.environ.get("ZOO_DEBUG", "").lower() not in ("", "0", "false", "no")  # a bug's traceback
     try:
         return COMMANDS[args.command].run(args)
     except BrokenPipeError:  # `zoo list | head`: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except (ValueError, TypeError) as err:  # the library's "received X, accepted Y" errors
+        if debug:
+            raise
         return _fail(str(err))
     except (OSError, ImportError) as err:  # a missing file or dataset source, a missing optional package
+        if debug:
+            raise
         return _fail(f"{type(err).__name__}: {err}" if isinstance(err, ImportError) else str(err))
     except FloatingPointError as err:  # training.TrainingDiverged
         return _fail(str(err), code=1)

@@ -93,6 +93,10 @@ def test_resume_continues_the_run_to_more_epochs(run, tmp_path, capsys):
     assert "learning_rate" in _one_error_line(capsys.readouterr().err)
     assert main([*argv, "--epochs", "1", "--resume"]) == 2
     assert "already trained 2 epochs" in _one_error_line(capsys.readouterr().err)
+    # Without the flags it was started with, a resume continues by the run's own recipe.json (batches of 64).
+    i = argv.index("--batch-size")
+    assert main([*argv[:i], *argv[i + 2:], "--epochs", "3", "--resume"]) == 0, capsys.readouterr().err
+    assert json.loads((out / "state.json").read_text())["step"] == 3 * steps
 
 
 def test_resume_needs_a_run(tmp_path, capsys):
@@ -133,7 +137,7 @@ def test_eval_prints_the_accuracy_of_eval_json(run, tmp_path, capsys, monkeypatc
     assert f"{out / 'run.json'} records a resnet20 run" in _one_error_line(capsys.readouterr().err)
 
 
-def test_finetune_runs(run, tmp_path, capsys):
+def test_finetune_runs(run, tmp_path, capsys, monkeypatch):
     out, _, _ = run
     ft = tmp_path / "ft"
     argv = ["finetune", *TINY, "--weights", str(out / "final_weights.h5"), "--train-layers", "last:2",
@@ -144,6 +148,8 @@ def test_finetune_runs(run, tmp_path, capsys):
     assert spec["train_layers"] == "last:2" and spec["source_classes"] == 10
     assert (ft / "eval.json").is_file() and (ft / "curves.png").is_file()
     # a run's weights fine-tune without its -o: the run.json beside them gives the source's options and classes
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "finetune").mkdir()  # not the shipped recipe of that name, which is the default
     assert main(["finetune", "resnet20", "--dataset", "digits", "--limit", "256", "--weights",
                  str(out / "final_weights.h5"), "--epochs", "1", "--out", str(tmp_path / "ft2")]) == 0, \
         capsys.readouterr().err

@@ -1,5 +1,6 @@
 """The registry's API: listing, lookup, option validation, cards and published parameter counts."""
 
+import dataclasses
 import json
 from importlib import resources
 
@@ -26,6 +27,18 @@ def test_every_family_and_required_variant_is_registered():
     missing = set(REQUIRED) - set(zoo.list_models())
     assert not missing
     assert any(n.startswith("fractalnet") for n in zoo.list_models())
+
+
+def test_families_are_hashable_picklable_data():
+    import pickle
+
+    families = zoo.list_families()
+    assert len(set(families)) == len(families)
+    assert pickle.loads(pickle.dumps(families)) == families
+    googlenet = next(f for f in families if f.name == "googlenet")
+    assert dict(googlenet.pretrained_options) == {"aux_logits": False}
+    with pytest.raises(ValueError, match=r"pretrained_options of family 'x' must be among its weight_free_options"):
+        dataclasses.replace(googlenet, name="x", pretrained_options={"width_multiplier": 0.5})
 
 
 def test_list_models_globs_exclude_and_natural_sort():
