@@ -144,8 +144,9 @@ class Plan:
             raise ValueError(f"{n('low_rank')} must be an energy in (0, 1]; received {self.low_rank!r}")
         object.__setattr__(self, "prune_layers", tuple((str(g), float(v)) for g, v in self.prune_layers))
         if self.prune_layers and self.prune is None:
+            given = ", ".join(f"{glob}={value:g}" for glob, value in self.prune_layers)
             raise ValueError(f"{n('prune_layers')} refines {n('prune')}; give {n('prune')} too (received "
-                             f"{n('prune_layers')}={self.prune_layers!r} without it)")
+                             f"{n('prune_layers')} {given} without it)")
         bad = [(g, v) for g, v in self.prune_layers if not 0.0 <= v < 1.0]
         if bad:
             raise ValueError(f"{n('prune_layers')} sparsities must be in [0, 1); received {bad!r}")

@@ -220,7 +220,8 @@ def convert(
         ops.append(tf.lite.OpsSet.SELECT_TF_OPS)
     converter.target_spec.supported_ops = ops
     try:
-        return converter.convert()
+        with notices_dropped():  # the quantizer's "fully_quantize: 0, inference_type: 6, ..." line
+            return converter.convert()
     except Exception as error:
         missing = select_ops(model) if not allow_select_ops else []
         if missing:

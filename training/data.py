@@ -286,6 +286,8 @@ def load_epochs(
         >>> epochs.augment, len(epochs(0))
         ('flip', 23)
     """
+    get_augment(augment)  # an unknown name fails here, not at the first epoch
+
     def load(epoch: int) -> tf.data.Dataset:
         return load_dataset(name, split, batch_size=batch_size, augment=augment, seed=seed, epoch=epoch,
                             shuffle=shuffle, limit=limit, image_size=image_size)[0]
@@ -323,9 +325,9 @@ def from_arrays(
         images: ``[N, H, W, C]`` numpy array or tensor (or any model inputs ``[N, ...]``).
         labels: ``[N]`` class ids, or ``[N, num_classes]`` one-hot rows.
         batch_size: examples per batch.
-        augment: ``None``, a name from `training.augment.AUGMENTATIONS` or an `Augment`; ``[N, H, W, C]``
-            images only. Crops pad with zeros and erasing fills with the images' mean per channel (both are
-            the mean for normalized images).
+        augment: ``None``, a name from `training.augment.AUGMENTATIONS` or an `Augment`; images ``[N, H, W, C]``
+            or ``[N, H, W]`` only. Crops pad with zeros and erasing fills with the images' mean per channel (both
+            are the mean for normalized images).
         shuffle: shuffle the order.
         seed: non-negative int; with ``epoch`` it fixes the order and the augmentation.
         epoch: non-negative int; each epoch has its own order and augmentation.
@@ -335,7 +337,8 @@ def from_arrays(
         The dataset of ``(images, labels)`` batches.
 
     Raises:
-        ValueError: arrays of other ranks, of different lengths or empty, or an unknown augmentation.
+        ValueError: arrays of other ranks, of different lengths or empty, labels that are no numbers or
+            fractional class ids, or an unknown augmentation.
 
     Example:
         >>> x, y = np.zeros([10, 8, 8, 1], np.float32), np.arange(10) % 2
@@ -354,19 +357,29 @@ def from_arrays(
         raise ValueError("from_arrays takes images [N, H, W, C] (or any inputs [N, ...]) and labels [N] (class ids) "
                          f"or [N, num_classes] (one-hot); received images of shape {tuple(images_t.shape)} and "
                          f"labels of shape {tuple(labels_t.shape)}")
+    if not (labels_t.dtype.is_integer or labels_t.dtype.is_floating):
+        raise ValueError(f"labels must be class ids or one-hot rows (numbers); received dtype {labels_t.dtype.name}")
+    if labels_t.shape.rank == 1 and labels_t.dtype.is_floating:
+        fractional = labels_t[tf.math.not_equal(labels_t, tf.round(labels_t))]
+        if tf.size(fractional) > 0:
+            raise ValueError(f"labels [N] are class ids; received non-integer values such as "
+                             f"{float(fractional[0]):g}. Accepted: integers 0 to num_classes - 1, or one-hot rows "
+                             "[N, num_classes]")
     n = int(images_t.shape[0])
     if n != int(labels_t.shape[0]) or n == 0:
         raise ValueError(f"images and labels must have the same, non-zero length; received {n} images and "
                          f"{int(labels_t.shape[0])} labels")
-    if not aug.is_identity and images_t.shape.rank != 4:
-        raise ValueError(f"augment={augment!r} needs images [N, H, W, C]; received shape {tuple(images_t.shape)}")
+    if not aug.is_identity and images_t.shape.rank not in (3, 4):
+        raise ValueError(f"augment={augment!r} needs images [N, H, W, C] or [N, H, W]; received shape "
+                         f"{tuple(images_t.shape)}")
     order = np.random.default_rng([seed, epoch, 0]).permutation(n) if shuffle else np.arange(n)
     params = {} if aug.is_identity else aug.draw(n, tuple(images_t.shape[1:3]), seed=seed, epoch=epoch)
     # The images' mean per channel: what load_dataset's erasing fills with, in any pixel scale.
     fill = (tf.reduce_mean(tf.cast(images_t, tf.float32), axis=(0, 1, 2)) if aug.random_erasing else 0.0)
+    gray = images_t.shape.rank == 3  # [N, H, W]: augmented with a channel axis, yielded without
 
     def prepare(x, augment_batch):
-        return augment_batch(x, fill)
+        return augment_batch(x[..., None], fill)[..., 0] if gray else augment_batch(x, fill)
 
     return _batches(images_t, labels_t, order, aug, params, prepare, batch_size=batch_size,
                     drop_remainder=drop_remainder)

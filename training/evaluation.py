@@ -158,7 +158,7 @@ def evaluate(
     """
     if not isinstance(model, keras.Model):
         raise TypeError(f"model must be a tf_keras.Model; received {type(model).__name__}")
-    if isinstance(dataset, tuple) and len(dataset) == 2:
+    if isinstance(dataset, (tuple, list)) and len(dataset) == 2:
         from training.data import from_arrays
 
         dataset = from_arrays(*dataset, batch_size=batch_size)
@@ -237,9 +237,6 @@ def _check_element_spec(dataset: tf.data.Dataset, model: keras.Model) -> None:
             "dataset must yield (images, labels) pairs; received elements of structure "
             f"{tf.nest.map_structure(lambda s: s.shape, spec)}"
         )
-    labels = spec[1]
-    if getattr(labels, "dtype", None) is not None and not (labels.dtype.is_integer or labels.dtype.is_floating):
-        raise ValueError(f"labels must be integer class indices (or one-hot); received dtype {labels.dtype.name}")
     check_data(model, dataset, what="the dataset")
 
 
@@ -248,10 +245,16 @@ def check_data(model: keras.Model, dataset: tf.data.Dataset, *, what: str, label
     `check_not_raw_pixels`, and with ``labels`` `one_hot_labels`), naming ``what``; returns whether the labels are
     one-hot rows. A subclassed model's inputs and outputs are known only once it has run: its labels are taken
     for one-hot rows when they are any rows wider than 1."""
+    labels_spec = _element_spec(dataset, 1)
+    if labels and isinstance(labels_spec, tf.TensorSpec) and not (labels_spec.dtype.is_integer
+                                                                 or labels_spec.dtype.is_floating):
+        raise ValueError(f"{what} has labels of dtype {labels_spec.dtype.name}; accepted: integer class ids "
+                         "(or one-hot rows)")
     if model.inputs:
         check_images_fit(model.inputs[0].shape, dataset, what=what)
         if model.inputs[0].shape.rank == 4:  # images: other integer inputs (token ids) are no raw pixels
             check_not_raw_pixels(model, dataset, what=what)
+            _check_not_float_pixels(model, dataset, what=what)
     if not labels:
         return False
     return one_hot_labels(model.outputs[0].shape[-1] if model.outputs else None, dataset, what=what)
@@ -316,6 +319,31 @@ def one_hot_labels(num_classes: int | None, dataset: tf.data.Dataset, *, what: s
     classes = f"a {num_classes}-class model" if num_classes else "the model"
     raise ValueError(f"{what} has labels of shape {tuple(shape)} for {classes}; accepted: class ids of shape "
                      f"[batch] or [batch, 1], or one-hot rows [batch, {num_classes or 'num_classes'}]")
+
+
+# Normalized images stay within a few units of 0 (Fashion-MNIST's within [-0.8, 2.1]); raw pixels as floats reach 255.
+_NORMALIZED_LIMIT = 20.0
+
+
+def _check_not_float_pixels(model: keras.Model, dataset: tf.data.Dataset, *, what: str) -> None:
+    """Raises a ValueError when a zoo model (which takes normalized images) with no preprocessing layer gets float
+    images whose first batch reaches past `_NORMALIZED_LIMIT`: raw pixels as floats, which trained and evaluated
+    at chance without an error. Models of other origins may take any range (keras.applications' caffe-style
+    inputs reach 150), so only the zoo's are checked."""
+    import zoo
+
+    images = _element_spec(dataset, 0)
+    if not (isinstance(images, tf.TensorSpec) and images.dtype.is_floating) or model.name not in zoo.list_models():
+        return
+    if any(isinstance(layer, _PREPROCESSING) for layer in model.submodules):
+        return
+    for x, _ in dataset.take(1):
+        top = float(tf.reduce_max(tf.abs(tf.cast(x, tf.float32))))
+        if top > _NORMALIZED_LIMIT:
+            raise ValueError(f"{what} has float images with values up to {top:g} (raw pixels?) and {model.name!r} takes "
+                             "normalized images, (x * scale - mean) / std, within a few units of 0. Accepted: "
+                             "training.load_dataset's images, or for shipped weights "
+                             "PretrainedWeights.input.normalize(pixels)")
 
 
 # Layers that can take raw pixels: a model with one of them may be fed integer images.

@@ -118,7 +118,7 @@ def _epoch_source(source: DataSource, split: str, recipe: Recipe, augment,
         return lambda epoch: source
     if callable(source):
         return source
-    if isinstance(source, tuple) and len(source) == 2:
+    if isinstance(source, (tuple, list)) and len(source) == 2:
         with tf.device("/cpu:0"):  # converted once, not per epoch
             images, labels = (tf.convert_to_tensor(a) for a in source)
 
@@ -127,8 +127,10 @@ def _epoch_source(source: DataSource, split: str, recipe: Recipe, augment,
                                shuffle=split == "train", seed=recipe.seed, epoch=epoch)
 
         return augmented_by(batches, augment)
+    received = (f"a {type(source).__name__} of {len(source)} items" if isinstance(source, (tuple, list))
+                else type(source).__name__)
     raise TypeError(f"data must be a dataset name, a tf.data.Dataset, a function epoch -> dataset or a tuple "
-                    f"(images, labels) of arrays; received {type(source).__name__}")
+                    f"(images, labels) of arrays; received {received}")
 
 
 # What a resume may change. Training longer continues a run (a cosine schedule stretches to it); steps
@@ -437,7 +439,8 @@ def fit(
         `FitResult`; ``result.model`` is the trained model (``model`` itself unless it had to be
         cloned into a strategy's scope or a mixed-precision policy). Its history's ``loss`` and ``val_loss``
         include the recipe's weight penalty, as Keras reports them; `training.evaluate`'s loss (``eval.json``)
-        is the data's alone.
+        is the data's alone. The epoch a run resumed in (``resumed_from_step``) reports its training loss and
+        accuracy over the batches after the resume; its validation and the weights are as without the kill.
 
     Raises:
         TrainingDiverged: the loss became NaN or Inf.
@@ -445,7 +448,7 @@ def fit(
             epoch, the data is unusable (unbatched, images or labels of shapes the model does not take), or
             ``recipe.augment`` is set for data that does not apply it.
     """
-    if (recipe.augment is not None and not isinstance(train, (str, tuple))
+    if (recipe.augment is not None and not isinstance(train, (str, tuple, list))
             and getattr(train, "augment", None) != recipe.augment):
         kind = "a tf.data.Dataset" if isinstance(train, tf.data.Dataset) else "a function epoch -> dataset"
         raise ValueError(f"recipe.augment={recipe.augment!r} augments a dataset name, which fit loads; {kind} is read "

@@ -6,7 +6,8 @@ found, and ``failed call to cuInit`` (an error line on every machine without a G
 (``zoo``, ``python -m zoo.demo``) load TensorFlow with `import_tensorflow`, which drops those lines and
 writes every other line back; with ``TF_CPP_MIN_LOG_LEVEL`` at 0 or 1 (info lines asked for) nothing is
 dropped. LiteRT prints one more line the first time a process runs an interpreter (XNNPACK), which no log
-level silences; `export.tflite.TFLiteModel` drops it with `notices_dropped`.
+level silences; `export.tflite.TFLiteModel` drops it with `notices_dropped`, and `export.tflite.convert` the
+converter's quantizer line (``fully_quantize: 0, inference_type: 6, ...``, printed on every int8 conversion).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ __all__ = ["import_tensorflow", "notices_dropped"]
 _NOTICES = re.compile(
     r"All log messages before absl::InitializeLog\(\) is called|oneDNN custom operations are on"
     r"|Could not find cuda drivers|failed call to cuInit|Created TensorFlow Lite XNNPACK delegate"
+    r"|^fully_quantize: \d+, inference_type: "  # the TFLite converter's quantizer, on every int8 conversion
 )
 
 

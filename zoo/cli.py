@@ -587,12 +587,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
                      "(--quantize int8 or qat)")
     model, meta, dataset = _export_source(args)
     shape = tuple(model.input_shape[1:])
-    select = tflite.select_ops(zoo.strip_training_outputs(model))
-    print(f"TFLite builtins cover every op of {args.name}" if not select else
-          f"{args.name} needs TF Select for: {', '.join(select)} (conversion will fail without allow_select_ops)")
     data = pipeline.load_export_data(dataset, test_limit=args.test_limit,
                                      representative=args.calibration or CALIBRATION_IMAGES,
                                      input_shape=shape[:2], channels=shape[2])
+    select = tflite.select_ops(zoo.strip_training_outputs(model))
+    print(f"TFLite builtins cover every op of {args.name}" if not select else
+          f"{args.name} needs TF Select for: {', '.join(select)} (conversion will fail without allow_select_ops)")
     if meta is not None and dataset != meta.provenance.dataset:
         print(f"note: {meta.name} was trained on {meta.provenance.dataset}; its variants are checked and "
               f"normalized on {dataset}, whose classes ({', '.join(data.class_names[:3])}, ...) the labels are "

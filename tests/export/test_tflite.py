@@ -51,10 +51,12 @@ def test_with_preprocessing_refuses_what_it_cannot_wrap():
 
 
 @pytest.mark.parametrize("quantize,max_diff", [("none", 1e-4), ("fp16", 0.1), ("dynamic", 1.0), ("int8", 3.0)])
-def test_every_quantization_converts_and_agrees_with_the_float_model(trained, test_set, quantize, max_diff):
+def test_every_quantization_converts_and_agrees_with_the_float_model(trained, test_set, quantize, max_diff, capfd):
     images, labels = test_set
     calibration = images[:64] if quantize == "int8" else None
+    capfd.readouterr()
     flat = tflite.convert(trained, quantize=quantize, representative_images=calibration)
+    assert "fully_quantize" not in capfd.readouterr().err  # the quantizer's line, on every int8 conversion
     model = tflite.TFLiteModel(flat)
     report = tflite.check_parity(model, trained, images, labels, max_accuracy_drop=2.0, min_top1_agreement=0.97,
                                  max_abs_diff=max_diff)

@@ -435,7 +435,15 @@ def test_from_arrays_erases_with_the_images_mean_and_refuses_arrays_it_cannot_ba
         data.from_arrays(x, np.zeros(3, int))
     with pytest.raises(ValueError, match=r"received images of shape \(20,\) and labels of shape \(20, 1, 1\)"):
         data.from_arrays(x[:, 0, 0, 0], np.zeros((20, 1, 1), int))
-    with pytest.raises(ValueError, match=r"needs images \[N, H, W, C\]; received shape \(20, 8, 16\)"):
-        data.from_arrays(x.reshape(20, 8, 16), np.zeros(20, int), augment="flip")
+    with pytest.raises(ValueError, match=r"needs images \[N, H, W, C\] or \[N, H, W\]; received shape \(20, 128\)"):
+        data.from_arrays(x.reshape(20, 128), np.zeros(20, int), augment="flip")
+    with pytest.raises(ValueError, match=r"class ids; received non-integer values such as 0.5"):
+        data.from_arrays(x, np.full(20, 0.5))
+    with pytest.raises(ValueError, match=r"numbers\); received dtype string"):
+        data.from_arrays(x, np.array(["a"] * 20))
+    np.testing.assert_array_equal(collect(data.from_arrays(x, np.ones(20)))[1], 1.0)  # integral floats are ids
+    gray, _ = collect(data.from_arrays(x[..., 0], np.zeros(20, int), augment="flip", seed=1))
+    flipped, _ = collect(data.from_arrays(x[..., :1], np.zeros(20, int), augment="flip", seed=1))
+    np.testing.assert_array_equal(gray, flipped[..., 0])  # [N, H, W] augmented as one channel
     with pytest.raises(ValueError, match="shuffle must be True or False"):
         data.from_arrays(x, np.zeros(20, int), shuffle="yes")

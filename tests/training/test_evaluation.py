@@ -175,3 +175,19 @@ def test_a_subclassed_model_is_judged_as_its_functional_twin():
     assert got.loss == pytest.approx(expected.loss)
     with pytest.raises(ValueError, match="yielded no examples"):
         evaluate(Identity(), _ds(features, labels).take(0))
+
+
+def test_raw_pixels_as_floats_are_refused_for_a_zoo_model():
+    import zoo
+
+    model = zoo.create_model("resnet20", weights="fashion_mnist")
+    images, labels = zoo.sample_images("fashion_mnist")
+    with pytest.raises(ValueError, match=r"float images with values up to 255 \(raw pixels\?\) and 'resnet20' takes "
+                                         r"normalized images"):
+        evaluate(model, (images.astype("float32"), labels))
+    normalized = zoo.get_weights_info("resnet20").input.normalize(images)
+    assert evaluate(model, (normalized, labels)).accuracy > 0.8
+    # An image model of other origins may take any range (caffe-style inputs reach 150).
+    inputs = keras.Input((4, 4, 1))
+    mine = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(inputs)), name="mine")
+    assert evaluate(mine, (np.full((3, 4, 4, 1), 200.0, "float32"), np.zeros(3, int))).num_examples == 3
