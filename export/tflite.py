@@ -14,6 +14,7 @@ Every converted model takes raw pixels (``[N, H, W, C]`` float32 in ``[0, 255]``
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gzip
 import math
@@ -220,7 +221,9 @@ def convert(
         ops.append(tf.lite.OpsSet.SELECT_TF_OPS)
     converter.target_spec.supported_ops = ops
     try:
-        with notices_dropped():  # the quantizer's "fully_quantize: 0, inference_type: 6, ..." line
+        # int8's quantizer prints "fully_quantize: 0, inference_type: 6, ..." (the other conversions are left
+        # uncaptured: a converter that aborts the process would take its message with it)
+        with notices_dropped() if quantize == "int8" else contextlib.nullcontext():
             return converter.convert()
     except Exception as error:
         missing = select_ops(model) if not allow_select_ops else []

@@ -48,6 +48,7 @@ __all__ = [
     "DatasetInfo",
     "augmented_by",
     "from_arrays",
+    "is_array_pair",
     "list_datasets",
     "load_epochs",
     "load_dataset",
@@ -359,10 +360,10 @@ def from_arrays(
                          f"labels of shape {tuple(labels_t.shape)}")
     if not (labels_t.dtype.is_integer or labels_t.dtype.is_floating):
         raise ValueError(f"labels must be class ids or one-hot rows (numbers); received dtype {labels_t.dtype.name}")
-    if labels_t.shape.rank == 1 and labels_t.dtype.is_floating:
+    if labels_t.dtype.is_floating and (labels_t.shape.rank == 1 or labels_t.shape[-1] == 1):  # ids, not one-hot
         fractional = labels_t[tf.math.not_equal(labels_t, tf.round(labels_t))]
         if tf.size(fractional) > 0:
-            raise ValueError(f"labels [N] are class ids; received non-integer values such as "
+            raise ValueError(f"labels [N] (or [N, 1]) are class ids; received non-integer values such as "
                              f"{float(fractional[0]):g}. Accepted: integers 0 to num_classes - 1, or one-hot rows "
                              "[N, num_classes]")
     n = int(images_t.shape[0])
@@ -383,6 +384,12 @@ def from_arrays(
 
     return _batches(images_t, labels_t, order, aug, params, prepare, batch_size=batch_size,
                     drop_remainder=drop_remainder)
+
+
+def is_array_pair(data) -> bool:
+    """Whether ``data`` is ``(images, labels)`` arrays, a tuple or list of two, as `training.fit` and
+    `training.evaluate` take them (not a list of batches)."""
+    return isinstance(data, (tuple, list)) and len(data) == 2 and not isinstance(data[0], (tuple, list, dict))
 
 
 def _batches(images: tf.Tensor, labels: tf.Tensor, order: np.ndarray, aug: Augment, params: dict[str, np.ndarray],

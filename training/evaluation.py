@@ -26,8 +26,8 @@ import tf_keras as keras
 
 from zoo._keras import outputs_logits  # noqa: F401  (re-exported: training.evaluation.outputs_logits)
 
-__all__ = ["EvalResult", "check_data", "check_images_fit", "check_not_raw_pixels", "evaluate", "one_hot_labels",
-           "outputs_logits"]
+__all__ = ["EvalResult", "check_array_pixels", "check_data", "check_images_fit", "check_not_raw_pixels", "evaluate",
+           "one_hot_labels", "outputs_logits"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -158,9 +158,10 @@ def evaluate(
     """
     if not isinstance(model, keras.Model):
         raise TypeError(f"model must be a tf_keras.Model; received {type(model).__name__}")
-    if isinstance(dataset, (tuple, list)) and len(dataset) == 2:
-        from training.data import from_arrays
+    from training.data import from_arrays, is_array_pair
 
+    if is_array_pair(dataset):
+        check_array_pixels(model, dataset[0], what="the dataset")
         dataset = from_arrays(*dataset, batch_size=batch_size)
     _check_element_spec(dataset, model)
     output_shape = _output_shape(model, dataset)
@@ -254,7 +255,6 @@ def check_data(model: keras.Model, dataset: tf.data.Dataset, *, what: str, label
         check_images_fit(model.inputs[0].shape, dataset, what=what)
         if model.inputs[0].shape.rank == 4:  # images: other integer inputs (token ids) are no raw pixels
             check_not_raw_pixels(model, dataset, what=what)
-            _check_not_float_pixels(model, dataset, what=what)
     if not labels:
         return False
     return one_hot_labels(model.outputs[0].shape[-1] if model.outputs else None, dataset, what=what)
@@ -325,25 +325,33 @@ def one_hot_labels(num_classes: int | None, dataset: tf.data.Dataset, *, what: s
 _NORMALIZED_LIMIT = 20.0
 
 
-def _check_not_float_pixels(model: keras.Model, dataset: tf.data.Dataset, *, what: str) -> None:
-    """Raises a ValueError when a zoo model (which takes normalized images) with no preprocessing layer gets float
-    images whose first batch reaches past `_NORMALIZED_LIMIT`: raw pixels as floats, which trained and evaluated
-    at chance without an error. Models of other origins may take any range (keras.applications' caffe-style
-    inputs reach 150), so only the zoo's are checked."""
-    import zoo
-
-    images = _element_spec(dataset, 0)
-    if not (isinstance(images, tf.TensorSpec) and images.dtype.is_floating) or model.name not in zoo.list_models():
+def check_array_pixels(model: keras.Model, images, *, what: str) -> None:
+    """Raises a ValueError when a zoo model (which takes normalized images) with no preprocessing layer is given
+    float ``images`` (arrays) that reach past `_NORMALIZED_LIMIT` among their first 256: raw pixels as floats,
+    which trained and evaluated at chance without an error. Models of other origins may take any range
+    (keras.applications' caffe-style inputs reach 150), and a dataset is not read ahead (a stream would lose
+    its first batch), so only the zoo's models given arrays are checked."""
+    x = tf.convert_to_tensor(images[:256])
+    if not x.dtype.is_floating or x.shape.rank != 4 or not _is_zoo_model(model):
         return
     if any(isinstance(layer, _PREPROCESSING) for layer in model.submodules):
         return
-    for x, _ in dataset.take(1):
-        top = float(tf.reduce_max(tf.abs(tf.cast(x, tf.float32))))
-        if top > _NORMALIZED_LIMIT:
-            raise ValueError(f"{what} has float images with values up to {top:g} (raw pixels?) and {model.name!r} takes "
-                             "normalized images, (x * scale - mean) / std, within a few units of 0. Accepted: "
-                             "training.load_dataset's images, or for shipped weights "
-                             "PretrainedWeights.input.normalize(pixels)")
+    top = float(tf.reduce_max(tf.abs(tf.cast(x, tf.float32)))) if x.shape[0] else 0.0
+    if top > _NORMALIZED_LIMIT:
+        raise ValueError(f"{what} has float images with values up to {top:g} (raw pixels?) and {model.name!r} takes "
+                         "normalized images, (x * scale - mean) / std, within a few units of 0. Accepted: "
+                         "training.load_dataset's images, or for shipped weights "
+                         "PretrainedWeights.input.normalize(pixels)")
+
+
+def _is_zoo_model(model: keras.Model) -> bool:
+    """Built by `zoo.create_model` (or fine-tuned or cloned from one): a registered name and its input, "image"
+    (keras.applications' ``vgg16`` or ``resnet50`` share the names, not the input's)."""
+    import zoo
+
+    inputs = getattr(model, "inputs", None) or ()
+    return (model.name in zoo.list_models() and len(inputs) == 1
+            and inputs[0].name.split(":")[0] == "image")
 
 
 # Layers that can take raw pixels: a model with one of them may be fed integer images.

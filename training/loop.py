@@ -45,7 +45,8 @@ from typing import Callable, Sequence, Union
 import tensorflow as tf
 import tf_keras as keras
 
-from training.data import augmented_by, from_arrays, load_epochs
+from training.data import augmented_by, from_arrays, is_array_pair, load_epochs
+from training.evaluation import check_array_pixels
 from training.recipes import Recipe, make_schedule
 from zoo._files import atomic_path, write_json
 from zoo._keras import copy_model
@@ -118,7 +119,7 @@ def _epoch_source(source: DataSource, split: str, recipe: Recipe, augment,
         return lambda epoch: source
     if callable(source):
         return source
-    if isinstance(source, (tuple, list)) and len(source) == 2:
+    if is_array_pair(source):
         with tf.device("/cpu:0"):  # converted once, not per epoch
             images, labels = (tf.convert_to_tensor(a) for a in source)
 
@@ -127,8 +128,8 @@ def _epoch_source(source: DataSource, split: str, recipe: Recipe, augment,
                                shuffle=split == "train", seed=recipe.seed, epoch=epoch)
 
         return augmented_by(batches, augment)
-    received = (f"a {type(source).__name__} of {len(source)} items" if isinstance(source, (tuple, list))
-                else type(source).__name__)
+    received = (f"a {type(source).__name__} of {len(source)} item{'s' * (len(source) != 1)}"
+                if isinstance(source, (tuple, list)) else type(source).__name__)
     raise TypeError(f"data must be a dataset name, a tf.data.Dataset, a function epoch -> dataset or a tuple "
                     f"(images, labels) of arrays; received {received}")
 
@@ -448,7 +449,7 @@ def fit(
             epoch, the data is unusable (unbatched, images or labels of shapes the model does not take), or
             ``recipe.augment`` is set for data that does not apply it.
     """
-    if (recipe.augment is not None and not isinstance(train, (str, tuple, list))
+    if (recipe.augment is not None and not isinstance(train, (str, tuple, list))  # arrays: augmented; others refused
             and getattr(train, "augment", None) != recipe.augment):
         kind = "a tf.data.Dataset" if isinstance(train, tf.data.Dataset) else "a function epoch -> dataset"
         raise ValueError(f"recipe.augment={recipe.augment!r} augments a dataset name, which fit loads; {kind} is read "
@@ -493,6 +494,9 @@ def _fit(model, train, *, recipe, val, out_dir, strategy, callbacks, verbose, ch
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
+    for data, what in ((train, "the training data"), (val, "the validation data")):
+        if is_array_pair(data):
+            check_array_pixels(_penalized(model), data[0], what=what)
     size = _image_size(model)
     train_for = _epoch_source(train, "train", recipe, recipe.augment, size)
     val_data = None if val is None else _epoch_source(val, "test", recipe, None, size)(0)

@@ -265,7 +265,7 @@ def load_recipe(path: str | os.PathLike | None = None, **overrides: Any) -> Reci
     path = os.fspath(path)
     name = os.path.basename(path)[: -len(".json")] if path.endswith(".json") else path
     shipped = shipped_recipes()
-    if not os.path.exists(path) and name in shipped and path in (name, f"training/recipes/{name}.json"):
+    if not os.path.isfile(path) and name in shipped and path in (name, f"training/recipes/{name}.json"):
         path = shipped[name]
     try:
         return Recipe.from_file(path, **overrides)

@@ -25,9 +25,10 @@ def _tf_keras_is_keras_3() -> bool:
     keras = vars(_sys.modules["tensorflow"]).get("keras") if "tensorflow" in _sys.modules else None
     if type(keras).__name__ == "KerasLazyLoader":  # tensorflow.python.util.lazy_loader
         return vars(keras).get("_tfll_keras_version") == "keras_3"
-    # Resolved (``from tensorflow.keras import layers`` names it "tensorflow.keras"): Keras 3's shim lives in
-    # keras/_tf_keras/, Keras 2 in tf_keras/.
-    return keras is not None and "tf_keras" not in _os.path.normpath(getattr(keras, "__file__", "")).split(_os.sep)
+    # Resolved (``from tensorflow.keras import layers`` names it "tensorflow.keras"): Keras 3's shim is the package
+    # keras/_tf_keras/keras/; Keras 2 is tf_keras.
+    path = getattr(keras, "__file__", None) or ""
+    return _os.path.normpath(path).split(_os.sep)[-4:-1] == ["keras", "_tf_keras", "keras"]
 
 
 if _os.environ.get("TF_USE_LEGACY_KERAS") != "1" and _tf_keras_is_keras_3():

@@ -721,7 +721,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # command.txt records it
     import_tensorflow()  # every command needs it (the registry builds models); its start-up notices dropped
-    debug = os.environ.get("ZOO_DEBUG", "").lower() not in ("", "0", "false", "no")  # a bug's traceback
+    debug = os.environ.get("ZOO_DEBUG", "").strip().lower() not in ("", "0", "false", "no", "off")  # a traceback
     try:
         return COMMANDS[args.command].run(args)
     except BrokenPipeError:  # `zoo list | head`: stop quietly

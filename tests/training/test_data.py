@@ -439,6 +439,8 @@ def test_from_arrays_erases_with_the_images_mean_and_refuses_arrays_it_cannot_ba
         data.from_arrays(x.reshape(20, 128), np.zeros(20, int), augment="flip")
     with pytest.raises(ValueError, match=r"class ids; received non-integer values such as 0.5"):
         data.from_arrays(x, np.full(20, 0.5))
+    with pytest.raises(ValueError, match=r"\(or \[N, 1\]\) are class ids; received non-integer values such as 1.5"):
+        data.from_arrays(x, np.full((20, 1), 1.5))
     with pytest.raises(ValueError, match=r"numbers\); received dtype string"):
         data.from_arrays(x, np.array(["a"] * 20))
     np.testing.assert_array_equal(collect(data.from_arrays(x, np.ones(20)))[1], 1.0)  # integral floats are ids

@@ -187,7 +187,11 @@ def test_raw_pixels_as_floats_are_refused_for_a_zoo_model():
         evaluate(model, (images.astype("float32"), labels))
     normalized = zoo.get_weights_info("resnet20").input.normalize(images)
     assert evaluate(model, (normalized, labels)).accuracy > 0.8
-    # An image model of other origins may take any range (caffe-style inputs reach 150).
+    # An image model of other origins may take any range (keras.applications' caffe-style inputs reach 150), even
+    # under a zoo name (keras.applications' resnet50); a dataset is not read ahead (a stream would lose a batch).
     inputs = keras.Input((4, 4, 1))
-    mine = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(inputs)), name="mine")
+    mine = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(inputs)), name="resnet50")
     assert evaluate(mine, (np.full((3, 4, 4, 1), 200.0, "float32"), np.zeros(3, int))).num_examples == 3
+    stream = iter([(images[:50].astype("float32"), labels[:50]), (images[50:].astype("float32"), labels[50:])])
+    spec = (tf.TensorSpec([None, 28, 28, 1], tf.float32), tf.TensorSpec([None], tf.int64))
+    assert evaluate(model, tf.data.Dataset.from_generator(lambda: stream, output_signature=spec)).num_examples == 100

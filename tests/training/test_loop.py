@@ -621,6 +621,9 @@ def test_numpy_arrays_are_batched_shuffled_and_augmented_by_the_recipe(tmp_path)
         training.fit(_tiny.plain_model(), (images, labels, labels), recipe=recipe, out_dir=tmp_path / "bad", verbose=0)
     with pytest.raises(ValueError, match=r"class ids; received non-integer values such as \d\.5"):  # a list works too
         training.fit(_tiny.plain_model(), [images, labels + 0.5], recipe=recipe, out_dir=tmp_path / "bad", verbose=0)
+    with pytest.raises(ValueError, match=r"the validation data has float images with values up to [\d.]+ \(raw pixels"):
+        training.fit(_tiny.model(), (images, labels), val=(images * 100, labels), recipe=recipe,
+                     out_dir=tmp_path / "bad", verbose=0)  # a zoo model: it takes normalized images
     strings = tf.data.Dataset.from_tensor_slices((images, labels.astype(str))).batch(16)
     with pytest.raises(ValueError, match="the training data has labels of dtype string; accepted: integer class ids"):
         training.fit(_tiny.plain_model(), strings, recipe=RECIPE, out_dir=tmp_path / "bad", verbose=0)

@@ -41,6 +41,8 @@ def test_shipped_recipes_load_by_name_or_by_the_path_the_weights_commands_give(t
     by_name = runs.load_recipe("resnet20_fashion_mnist")
     assert runs.load_recipe("training/recipes/resnet20_fashion_mnist.json") == by_name
     assert by_name == Recipe.from_file(shipped["resnet20_fashion_mnist"])
+    (tmp_path / "finetune").mkdir()  # a folder of a shipped recipe's name is no recipe file
+    assert runs.load_recipe("finetune") == Recipe.from_file(shipped["finetune"])
     (tmp_path / "mine.json").write_text('{"epochs": 3}')
     assert runs.load_recipe("mine.json").epochs == 3  # a file of the caller's comes first
     with pytest.raises(ValueError, match=r"no recipe file 'resnet21'\. Accepted: .* a shipped recipe: "
