@@ -619,8 +619,9 @@ class _RunState:
 
     def write(self, pending: dict | None = None) -> None:
         if self.chief:
-            write_json(self.path, {"history": self.history, "best_val_accuracy": self.best, "step": self._step(),
-                                   "steps_per_epoch": self.steps_per_epoch, **({"pending": pending} if pending else {})})
+            state = {"history": self.history, "best_val_accuracy": self.best, "step": self._step(),
+                     "steps_per_epoch": self.steps_per_epoch}
+            write_json(self.path, {**state, "pending": pending} if pending else state)
 
     def prepare(self, logs: dict) -> dict:
         """Records the epoch's ``logs`` as pending, its weights as the pending best if they are; before the

@@ -454,7 +454,8 @@ def create_model(
 
         pretrained = _weights.resolve(spec.name, weights)
     if pretrained is not None:
-        user_options = _weights.check_options(pretrained, spec, {**dict(spec.family.pretrained_options), **user_options})
+        defaults = dict(spec.family.pretrained_options)  # e.g. no training-only heads
+        user_options = _weights.check_options(pretrained, spec, {**defaults, **user_options})
         input_shape = pretrained.input.shape if input_shape is None else input_shape
         num_classes = pretrained.head.num_classes if num_classes is None else num_classes
     options = {**spec.options, **user_options}
