@@ -176,13 +176,16 @@ def _option_lines(info: ModelInfo) -> list[str]:
 
 def _pretrained_lines(info: ModelInfo) -> list[str]:
     """Each pretrained tag with the architecture it was trained as: its options, params and input."""
+    from zoo._registry import get_spec
     from zoo._weights import get_weights_info
 
     lines = []
+    built = ", ".join(f"{key}={value!r}" for key, value in get_spec(info.name).family.pretrained_options)
     for tag in info.pretrained:
         meta = get_weights_info(f"{info.name}.{tag}")
         lines.append(f"{tag}{' (default)' if meta.default else ''}: {meta.metrics.params:,} params at "
-                     f"{format_shape(meta.input.shape)}, options {meta.provenance.options_text}")
+                     f"{format_shape(meta.input.shape)}, options {meta.provenance.options_text}"
+                     + (f" (as trained; loaded with {built} unless given)" if built else ""))
     return lines
 
 

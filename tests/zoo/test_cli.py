@@ -304,3 +304,9 @@ def test_console_script_and_python_m_entry_points():
     for module in ("zoo", "zoo.cli"):
         result = _python("-m", module, "--help")
         assert result.returncode == 0 and result.stdout.startswith("usage: zoo "), result.stderr
+
+
+def test_info_says_a_pretrained_googlenet_loads_without_its_training_heads(capsys):
+    assert main(["info", "googlenet"]) == 0, capsys.readouterr().err
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.strip().startswith("pretrained"))
+    assert line.endswith("options width_multiplier=0.25 (as trained; loaded with aux_logits=False unless given)")
