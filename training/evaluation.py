@@ -26,7 +26,7 @@ import tf_keras as keras
 
 from zoo._keras import outputs_logits  # noqa: F401  (re-exported: training.evaluation.outputs_logits)
 
-__all__ = ["EvalResult", "check_array_pixels", "check_data", "check_images_fit", "check_not_raw_pixels", "evaluate",
+__all__ = ["EvalResult", "check_array_labels", "check_array_pixels", "check_data", "check_images_fit", "check_not_raw_pixels", "evaluate",
            "one_hot_labels", "outputs_logits"]
 
 
@@ -342,6 +342,20 @@ def check_array_pixels(model: keras.Model, images, *, what: str) -> None:
                          "normalized images, (x * scale - mean) / std, within a few units of 0. Accepted: "
                          "training.load_dataset's images, or for shipped weights "
                          "PretrainedWeights.input.normalize(pixels)")
+
+
+def check_array_labels(model: keras.Model, labels, *, what: str) -> None:
+    """Raises a ValueError when class ids in ``labels`` (arrays, ``[N]`` or ``[N, 1]``) fall outside ``model``'s
+    classes: read up front, where a dataset's are found at the step that reads them (the validation data's only
+    after the first training epoch)."""
+    y = np.asarray(labels)
+    classes = model.outputs[0].shape[-1] if model.outputs else None
+    if classes is None or y.size == 0 or not (y.ndim == 1 or (y.ndim == 2 and y.shape[-1] == 1)):
+        return
+    bad = y[(y < 0) | (y >= classes)]
+    if bad.size:
+        raise ValueError(f"label {bad.flat[0]:g} is outside [0, {classes}) for a {classes}-class model, in {what}. "
+                         "Accepted: class ids 0 to num_classes - 1")
 
 
 def _is_zoo_model(model: keras.Model) -> bool:

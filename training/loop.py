@@ -46,7 +46,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from training.data import augmented_by, from_arrays, is_array_pair, load_epochs
-from training.evaluation import check_array_pixels
+from training.evaluation import check_array_labels, check_array_pixels
 from training.recipes import Recipe, make_schedule
 from zoo._files import atomic_path, write_json
 from zoo._keras import copy_model
@@ -497,6 +497,8 @@ def _fit(model, train, *, recipe, val, out_dir, strategy, callbacks, verbose, ch
     for data, what in ((train, "the training data"), (val, "the validation data")):
         if is_array_pair(data):
             check_array_pixels(_penalized(model), data[0], what=what)
+            if not _has_custom_train_step(model):  # its own train_step takes whatever labels it takes
+                check_array_labels(_penalized(model), data[1], what=what)
     size = _image_size(model)
     train_for = _epoch_source(train, "train", recipe, recipe.augment, size)
     val_data = None if val is None else _epoch_source(val, "test", recipe, None, size)(0)

@@ -624,6 +624,10 @@ def test_numpy_arrays_are_batched_shuffled_and_augmented_by_the_recipe(tmp_path)
     with pytest.raises(ValueError, match=r"the validation data has float images with values up to [\d.]+ \(raw pixels"):
         training.fit(_tiny.model(), (images, labels), val=(images * 100, labels), recipe=recipe,
                      out_dir=tmp_path / "bad", verbose=0)  # a zoo model: it takes normalized images
+    with pytest.raises(ValueError, match=r"label 7 is outside \[0, 4\) for a 4-class model, in the validation data"):
+        training.fit(_tiny.plain_model(), (images, labels), val=(images, np.full(96, 7)), recipe=recipe,
+                     out_dir=tmp_path / "bad", verbose=0)  # found before training, not after the first epoch
+    assert not (tmp_path / "bad" / "log.csv").exists()
     strings = tf.data.Dataset.from_tensor_slices((images, labels.astype(str))).batch(16)
     with pytest.raises(ValueError, match="the training data has labels of dtype string; accepted: integer class ids"):
         training.fit(_tiny.plain_model(), strings, recipe=RECIPE, out_dir=tmp_path / "bad", verbose=0)
