@@ -26,8 +26,17 @@ import tf_keras as keras
 
 from zoo._keras import outputs_logits  # noqa: F401  (re-exported: training.evaluation.outputs_logits)
 
-__all__ = ["EvalResult", "check_array_labels", "check_array_pixels", "check_data", "check_images_fit", "check_not_raw_pixels", "evaluate",
-           "one_hot_labels", "outputs_logits"]
+__all__ = [
+    "EvalResult",
+    "check_array_labels",
+    "check_array_pixels",
+    "check_data",
+    "check_images_fit",
+    "check_not_raw_pixels",
+    "evaluate",
+    "one_hot_labels",
+    "outputs_logits",
+]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
