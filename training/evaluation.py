@@ -215,7 +215,7 @@ def evaluate(
         y_true, y_pred, batch_loss, batch_top5 = (t.numpy() for t in predict_step(images, labels))
         if y_true.size and (y_true.min() < 0 or y_true.max() >= num_classes):
             bad = y_true[(y_true < 0) | (y_true >= num_classes)][0]
-            raise ValueError(f"label {int(bad)} is outside [0, {num_classes}) for a {num_classes}-class model")
+            raise ValueError(label_outside(bad, num_classes))
         matrix += np.bincount(y_true * num_classes + y_pred, minlength=num_classes**2).reshape(matrix.shape)
         loss_sum += float(batch_loss)
         top5_hits += int(batch_top5)
@@ -363,8 +363,14 @@ def check_array_labels(model: keras.Model, labels, *, what: str) -> None:
         return
     bad = y[(y < 0) | (y >= classes)]
     if bad.size:
-        raise ValueError(f"label {bad.flat[0]:g} is outside [0, {classes}) for a {classes}-class model, in {what}. "
-                         "Accepted: class ids 0 to num_classes - 1")
+        raise ValueError(f"{label_outside(bad.flat[0], classes)}, in {what}. Accepted: class ids 0 to num_classes - 1")
+
+
+def label_outside(label, num_classes) -> str:
+    """What fit's and evaluate's errors say of a class id outside ``[0, num_classes)``."""
+    value = float(label)
+    shown = int(value) if value.is_integer() else value
+    return f"label {shown} is outside [0, {num_classes}) for a {num_classes}-class model"
 
 
 def _is_zoo_model(model: keras.Model) -> bool:

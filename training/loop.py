@@ -46,7 +46,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from training.data import augmented_by, from_arrays, is_array_pair, load_epochs
-from training.evaluation import check_array_labels, check_array_pixels
+from training.evaluation import check_array_labels, check_array_pixels, label_outside
 from training.recipes import Recipe, make_schedule
 from zoo._files import atomic_path, write_json
 from zoo._keras import copy_model
@@ -574,7 +574,7 @@ def _train_epoch(model, train_for, val_data, epoch: int, *, steps_per_epoch: int
         bad = _LABEL_OUT_OF_RANGE.search(str(err))
         if bad is None:
             raise
-        raise ValueError(f"label {bad[1]} is outside [0, {bad[2]}) for a {bad[2]}-class model, in epoch "
+        raise ValueError(f"{label_outside(bad[1], bad[2])}, in epoch "
                          f"{epoch + 1}'s training or validation data; the last checkpoint is "
                          f"{manager.latest_checkpoint or 'none'}. Accepted: class ids 0 to num_classes - 1") from None
 
